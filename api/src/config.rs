@@ -1,0 +1,152 @@
+//! Configuration: defaults, then an optional TOML file, then `ARCHER_*` environment variables.
+//!
+//! Every field is documented in the README's configuration table; keep the two in step.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+use archer_workers::TemporalConfig;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// The URL people reach the API at (used in links Archer sends).
+    pub public_url: Url,
+    /// PostgreSQL connection URL. The role must own Archer's schema (it runs migrations) and
+    /// be a member of `archer_app`, which requests switch to so row-level security applies.
+    pub database_url: SecretString,
+    /// Connections per process.
+    pub database_max_connections: u32,
+    /// Temporal frontend, e.g. `http://127.0.0.1:7233`.
+    pub temporal_address: Url,
+    pub temporal_namespace: String,
+    /// Task queue for Archer's workflows and activities.
+    pub task_queue: String,
+    /// The Temporal Web UI, for links to a ticket's workflow (optional).
+    pub temporal_ui_url: Option<Url>,
+    /// HMAC key for access tokens (at least 32 bytes).
+    pub jwt_secret: SecretString,
+    /// Lifetime of an access token, in seconds.
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a refresh token, in seconds.
+    pub refresh_token_ttl_secs: u64,
+    /// Failed logins in a row that lock an account.
+    pub login_max_failures: i32,
+    /// How long a locked account stays locked, in seconds.
+    pub login_lockout_secs: u64,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+    /// Whether `archer serve` also runs the outbox relay (one relay delivers at a time; extra
+    /// ones stand by).
+    pub relay: bool,
+    /// `pretty` or `json`.
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// The defaults, as TOML (also the template for a config file).
+pub const DEFAULTS: &str = r#"
+listen = "127.0.0.1:8080"
+public_url = "http://127.0.0.1:8080"
+database_url = "postgres://archer@127.0.0.1:54329/archer"
+database_max_connections = 20
+temporal_address = "http://127.0.0.1:7233"
+temporal_namespace = "default"
+task_queue = "archer"
+jwt_secret = ""
+access_token_ttl_secs = 900
+refresh_token_ttl_secs = 2592000
+login_max_failures = 5
+login_lockout_secs = 900
+body_limit_bytes = 262144
+relay = true
+log_format = "pretty"
+"#;
+
+/// Configuration sources not yet read.
+pub struct ConfigSources(Figment);
+
+impl ConfigSources {
+    /// Sets one value over everything else.
+    pub fn set(self, key: &str, value: impl serde::Serialize) -> Self {
+        Self(self.0.merge(Serialized::default(key, value)))
+    }
+
+    pub fn extract(self) -> Result<Config, ConfigError> {
+        let cfg: Config = self.0.extract().map_err(Box::new)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads defaults, then `file` (if given), then `ARCHER_*` variables (`ARCHER_DATABASE_URL`…).
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::figment(file).extract()
+    }
+
+    /// The layered sources; tests merge their own values on top before extracting.
+    pub fn figment(file: Option<&Path>) -> ConfigSources {
+        let mut f = Figment::from(Toml::string(DEFAULTS));
+        if let Some(path) = file {
+            f = f.merge(Toml::file_exact(path));
+        }
+        // ARCHER_* variables that are not configuration (read by the CLI, the dev stack, tests)
+        let not_config = |k: &figment::value::UncasedStr| {
+            ["config", "log", "temporal_bin", "pg_bin", "dev_dir"].iter().any(|n| k == *n) || k.as_str().starts_with("test_")
+        };
+        ConfigSources(f.merge(Env::prefixed("ARCHER_").filter(move |k| !not_config(k))))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.jwt_secret.expose_secret().len() < 32 {
+            return Err(ConfigError::Invalid("jwt_secret (ARCHER_JWT_SECRET) must be at least 32 bytes".into()));
+        }
+        if self.access_token_ttl_secs == 0 || self.refresh_token_ttl_secs == 0 {
+            return Err(ConfigError::Invalid("token lifetimes must be positive".into()));
+        }
+        if self.login_max_failures < 1 {
+            return Err(ConfigError::Invalid("login_max_failures must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    pub fn temporal(&self) -> TemporalConfig {
+        TemporalConfig {
+            address: self.temporal_address.clone(),
+            namespace: self.temporal_namespace.clone(),
+            task_queue: self.task_queue.clone(),
+        }
+    }
+
+    pub fn access_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.access_token_ttl_secs)
+    }
+
+    pub fn refresh_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.refresh_token_ttl_secs)
+    }
+}

@@ -1,0 +1,116 @@
+//! The `archer` binary: `serve`, `worker`, `migrate` and `dev`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+
+use archer_api::config::{Config, LogFormat};
+use archer_api::{devstack, server, telemetry};
+
+#[derive(Parser)]
+#[command(name = "archer", version, about = "Archer: ITSM orchestration on durable workflows")]
+struct Cli {
+    /// A TOML configuration file (environment variables `ARCHER_*` override it).
+    #[arg(long, global = true, env = "ARCHER_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the HTTP API and the outbox relay.
+    Serve,
+    /// Run a Temporal worker for Archer's workflows and activities.
+    Worker,
+    /// Apply database migrations and register Temporal search attributes.
+    Migrate,
+    /// Run the whole system locally on embedded defaults (PostgreSQL, Temporal, API, worker).
+    Dev {
+        /// Where data and logs live.
+        #[arg(long, env = "ARCHER_DEV_DIR", default_value = ".archer")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 8080)]
+        api_port: u16,
+        #[arg(long, default_value_t = 7233)]
+        temporal_port: u16,
+        #[arg(long, default_value_t = 8233)]
+        ui_port: u16,
+        #[arg(long, default_value_t = 54329)]
+        pg_port: u16,
+        /// Do not load the demo tenants, users and tickets.
+        #[arg(long)]
+        no_demo: bool,
+        /// Instead: start throwaway services, run COMMAND against them, stop them.
+        #[arg(long, requires = "command")]
+        exec: bool,
+        /// The command for --exec, after `--`.
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let code = rt.block_on(run(cli))?;
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    std::process::exit(code);
+}
+
+async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Cmd::Dev { dir, api_port, temporal_port, ui_port, pg_port, no_demo, exec, command } => {
+            telemetry::init(LogFormat::Pretty);
+            let project_root = std::env::current_dir().context("reading the current directory")?;
+            if exec {
+                return Ok(devstack::run_exec(&project_root, &command).await?);
+            }
+            let dir = if dir.is_absolute() { dir } else { project_root.join(dir) };
+            devstack::run_dev(devstack::DevOptions { project_root, dir, api_port, temporal_port, ui_port, pg_port, seed: !no_demo }).await?;
+            Ok(0)
+        }
+        Cmd::Serve => {
+            let config = Config::load(cli.config.as_deref())?;
+            telemetry::init(config.log_format);
+            let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+            let running = server::start(config, listener).await?;
+            let token = running.token();
+            tokio::select! {
+                _ = server::shutdown_signal() => {}
+                _ = token.cancelled() => {}
+            }
+            running.stop().await;
+            Ok(0)
+        }
+        Cmd::Worker => {
+            let config = Config::load(cli.config.as_deref())?;
+            telemetry::init(config.log_format);
+            let worker = archer_workers::spawn_worker(config.temporal())?;
+            server::shutdown_signal().await;
+            tokio::task::spawn_blocking(move || worker.shutdown()).await??;
+            Ok(0)
+        }
+        Cmd::Migrate => {
+            let config = Config::load(cli.config.as_deref())?;
+            telemetry::init(config.log_format);
+            let pool = archer_store::connect(config.database_url.expose_secret(), 2).await?;
+            archer_store::migrate(&pool).await?;
+            let client = archer_workers::temporal::connect(&config.temporal()).await?;
+            archer_workers::temporal::ensure_search_attributes(&client, &config.temporal_namespace).await?;
+            println!("migrations applied; search attributes registered");
+            Ok(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,211 @@
+//! The outbox relay: delivers workflow intents recorded with the data to Temporal.
+//!
+//! One relay delivers at a time (a PostgreSQL advisory lock elects it; others stand by), in
+//! outbox order per workflow, concurrently across workflows. Delivery is idempotent, so a
+//! relay killed between Temporal accepting an intent and the row being marked delivered does
+//! no harm when it (or its successor) delivers the row again:
+//! - starts use a deterministic workflow id, `UseExisting` for a running one and
+//!   `RejectDuplicate` for a closed one;
+//! - signals carry a request id derived from the outbox row, which Temporal deduplicates, and a
+//!   sequence number the workflow checks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use temporalio_client::errors::{WorkflowInteractionError, WorkflowStartError};
+use temporalio_client::{
+    Client, WorkflowDescribeOptions, WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowSignalOptions,
+    WorkflowStartOptions,
+};
+use temporalio_common::search_attributes::SearchAttributes;
+use tokio_util::sync::CancellationToken;
+
+use archer_orchestrator::workflows::search;
+use archer_orchestrator::workflows::ticket::{self as wf, TicketWorkflow};
+use archer_store::outbox::{self, OutboxRow};
+use archer_store::{StoreError, idempotency};
+use archer_workers::TemporalConfig;
+
+use crate::service::tickets::StartTicket;
+
+/// How many intents one round picks up.
+const BATCH: i64 = 200;
+/// Workflows delivered to at once.
+const CONCURRENCY: usize = 16;
+/// Idempotency keys are kept this long.
+const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+/// Runs until `shutdown` is cancelled. Survives database and Temporal outages by retrying.
+pub async fn run(pool: PgPool, temporal: TemporalConfig, shutdown: CancellationToken) {
+    let mut backoff = Duration::from_millis(500);
+    while !shutdown.is_cancelled() {
+        match lead(&pool, &temporal, &shutdown).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "outbox relay interrupted");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Waits to become the leader, then delivers until shutdown or an error.
+async fn lead(pool: &PgPool, temporal: &TemporalConfig, shutdown: &CancellationToken) -> Result<(), RelayError> {
+    let mut lock_conn = pool.acquire().await?.detach();
+    loop {
+        if outbox::try_lead(&mut lock_conn).await? {
+            break;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(3)) => {}
+        }
+    }
+    tracing::info!("outbox relay leading");
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen("archer_outbox").await?;
+    let client = loop {
+        match archer_workers::temporal::connect(temporal).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(error = %e, "relay waiting for Temporal");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }
+    };
+    let mut last_housekeeping = tokio::time::Instant::now() - Duration::from_secs(3600);
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        // the lock connection doubles as the relay's connection: if it breaks, leadership is
+        // lost and the outer loop starts over
+        let rows = outbox::due(&mut lock_conn, BATCH).await?;
+        let full = rows.len() as i64 == BATCH;
+        if !rows.is_empty() {
+            deliver_batch(pool, &client, temporal, rows).await?;
+        }
+        if last_housekeeping.elapsed() > Duration::from_secs(600) {
+            let n = idempotency::expire(&mut lock_conn, IDEMPOTENCY_TTL).await?;
+            tracing::debug!(expired = n, "idempotency keys expired");
+            last_housekeeping = tokio::time::Instant::now();
+        }
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            n = listener.recv() => { n?; }
+            // retries that came due, and a safety net for a missed notification
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn deliver_batch(pool: &PgPool, client: &Client, temporal: &TemporalConfig, rows: Vec<OutboxRow>) -> Result<(), RelayError> {
+    let mut by_workflow: BTreeMap<String, Vec<OutboxRow>> = BTreeMap::new();
+    for row in rows {
+        by_workflow.entry(row.workflow_id.clone()).or_default().push(row);
+    }
+    let results: Vec<Result<(), RelayError>> = futures::stream::iter(by_workflow.into_values())
+        .map(|rows| async move {
+            let mut conn = pool.acquire().await?;
+            for row in rows {
+                match deliver(client, temporal, &row).await {
+                    Ok(note) => outbox::mark_delivered(&mut conn, row.id, note.as_deref()).await?,
+                    Err(error) => {
+                        let wait = time::Duration::seconds(2_i64.saturating_pow(row.attempts.clamp(0, 5) as u32));
+                        tracing::warn!(outbox_id = row.id, workflow_id = %row.workflow_id, %error, attempts = row.attempts + 1, "delivery failed; will retry");
+                        outbox::mark_failed(&mut conn, row.id, &error, wait).await?;
+                        // later intents for this workflow wait for this one
+                        break;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// Delivers one intent. `Ok(Some(note))` when it was delivered earlier or is moot.
+async fn deliver(client: &Client, temporal: &TemporalConfig, row: &OutboxRow) -> Result<Option<String>, String> {
+    match (row.intent.as_str(), row.name.as_str()) {
+        ("start", wf::WORKFLOW_TYPE) => start_ticket(client, temporal, row).await,
+        ("signal", name) => signal_ticket(client, row, name).await,
+        (intent, name) => Err(format!("unknown intent {intent}/{name}")),
+    }
+}
+
+async fn start_ticket(client: &Client, temporal: &TemporalConfig, row: &OutboxRow) -> Result<Option<String>, String> {
+    let start: StartTicket = serde_json::from_value(row.payload.clone()).map_err(|e| format!("bad payload: {e}"))?;
+    let input = start.input;
+    let attrs = SearchAttributes::new([
+        search::TENANT.value_set(input.tenant.to_string()),
+        search::NUMBER.value_set(input.number.to_string()),
+        search::KIND.value_set(input.number.kind().as_str().to_owned()),
+        search::PRIORITY.value_set(i64::from(input.priority.get())),
+        search::STATUS.value_set(input.status.as_str().to_owned()),
+    ]);
+    let mut memo = temporalio_common::MemoValues::new();
+    memo.insert("title", start.title.clone());
+    memo.insert("kind", input.number.kind().as_str().to_owned());
+    let opts = WorkflowStartOptions::new(temporal.task_queue.clone(), row.workflow_id.clone())
+        .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+        .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+        .search_attributes(attrs)
+        .memo(memo)
+        .static_summary(format!("{}: {}", input.number, start.title))
+        .build();
+    match client.start_workflow(TicketWorkflow::run, input, opts).await {
+        Ok(_) => Ok(None),
+        // a closed ticket's workflow: the start was delivered before
+        Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(Some("already started".into())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn signal_ticket(client: &Client, row: &OutboxRow, name: &str) -> Result<Option<String>, String> {
+    let handle = client.get_workflow_handle::<TicketWorkflow>(row.workflow_id.clone());
+    let opts = WorkflowSignalOptions::builder().request_id(format!("archer-outbox-{}", row.id)).build();
+    let bad = |e: serde_json::Error| format!("bad payload: {e}");
+    let p = row.payload.clone();
+    let sent = match name {
+        "status_changed" => handle.signal(TicketWorkflow::status_changed, serde_json::from_value(p).map_err(bad)?, opts).await,
+        "priority_changed" => handle.signal(TicketWorkflow::priority_changed, serde_json::from_value(p).map_err(bad)?, opts).await,
+        "assignment_changed" => handle.signal(TicketWorkflow::assignment_changed, serde_json::from_value(p).map_err(bad)?, opts).await,
+        "comment_added" => handle.signal(TicketWorkflow::comment_added, serde_json::from_value(p).map_err(bad)?, opts).await,
+        other => return Err(format!("unknown signal {other}")),
+    };
+    match sent {
+        Ok(()) => Ok(None),
+        Err(WorkflowInteractionError::NotFound(status)) => {
+            // Completed (the ticket closed): nothing left to tell it. Not started yet: retry.
+            match handle.describe(WorkflowDescribeOptions::default()).await {
+                Ok(_) => Ok(Some(format!("workflow already closed: {}", status.message()))),
+                Err(e) => Err(format!("workflow not found: {e}")),
+            }
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -1,0 +1,139 @@
+//! `/audit`: the audit log, newest first.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use archer_store::{TenantTx, audit};
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiResult, Problem};
+use crate::extract::{AppQuery, RequestMeta};
+use crate::validate::Errors;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_audit))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditEntry {
+    id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    at: OffsetDateTime,
+    actor_id: Option<Uuid>,
+    /// `<table>.insert|update|delete` for data changes; `auth.*`, `authz.*` for security events.
+    action: String,
+    entity_type: String,
+    entity_id: Option<String>,
+    /// The changed columns before (updates) or the whole row (deletes).
+    before: Option<serde_json::Value>,
+    /// The changed columns after (updates) or the whole row (inserts).
+    after: Option<serde_json::Value>,
+    request_id: Option<String>,
+    ip: Option<String>,
+    detail: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    items: Vec<AuditEntry>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    actor: Option<Uuid>,
+    /// An exact action (`tickets.update`) or a prefix (`auth`).
+    action: Option<String>,
+    entity_type: Option<String>,
+    entity_id: Option<String>,
+    request_id: Option<String>,
+    /// RFC 3339; inclusive.
+    from: Option<String>,
+    /// RFC 3339; exclusive.
+    to: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+fn time_param(errors: &mut Errors, name: &str, v: Option<&str>) -> Option<OffsetDateTime> {
+    let v = v?;
+    match OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339) {
+        Ok(t) => Some(t),
+        Err(_) => {
+            errors.add(&format!("?{name}"), "format", "must be an RFC 3339 date-time, e.g. 2026-11-23T10:00:00Z");
+            None
+        }
+    }
+}
+
+/// The audit log. Needs `audit:read`.
+#[utoipa::path(get, path = "/audit", tag = "audit", params(AuditQuery), security(("bearer" = [])), responses(
+    (status = 200, body = AuditPage),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn list_audit(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    p: Principal,
+    AppQuery(q): AppQuery<AuditQuery>,
+) -> ApiResult<Json<AuditPage>> {
+    p.require(&state, &meta, "audit:read").await?;
+    let mut errors = Errors::new();
+    let from = time_param(&mut errors, "from", q.from.as_deref());
+    let to = time_param(&mut errors, "to", q.to.as_deref());
+    let before_id = match q.cursor.as_deref().map(str::parse::<i64>) {
+        None => None,
+        Some(Ok(id)) if id > 0 => Some(id),
+        Some(_) => {
+            errors.add("?cursor", "invalid", "not a cursor from a previous page");
+            None
+        }
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        errors.add("?limit", "range", "must be between 1 and 500");
+    }
+    errors.into_result()?;
+    let filter = audit::AuditFilter {
+        actor_id: q.actor,
+        action: q.action,
+        entity_type: q.entity_type,
+        entity_id: q.entity_id,
+        request_id: q.request_id,
+        from,
+        to,
+        before_id,
+        limit,
+    };
+    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    let rows = audit::list(&mut tx, &filter).await?;
+    tx.commit().await?;
+    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id.to_string())).flatten();
+    let items = rows
+        .into_iter()
+        .map(|r| AuditEntry {
+            id: r.id,
+            at: r.at,
+            actor_id: r.actor_id,
+            action: r.action,
+            entity_type: r.entity_type,
+            entity_id: r.entity_id,
+            before: r.before,
+            after: r.after,
+            request_id: r.request_id,
+            ip: r.ip.map(|ip| ip.addr().to_string()),
+            detail: r.detail,
+        })
+        .collect();
+    Ok(Json(AuditPage { items, next_cursor }))
+}

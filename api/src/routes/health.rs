@@ -1,0 +1,83 @@
+//! Liveness and readiness.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use temporalio_client::tonic::IntoRequest;
+use temporalio_common::protos::temporal::api::workflowservice::v1::GetSystemInfoRequest;
+
+use crate::app::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(health)).routes(routes!(ready))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    status: &'static str,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    ready: bool,
+    database: Check,
+    migrations: Check,
+    temporal: Check,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Check {
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+impl Check {
+    fn from<E: std::fmt::Display>(r: Result<bool, E>, when_false: &str) -> Self {
+        match r {
+            Ok(true) => Check { ok: true, detail: None },
+            Ok(false) => Check { ok: false, detail: Some(when_false.to_owned()) },
+            Err(e) => Check { ok: false, detail: Some(e.to_string()) },
+        }
+    }
+}
+
+/// Ready to serve: the database answers, every migration is applied and Temporal answers.
+#[utoipa::path(get, path = "/ready", tag = "ops", responses(
+    (status = 200, body = Readiness, description = "ready"),
+    (status = 503, body = Readiness, description = "not ready; the failing checks say why"),
+))]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let database = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool).await.map(|_| true);
+    let migrations = if database.is_ok() {
+        archer_store::migrations_current(&state.pool).await.map_err(|e| e.to_string())
+    } else {
+        Err("database unreachable".to_owned())
+    };
+    let temporal = async {
+        let client = state.temporal().await.map_err(|e| e.to_string())?;
+        let mut svc = client.connection().workflow_service();
+        svc.get_system_info(GetSystemInfoRequest::default().into_request()).await.map_err(|e| e.message().to_owned())?;
+        Ok::<bool, String>(true)
+    }
+    .await;
+    let r = Readiness {
+        database: Check::from(database, "database unreachable"),
+        migrations: Check::from(migrations, "migrations pending: run `archer migrate`"),
+        temporal: Check::from(temporal, "Temporal unreachable"),
+        ready: false,
+    };
+    let ready = r.database.ok && r.migrations.ok && r.temporal.ok;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(Readiness { ready, ..r }))
+}

@@ -1,0 +1,27 @@
+//! HTTP handlers, one module per resource. Each handler carries its OpenAPI description.
+
+pub mod audit;
+pub mod auth;
+pub mod health;
+pub mod problems;
+pub mod teams;
+pub mod tickets;
+pub mod users;
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::app::AppState;
+
+/// Everything under `/api/v1`.
+pub fn v1() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(teams::router())
+        .merge(tickets::router())
+        .merge(audit::router())
+}
+
+/// Page size bounds shared by list endpoints.
+pub const DEFAULT_LIMIT: i64 = 25;
+pub const MAX_LIMIT: i64 = 200;

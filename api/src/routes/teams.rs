@@ -1,0 +1,199 @@
+//! `/teams`: teams and their members.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use archer_store::{StoreError, TenantTx, teams, users};
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{AppJson, AppPath, RequestMeta};
+use crate::validate::Errors;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_teams, create_team))
+        .routes(routes!(get_team, update_team, delete_team))
+        .routes(routes!(add_member, remove_member))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Team {
+    id: Uuid,
+    name: String,
+    description: String,
+    /// User ids of the members.
+    members: Vec<Uuid>,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    updated_at: OffsetDateTime,
+}
+
+impl From<teams::Team> for Team {
+    fn from(t: teams::Team) -> Self {
+        Team { id: t.id, name: t.name, description: t.description, members: t.members, created_at: t.created_at, updated_at: t.updated_at }
+    }
+}
+
+/// Every team of the tenant (any signed-in user may see them).
+#[utoipa::path(get, path = "/teams", tag = "teams", security(("bearer" = [])), responses((status = 200, body = Vec<Team>)))]
+pub async fn list_teams(State(state): State<AppState>, meta: RequestMeta, p: Principal) -> ApiResult<Json<Vec<Team>>> {
+    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    let all = teams::list(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Json(all.into_iter().map(Team::from).collect()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTeam {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    members: Vec<Uuid>,
+}
+
+/// Create a team. Needs `user:admin`.
+#[utoipa::path(post, path = "/teams", tag = "teams", request_body = CreateTeam, security(("bearer" = [])), responses(
+    (status = 201, body = Team),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn create_team(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    p: Principal,
+    AppJson(body, _): AppJson<CreateTeam>,
+) -> ApiResult<(StatusCode, Json<Team>)> {
+    p.require(&state, &meta, "user:admin").await?;
+    let mut errors = Errors::new();
+    let name = errors.text("/name", &body.name, 1, 200);
+    let description = errors.text("/description", &body.description, 0, 2000);
+    errors.into_result()?;
+    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    let id = Uuid::now_v7();
+    teams::create(&mut tx, p.tenant_id, id, &name, &description).await?;
+    for (i, member) in body.members.iter().enumerate() {
+        teams::add_member(&mut tx, p.tenant_id, id, *member).await.map_err(|e| member_error(e, &format!("/members/{i}")))?;
+    }
+    let team = teams::get(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(team.into())))
+}
+
+fn member_error(e: StoreError, pointer: &str) -> ApiError {
+    match e {
+        StoreError::Constraint { .. } => ApiError::field(pointer, "unknown", "no such user"),
+        other => other.into(),
+    }
+}
+
+/// One team.
+#[utoipa::path(get, path = "/teams/{id}", tag = "teams", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
+    (status = 200, body = Team),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn get_team(State(state): State<AppState>, meta: RequestMeta, p: Principal, AppPath(id): AppPath<Uuid>) -> ApiResult<Json<Team>> {
+    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    let team = teams::get(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(team.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTeam {
+    name: Option<String>,
+    description: Option<String>,
+}
+
+/// Rename or describe a team. Needs `user:admin`.
+#[utoipa::path(patch, path = "/teams/{id}", tag = "teams", params(("id" = Uuid, Path)), request_body = UpdateTeam, security(("bearer" = [])), responses(
+    (status = 200, body = Team),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn update_team(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    p: Principal,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(body, _): AppJson<UpdateTeam>,
+) -> ApiResult<Json<Team>> {
+    p.require(&state, &meta, "user:admin").await?;
+    let mut errors = Errors::new();
+    let name = body.name.as_deref().map(|n| errors.text("/name", n, 1, 200));
+    let description = body.description.as_deref().map(|d| errors.text("/description", d, 0, 2000));
+    errors.into_result()?;
+    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    let team = teams::update(&mut tx, id, name.as_deref(), description.as_deref()).await?;
+    tx.commit().await?;
+    Ok(Json(team.into()))
+}
+
+/// Delete a team that no ticket names. Needs `user:admin`.
+#[utoipa::path(delete, path = "/teams/{id}", tag = "teams", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
+    (status = 204, description = "deleted"),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json", description = "tickets still belong to the team"),
+))]
+pub async fn delete_team(State(state): State<AppState>, meta: RequestMeta, p: Principal, AppPath(id): AppPath<Uuid>) -> ApiResult<StatusCode> {
+    p.require(&state, &meta, "user:admin").await?;
+    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    match teams::delete(&mut tx, id).await {
+        Err(StoreError::Constraint { .. }) => return Err(ApiError::Conflict("tickets still belong to this team; reassign them first".into())),
+        other => other?,
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Add a member. Needs `user:admin`.
+#[utoipa::path(put, path = "/teams/{id}/members/{user_id}", tag = "teams", params(("id" = Uuid, Path), ("user_id" = Uuid, Path)), security(("bearer" = [])), responses(
+    (status = 200, body = Team),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn add_member(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    p: Principal,
+    AppPath((id, user_id)): AppPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<Team>> {
+    p.require(&state, &meta, "user:admin").await?;
+    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    teams::get(&mut tx, id).await?;
+    users::get(&mut tx, user_id).await?;
+    teams::add_member(&mut tx, p.tenant_id, id, user_id).await?;
+    let team = teams::get(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(team.into()))
+}
+
+/// Remove a member. Needs `user:admin`.
+#[utoipa::path(delete, path = "/teams/{id}/members/{user_id}", tag = "teams", params(("id" = Uuid, Path), ("user_id" = Uuid, Path)), security(("bearer" = [])), responses(
+    (status = 200, body = Team),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn remove_member(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    p: Principal,
+    AppPath((id, user_id)): AppPath<(Uuid, Uuid)>,
+) -> ApiResult<Json<Team>> {
+    p.require(&state, &meta, "user:admin").await?;
+    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    teams::remove_member(&mut tx, id, user_id).await?;
+    let team = teams::get(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(team.into()))
+}

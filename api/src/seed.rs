@@ -1,0 +1,198 @@
+//! Provisioning tenants and users, and the demo data `archer dev` loads.
+//!
+//! Demo tickets are created through the same service as the API, so each gets its workflow.
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use archer_orchestrator::{Impact, Priority, Status, TenantSlug, TicketKind, Urgency};
+use archer_store::tickets::NewTicket;
+use archer_store::{AuditContext, SystemTx, TenantTx, teams, tenants, users};
+
+use crate::auth::hash_password;
+use crate::error::ApiError;
+use crate::service::tickets::{self as service, Event};
+
+/// The password of every demo account.
+pub const DEMO_PASSWORD: &str = "archer-demo";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error(transparent)]
+    Store(#[from] archer_store::StoreError),
+    #[error(transparent)]
+    Service(#[from] service::ServiceError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<ApiError> for SeedError {
+    fn from(e: ApiError) -> Self {
+        SeedError::Other(e.to_string())
+    }
+}
+
+/// Creates a tenant (as the schema owner; tenants are not created through the API).
+pub async fn provision_tenant(pool: &PgPool, slug: &str, name: &str) -> Result<Uuid, SeedError> {
+    let slug = TenantSlug::parse(slug).map_err(|e| SeedError::Other(e.to_string()))?;
+    let id = Uuid::now_v7();
+    let mut tx = SystemTx::begin(pool, Some(id), &AuditContext::default()).await?;
+    tenants::create(&mut tx, id, slug.as_str(), name).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Creates a user with roles in a tenant.
+pub async fn provision_user(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    email: &str,
+    name: &str,
+    password: &str,
+    roles: &[&str],
+    manager_id: Option<Uuid>,
+) -> Result<Uuid, SeedError> {
+    let hash = hash_password(password)?;
+    let id = Uuid::now_v7();
+    let mut tx = TenantTx::begin(pool, tenant_id, &AuditContext::default()).await?;
+    users::create(
+        &mut tx,
+        users::NewUser { id, tenant_id, email, display_name: name, password_hash: Some(&hash), manager_id },
+    )
+    .await?;
+    let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+    users::set_roles(&mut tx, tenant_id, id, &roles).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// A demo login, as printed by `archer dev` and listed in the README.
+pub struct DemoLogin {
+    pub tenant: &'static str,
+    pub email: &'static str,
+    pub roles: &'static str,
+}
+
+pub const DEMO_LOGINS: &[DemoLogin] = &[
+    DemoLogin { tenant: "acme", email: "admin@acme.example", roles: "admin" },
+    DemoLogin { tenant: "acme", email: "agent@acme.example", roles: "agent" },
+    DemoLogin { tenant: "acme", email: "manager@acme.example", roles: "manager, approver" },
+    DemoLogin { tenant: "acme", email: "approver@acme.example", roles: "approver" },
+    DemoLogin { tenant: "acme", email: "cab@acme.example", roles: "cab_member" },
+    DemoLogin { tenant: "acme", email: "requester@acme.example", roles: "requester" },
+    DemoLogin { tenant: "globex", email: "admin@globex.example", roles: "admin" },
+    DemoLogin { tenant: "globex", email: "agent@globex.example", roles: "agent" },
+    DemoLogin { tenant: "globex", email: "requester@globex.example", roles: "requester" },
+];
+
+/// Loads the demo tenants, users, teams and tickets unless they are there already.
+/// Returns whether it loaded anything.
+pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
+    let mut conn = pool.acquire().await.map_err(archer_store::StoreError::from)?;
+    if tenants::by_slug(&mut conn, "acme").await?.is_some() {
+        return Ok(false);
+    }
+    drop(conn);
+    let acme = provision_tenant(pool, "acme", "Acme Corporation").await?;
+    let pw = DEMO_PASSWORD;
+    let admin = provision_user(pool, acme, "admin@acme.example", "Ada Admin", pw, &["admin"], None).await?;
+    let agent = provision_user(pool, acme, "agent@acme.example", "Alex Agent", pw, &["agent"], None).await?;
+    let agent2 = provision_user(pool, acme, "agent2@acme.example", "Sam Support", pw, &["agent"], None).await?;
+    let manager = provision_user(pool, acme, "manager@acme.example", "Morgan Manager", pw, &["manager", "approver"], None).await?;
+    provision_user(pool, acme, "approver@acme.example", "Avery Approver", pw, &["approver"], Some(manager)).await?;
+    let cab = provision_user(pool, acme, "cab@acme.example", "Casey Board", pw, &["cab_member"], Some(manager)).await?;
+    let requester = provision_user(pool, acme, "requester@acme.example", "Riley Requester", pw, &["requester"], Some(manager)).await?;
+
+    let ctx = AuditContext { actor_id: Some(admin), ..Default::default() };
+    let mut tx = TenantTx::begin(pool, acme, &ctx).await?;
+    let desk = Uuid::now_v7();
+    teams::create(&mut tx, acme, desk, "Service Desk", "First line: every incident and request lands here").await?;
+    for m in [agent, agent2, manager] {
+        teams::add_member(&mut tx, acme, desk, m).await?;
+    }
+    let network = Uuid::now_v7();
+    teams::create(&mut tx, acme, network, "Network Operations", "Switches, Wi-Fi, VPN").await?;
+    teams::add_member(&mut tx, acme, network, agent2).await?;
+    let board = Uuid::now_v7();
+    teams::create(&mut tx, acme, board, "Change Advisory Board", "Reviews normal changes").await?;
+    for m in [cab, manager] {
+        teams::add_member(&mut tx, acme, board, m).await?;
+    }
+    tx.commit().await?;
+
+    let slug = TenantSlug::parse("acme").map_err(|e| SeedError::Other(e.to_string()))?;
+    let demo = [
+        (TicketKind::Incident, "Email not syncing on my phone", "Since this morning Outlook on my phone shows *no new mail*.", 3, 2, requester, None, None, None),
+        (TicketKind::Incident, "VPN drops every ten minutes", "Remote staff lose the VPN about every 10 minutes; reconnecting works.", 2, 1, requester, Some(agent2), Some(network), Some(Status::InProgress)),
+        (TicketKind::ServiceRequest, "Laptop for a new starter", "Jordan starts on Monday and needs a laptop.", 3, 3, requester, None, Some(desk), None),
+        (TicketKind::Change, "Upgrade core switch firmware", "Vendor advisory: upgrade both core switches during the Saturday window.", 2, 3, agent2, Some(agent2), Some(network), Some(Status::Assess)),
+        (TicketKind::Problem, "Recurring VPN disconnects", "Root cause of the VPN incidents.", 2, 2, agent, Some(agent2), Some(network), None),
+    ];
+    for (kind, title, description, impact, urgency, requester_id, assignee, team, status) in demo {
+        let impact = Impact::new(impact).map_err(|e| SeedError::Other(e.to_string()))?;
+        let urgency = Urgency::new(urgency).map_err(|e| SeedError::Other(e.to_string()))?;
+        let ctx = AuditContext { actor_id: Some(requester_id), ..Default::default() };
+        let mut tx = TenantTx::begin(pool, acme, &ctx).await?;
+        let row = service::create(
+            &mut tx,
+            &slug,
+            &NewTicket {
+                id: Uuid::now_v7(),
+                tenant_id: acme,
+                kind: kind.as_str().into(),
+                title: title.into(),
+                description: description.into(),
+                requester_id,
+                assignee_id: assignee,
+                team_id: team,
+                impact: i16::from(impact.get()),
+                urgency: i16::from(urgency.get()),
+                priority: i16::from(Priority::derive(impact, urgency).get()),
+                priority_reason: None,
+                category: None,
+                status: Status::New.as_str().into(),
+                tags: vec!["demo".into()],
+            },
+        )
+        .await?;
+        if let Some(to) = status {
+            let mut new = row.clone();
+            new.status = to.as_str().into();
+            service::save(&mut tx, &slug, &row, new, vec![Event::Status { from: Status::New, to }], agent).await?;
+        }
+        tx.commit().await?;
+    }
+
+    let globex = provision_tenant(pool, "globex", "Globex Inc.").await?;
+    provision_user(pool, globex, "admin@globex.example", "Gale Admin", pw, &["admin"], None).await?;
+    let g_agent = provision_user(pool, globex, "agent@globex.example", "Glen Agent", pw, &["agent"], None).await?;
+    let g_req = provision_user(pool, globex, "requester@globex.example", "Gus Requester", pw, &["requester"], None).await?;
+    let gslug = TenantSlug::parse("globex").map_err(|e| SeedError::Other(e.to_string()))?;
+    let mut tx = TenantTx::begin(pool, globex, &AuditContext { actor_id: Some(g_req), ..Default::default() }).await?;
+    let impact = Impact::new(2).map_err(|e| SeedError::Other(e.to_string()))?;
+    let urgency = Urgency::new(2).map_err(|e| SeedError::Other(e.to_string()))?;
+    service::create(
+        &mut tx,
+        &gslug,
+        &NewTicket {
+            id: Uuid::now_v7(),
+            tenant_id: globex,
+            kind: TicketKind::Incident.as_str().into(),
+            title: "Printer on floor 3 jams".into(),
+            description: "Every second page jams.".into(),
+            requester_id: g_req,
+            assignee_id: Some(g_agent),
+            team_id: None,
+            impact: i16::from(impact.get()),
+            urgency: i16::from(urgency.get()),
+            priority: i16::from(Priority::derive(impact, urgency).get()),
+            priority_reason: None,
+            category: Some("hardware".into()),
+            status: Status::New.as_str().into(),
+            tags: vec!["demo".into()],
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}

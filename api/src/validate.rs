@@ -1,0 +1,94 @@
+//! Small field checks that collect every failure before refusing.
+
+use crate::error::{ApiError, FieldError};
+
+#[derive(Default)]
+pub struct Errors(Vec<FieldError>);
+
+impl Errors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, pointer: &str, code: &str, detail: impl Into<String>) {
+        self.0.push(FieldError::new(pointer, code, detail));
+    }
+
+    /// Trims `value` and checks its length in characters.
+    pub fn text(&mut self, pointer: &str, value: &str, min: usize, max: usize) -> String {
+        let v = value.trim();
+        let n = v.chars().count();
+        if n < min {
+            if min == 1 {
+                self.add(pointer, "required", "must not be empty");
+            } else {
+                self.add(pointer, "length", format!("must be at least {min} characters"));
+            }
+        } else if n > max {
+            self.add(pointer, "length", format!("must be at most {max} characters"));
+        }
+        v.to_owned()
+    }
+
+    pub fn email(&mut self, pointer: &str, value: &str) -> String {
+        let v = value.trim().to_owned();
+        let ok = v.len() <= 254
+            && v.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            })
+            && !v.chars().any(char::is_whitespace)
+            && v.matches('@').count() == 1;
+        if !ok {
+            self.add(pointer, "format", "must be an email address");
+        }
+        v
+    }
+
+    pub fn password(&mut self, pointer: &str, value: &str) {
+        let n = value.chars().count();
+        if n < 10 {
+            self.add(pointer, "length", "must be at least 10 characters");
+        } else if n > 1024 {
+            self.add(pointer, "length", "must be at most 1024 characters");
+        }
+    }
+
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.0.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.0)) }
+    }
+}
+
+/// Page bounds for `page`/`limit` lists.
+pub fn page(errors: &mut Errors, page: Option<i64>, limit: Option<i64>) -> (i64, i64) {
+    let limit = limit.unwrap_or(super::routes::DEFAULT_LIMIT);
+    let page = page.unwrap_or(1);
+    if !(1..=super::routes::MAX_LIMIT).contains(&limit) {
+        errors.add("?limit", "range", format!("must be between 1 and {}", super::routes::MAX_LIMIT));
+    }
+    if page < 1 {
+        errors.add("?page", "range", "must be at least 1");
+    }
+    (page.max(1), limit.clamp(1, super::routes::MAX_LIMIT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collects_every_failure() {
+        let mut e = Errors::new();
+        e.text("/title", "   ", 1, 10);
+        e.text("/name", &"x".repeat(11), 1, 10);
+        e.email("/email", "not-an-email");
+        e.email("/email2", "a@b.example");
+        e.password("/password", "short");
+        match e.into_result() {
+            Err(ApiError::Validation(errs)) => {
+                let pointers: Vec<_> = errs.iter().map(|e| e.pointer.as_str()).collect();
+                assert_eq!(pointers, ["/title", "/name", "/email", "/password"]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

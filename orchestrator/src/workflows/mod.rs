@@ -1,0 +1,10 @@
+//! Temporal workflow definitions and the typed contracts around them.
+//!
+//! Names given here (`name = "..."`) are part of every recorded history: renaming one breaks
+//! running workflows, so they never change once shipped.
+
+pub mod search;
+pub mod ticket;
+
+/// The task queue Archer's workers poll unless configured otherwise.
+pub const DEFAULT_TASK_QUEUE: &str = "archer";

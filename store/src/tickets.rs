@@ -1,0 +1,450 @@
+//! Tickets, their numbers, comments and links.
+
+use sqlx::{PgConnection, Postgres, QueryBuilder};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{Result, StoreError};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TicketRow {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub kind: String,
+    pub number: i32,
+    pub title: String,
+    pub description: String,
+    pub requester_id: Uuid,
+    pub assignee_id: Option<Uuid>,
+    pub team_id: Option<Uuid>,
+    pub impact: i16,
+    pub urgency: i16,
+    pub priority: i16,
+    pub priority_reason: Option<String>,
+    pub category: Option<String>,
+    pub status: String,
+    pub tags: Vec<String>,
+    pub version: i32,
+    pub event_seq: i64,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub resolved_at: Option<OffsetDateTime>,
+    pub closed_at: Option<OffsetDateTime>,
+}
+
+const COLUMNS: &str = "id, tenant_id, kind, number, title, description, requester_id, assignee_id, team_id, \
+     impact, urgency, priority, priority_reason, category, status, tags, version, event_seq, \
+     created_at, updated_at, resolved_at, closed_at";
+
+/// A ticket to create; the number is allocated here.
+#[derive(Debug, Clone)]
+pub struct NewTicket {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub kind: String,
+    pub title: String,
+    pub description: String,
+    pub requester_id: Uuid,
+    pub assignee_id: Option<Uuid>,
+    pub team_id: Option<Uuid>,
+    pub impact: i16,
+    pub urgency: i16,
+    pub priority: i16,
+    pub priority_reason: Option<String>,
+    pub category: Option<String>,
+    pub status: String,
+    pub tags: Vec<String>,
+}
+
+/// Allocates the next number of the tenant's `kind` sequence. The counter row stays locked
+/// until the transaction ends, so numbers are handed out in commit order, and a rollback gives
+/// the number back: no gaps, no duplicates.
+async fn next_number(conn: &mut PgConnection, tenant_id: Uuid, kind: &str) -> Result<i32> {
+    Ok(sqlx::query_scalar!(
+        "INSERT INTO ticket_counters (tenant_id, kind, last_number) VALUES ($1, $2, 1)
+         ON CONFLICT (tenant_id, kind) DO UPDATE SET last_number = ticket_counters.last_number + 1
+         RETURNING last_number",
+        tenant_id,
+        kind
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+pub async fn create(conn: &mut PgConnection, t: &NewTicket) -> Result<TicketRow> {
+    let number = next_number(conn, t.tenant_id, &t.kind).await?;
+    Ok(sqlx::query_as!(
+        TicketRow,
+        "INSERT INTO tickets (id, tenant_id, kind, number, title, description, requester_id, assignee_id,
+                              team_id, impact, urgency, priority, priority_reason, category, status, tags)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         RETURNING id, tenant_id, kind, number, title, description, requester_id, assignee_id, team_id,
+                   impact, urgency, priority, priority_reason, category, status, tags, version, event_seq,
+                   created_at, updated_at, resolved_at, closed_at",
+        t.id,
+        t.tenant_id,
+        t.kind,
+        number,
+        t.title,
+        t.description,
+        t.requester_id,
+        t.assignee_id,
+        t.team_id,
+        t.impact,
+        t.urgency,
+        t.priority,
+        t.priority_reason,
+        t.category,
+        t.status,
+        &t.tags
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<TicketRow> {
+    sqlx::query_as!(
+        TicketRow,
+        "SELECT id, tenant_id, kind, number, title, description, requester_id, assignee_id, team_id,
+                impact, urgency, priority, priority_reason, category, status, tags, version, event_seq,
+                created_at, updated_at, resolved_at, closed_at
+           FROM tickets WHERE id = $1",
+        id
+    )
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+pub async fn get_by_number(conn: &mut PgConnection, kind: &str, number: i32) -> Result<TicketRow> {
+    sqlx::query_as!(
+        TicketRow,
+        "SELECT id, tenant_id, kind, number, title, description, requester_id, assignee_id, team_id,
+                impact, urgency, priority, priority_reason, category, status, tags, version, event_seq,
+                created_at, updated_at, resolved_at, closed_at
+           FROM tickets WHERE kind = $1 AND number = $2",
+        kind,
+        number
+    )
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+/// Reads a ticket and locks it until the transaction ends.
+pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<TicketRow> {
+    sqlx::query_as!(
+        TicketRow,
+        "SELECT id, tenant_id, kind, number, title, description, requester_id, assignee_id, team_id,
+                impact, urgency, priority, priority_reason, category, status, tags, version, event_seq,
+                created_at, updated_at, resolved_at, closed_at
+           FROM tickets WHERE id = $1 FOR UPDATE",
+        id
+    )
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+/// Writes a ticket's mutable fields, bumping its version. `t.version` must be the version
+/// read; `t.event_seq` is stored as given (the caller numbered the events it emits).
+pub async fn save(conn: &mut PgConnection, t: &TicketRow) -> Result<TicketRow> {
+    let saved = sqlx::query_as!(
+        TicketRow,
+        "UPDATE tickets SET title = $3, description = $4, assignee_id = $5, team_id = $6, impact = $7,
+                urgency = $8, priority = $9, priority_reason = $10, category = $11, status = $12, tags = $13,
+                event_seq = $14, resolved_at = $15, closed_at = $16, version = version + 1, updated_at = now()
+          WHERE id = $1 AND version = $2
+          RETURNING id, tenant_id, kind, number, title, description, requester_id, assignee_id, team_id,
+                    impact, urgency, priority, priority_reason, category, status, tags, version, event_seq,
+                    created_at, updated_at, resolved_at, closed_at",
+        t.id,
+        t.version,
+        t.title,
+        t.description,
+        t.assignee_id,
+        t.team_id,
+        t.impact,
+        t.urgency,
+        t.priority,
+        t.priority_reason,
+        t.category,
+        t.status,
+        &t.tags,
+        t.event_seq,
+        t.resolved_at,
+        t.closed_at
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    match saved {
+        Some(row) => Ok(row),
+        None => {
+            let current = sqlx::query_scalar!("SELECT version FROM tickets WHERE id = $1", t.id)
+                .fetch_optional(conn)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+            Err(StoreError::VersionConflict { current })
+        }
+    }
+}
+
+/// Takes the next event sequence number of a ticket without changing its fields (comments).
+pub async fn next_event_seq(conn: &mut PgConnection, id: Uuid) -> Result<i64> {
+    sqlx::query_scalar!("UPDATE tickets SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq", id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or(StoreError::NotFound)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortField {
+    CreatedAt,
+    UpdatedAt,
+    Priority,
+}
+
+impl SortField {
+    fn column(self) -> &'static str {
+        match self {
+            SortField::CreatedAt => "created_at",
+            SortField::UpdatedAt => "updated_at",
+            SortField::Priority => "priority",
+        }
+    }
+}
+
+/// The position after the last row of a page, for keyset pagination.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CursorValue {
+    Time(OffsetDateTime),
+    Int(i16),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cursor {
+    pub value: CursorValue,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// The cursor that continues after `t` in `sort` order.
+    pub fn after(t: &TicketRow, sort: SortField) -> Self {
+        let value = match sort {
+            SortField::CreatedAt => CursorValue::Time(t.created_at),
+            SortField::UpdatedAt => CursorValue::Time(t.updated_at),
+            SortField::Priority => CursorValue::Int(t.priority),
+        };
+        Cursor { value, id: t.id }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AssigneeFilter {
+    User(Uuid),
+    Unassigned,
+}
+
+#[derive(Debug, Clone)]
+pub struct TicketFilter {
+    pub kinds: Vec<String>,
+    pub statuses: Vec<String>,
+    pub priorities: Vec<i16>,
+    pub assignee: Option<AssigneeFilter>,
+    pub team_id: Option<Uuid>,
+    pub requester_id: Option<Uuid>,
+    pub created_from: Option<OffsetDateTime>,
+    pub created_to: Option<OffsetDateTime>,
+    pub tag: Option<String>,
+    pub category: Option<String>,
+    /// Full-text search over title and description (web-search syntax).
+    pub q: Option<String>,
+    pub sort: SortField,
+    pub descending: bool,
+    pub after: Option<Cursor>,
+    pub offset: i64,
+    pub limit: i64,
+}
+
+fn push_filters(b: &mut QueryBuilder<Postgres>, f: &TicketFilter) {
+    b.push(" WHERE true");
+    if !f.kinds.is_empty() {
+        b.push(" AND kind = ANY(").push_bind(f.kinds.clone()).push(")");
+    }
+    if !f.statuses.is_empty() {
+        b.push(" AND status = ANY(").push_bind(f.statuses.clone()).push(")");
+    }
+    if !f.priorities.is_empty() {
+        b.push(" AND priority = ANY(").push_bind(f.priorities.clone()).push(")");
+    }
+    match &f.assignee {
+        Some(AssigneeFilter::User(id)) => {
+            b.push(" AND assignee_id = ").push_bind(*id);
+        }
+        Some(AssigneeFilter::Unassigned) => {
+            b.push(" AND assignee_id IS NULL");
+        }
+        None => {}
+    }
+    if let Some(team) = f.team_id {
+        b.push(" AND team_id = ").push_bind(team);
+    }
+    if let Some(r) = f.requester_id {
+        b.push(" AND requester_id = ").push_bind(r);
+    }
+    if let Some(from) = f.created_from {
+        b.push(" AND created_at >= ").push_bind(from);
+    }
+    if let Some(to) = f.created_to {
+        b.push(" AND created_at < ").push_bind(to);
+    }
+    if let Some(tag) = &f.tag {
+        b.push(" AND ").push_bind(tag.clone()).push(" = ANY(tags)");
+    }
+    if let Some(c) = &f.category {
+        b.push(" AND category = ").push_bind(c.clone());
+    }
+    if let Some(q) = &f.q {
+        b.push(" AND search @@ websearch_to_tsquery('english', ").push_bind(q.clone()).push(")");
+    }
+}
+
+/// One page of tickets and the number of tickets matching the filter.
+pub async fn list(conn: &mut PgConnection, f: &TicketFilter) -> Result<(Vec<TicketRow>, i64)> {
+    let mut b = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM tickets"));
+    push_filters(&mut b, f);
+    let col = f.sort.column();
+    let (cmp, dir) = if f.descending { ("<", "DESC") } else { (">", "ASC") };
+    if let Some(c) = &f.after {
+        b.push(format!(" AND ({col}, id) {cmp} ("));
+        match &c.value {
+            CursorValue::Time(t) => b.push_bind(*t),
+            CursorValue::Int(i) => b.push_bind(*i),
+        };
+        b.push(", ").push_bind(c.id).push(")");
+    }
+    b.push(format!(" ORDER BY {col} {dir}, id {dir} LIMIT ")).push_bind(f.limit);
+    if f.after.is_none() && f.offset > 0 {
+        b.push(" OFFSET ").push_bind(f.offset);
+    }
+    let rows = b.build_query_as::<TicketRow>().fetch_all(&mut *conn).await?;
+
+    let mut c = QueryBuilder::<Postgres>::new("SELECT count(*) FROM tickets");
+    push_filters(&mut c, f);
+    let total: i64 = c.build_query_scalar().fetch_one(conn).await?;
+    Ok((rows, total))
+}
+
+#[derive(Debug, Clone)]
+pub struct Comment {
+    pub id: Uuid,
+    pub ticket_id: Uuid,
+    pub author_id: Uuid,
+    pub body: String,
+    pub internal: bool,
+    pub created_at: OffsetDateTime,
+}
+
+pub async fn add_comment(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    ticket_id: Uuid,
+    author_id: Uuid,
+    body: &str,
+    internal: bool,
+) -> Result<Comment> {
+    Ok(sqlx::query_as!(
+        Comment,
+        "INSERT INTO ticket_comments (id, tenant_id, ticket_id, author_id, body, internal)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         RETURNING id, ticket_id, author_id, body, internal, created_at",
+        Uuid::now_v7(),
+        tenant_id,
+        ticket_id,
+        author_id,
+        body,
+        internal
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+pub async fn comments(conn: &mut PgConnection, ticket_id: Uuid, include_internal: bool) -> Result<Vec<Comment>> {
+    Ok(sqlx::query_as!(
+        Comment,
+        "SELECT id, ticket_id, author_id, body, internal, created_at FROM ticket_comments
+          WHERE ticket_id = $1 AND ($2 OR NOT internal)
+          ORDER BY created_at, id",
+        ticket_id,
+        include_internal
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub id: Uuid,
+    pub from_ticket_id: Uuid,
+    pub to_ticket_id: Uuid,
+    pub kind: String,
+    pub created_by: Uuid,
+    pub created_at: OffsetDateTime,
+    /// The other ticket's kind and number, for display.
+    pub other_kind: String,
+    pub other_number: i32,
+}
+
+pub async fn add_link(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    from: Uuid,
+    to: Uuid,
+    kind: &str,
+    created_by: Uuid,
+) -> Result<Link> {
+    let id = Uuid::now_v7();
+    sqlx::query!(
+        "INSERT INTO ticket_links (id, tenant_id, from_ticket_id, to_ticket_id, kind, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        id,
+        tenant_id,
+        from,
+        to,
+        kind,
+        created_by
+    )
+    .execute(&mut *conn)
+    .await?;
+    links(conn, from).await?.into_iter().find(|l| l.id == id).ok_or(StoreError::NotFound)
+}
+
+/// Links from and to a ticket.
+pub async fn links(conn: &mut PgConnection, ticket_id: Uuid) -> Result<Vec<Link>> {
+    Ok(sqlx::query_as!(
+        Link,
+        r#"SELECT l.id, l.from_ticket_id, l.to_ticket_id, l.kind, l.created_by, l.created_at,
+                  o.kind AS other_kind, o.number AS other_number
+             FROM ticket_links l
+             JOIN tickets o ON o.id = CASE WHEN l.from_ticket_id = $1 THEN l.to_ticket_id ELSE l.from_ticket_id END
+            WHERE l.from_ticket_id = $1 OR l.to_ticket_id = $1
+            ORDER BY l.created_at, l.id"#,
+        ticket_id
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+pub async fn delete_link(conn: &mut PgConnection, ticket_id: Uuid, link_id: Uuid) -> Result<()> {
+    let done = sqlx::query!(
+        "DELETE FROM ticket_links WHERE id = $1 AND (from_ticket_id = $2 OR to_ticket_id = $2)",
+        link_id,
+        ticket_id
+    )
+    .execute(conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! Refresh tokens: stored as SHA-256 hashes, rotated on every use, revoked by family.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::Result;
+
+#[derive(Debug, Clone)]
+pub struct RefreshToken {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub family_id: Uuid,
+    pub expires_at: OffsetDateTime,
+    pub used_at: Option<OffsetDateTime>,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+pub async fn insert(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    user_id: Uuid,
+    family_id: Uuid,
+    token_hash: &[u8],
+    expires_at: OffsetDateTime,
+) -> Result<Uuid> {
+    let id = Uuid::now_v7();
+    sqlx::query!(
+        "INSERT INTO refresh_tokens (id, tenant_id, user_id, family_id, token_hash, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        id,
+        tenant_id,
+        user_id,
+        family_id,
+        token_hash,
+        expires_at
+    )
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+/// Finds a token by its hash and locks it for this transaction.
+pub async fn lock_by_hash(conn: &mut PgConnection, token_hash: &[u8]) -> Result<Option<RefreshToken>> {
+    Ok(sqlx::query_as!(
+        RefreshToken,
+        "SELECT id, tenant_id, user_id, family_id, expires_at, used_at, revoked_at
+           FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
+        token_hash
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+pub async fn mark_used(conn: &mut PgConnection, id: Uuid) -> Result<()> {
+    sqlx::query!("UPDATE refresh_tokens SET used_at = now() WHERE id = $1", id).execute(conn).await?;
+    Ok(())
+}
+
+/// Revokes every token of a family; returns how many were still live.
+pub async fn revoke_family(conn: &mut PgConnection, family_id: Uuid) -> Result<u64> {
+    let done = sqlx::query!(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
+        family_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Revokes every token of a user (deactivation, password change).
+pub async fn revoke_user(conn: &mut PgConnection, user_id: Uuid) -> Result<u64> {
+    let done = sqlx::query!(
+        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        user_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,90 @@
+//! Running a Temporal worker for Archer's task queue.
+//!
+//! The SDK's worker future is not `Send`, so it runs on a thread of its own with a
+//! single-threaded runtime; [`WorkerHandle`] stops it gracefully.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use archer_orchestrator::workflows::ticket::TicketWorkflow;
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+use crate::temporal::{self, TemporalConfig, TemporalError};
+
+/// A running worker. Dropping it without [`WorkerHandle::shutdown`] leaves it running until
+/// the process ends.
+pub struct WorkerHandle {
+    shutdown: Box<dyn Fn() + Send + Sync>,
+    thread: Option<JoinHandle<Result<(), TemporalError>>>,
+}
+
+impl WorkerHandle {
+    /// Asks the worker to finish its current tasks and stop, and waits for it.
+    pub fn shutdown(mut self) -> Result<(), TemporalError> {
+        (self.shutdown)();
+        self.join_inner()
+    }
+
+    /// Waits until the worker stops on its own (it only does on error).
+    pub fn join(mut self) -> Result<(), TemporalError> {
+        self.join_inner()
+    }
+
+    fn join_inner(&mut self) -> Result<(), TemporalError> {
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| TemporalError::Worker("worker thread panicked".into()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Connects to Temporal, registers Archer's workflows and activities and starts polling.
+/// Returns once the worker is polling (or failed to start).
+pub fn spawn_worker(cfg: TemporalConfig) -> Result<WorkerHandle, TemporalError> {
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<Box<dyn Fn() + Send + Sync>, TemporalError>>();
+    let thread = std::thread::Builder::new()
+        .name(format!("temporal-worker-{}", cfg.task_queue))
+        .spawn(move || -> Result<(), TemporalError> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| TemporalError::Worker(e.to_string()))?;
+            rt.block_on(async move {
+                let started = async {
+                    let client = temporal::connect(&cfg).await?;
+                    let runtime = Runtime::from_current_tokio(Default::default())
+                        .map_err(|e| TemporalError::Worker(e.to_string()))?;
+                    let options = WorkerOptions::new(cfg.task_queue.clone())
+                        .register_workflow::<TicketWorkflow>()
+                        .map_err(|e| TemporalError::Worker(e.to_string()))?
+                        .build();
+                    let worker = Worker::new(&runtime, client, options).map_err(|e| TemporalError::Worker(e.to_string()))?;
+                    Ok::<_, TemporalError>((runtime, worker))
+                }
+                .await;
+                let (_runtime, mut worker) = match started {
+                    Ok(w) => w,
+                    Err(e) => {
+                        let msg = e.to_string();
+                        let _ = ready_tx.send(Err(e));
+                        return Err(TemporalError::Worker(msg));
+                    }
+                };
+                let _ = ready_tx.send(Ok(Box::new(worker.shutdown_handle())));
+                tracing::info!(task_queue = %cfg.task_queue, "worker polling");
+                worker.run().await.map_err(|e| TemporalError::Worker(e.to_string()))
+            })
+        })
+        .map_err(|e| TemporalError::Worker(e.to_string()))?;
+    match ready_rx.recv() {
+        Ok(Ok(shutdown)) => Ok(WorkerHandle { shutdown, thread: Some(thread) }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => Err(match thread.join() {
+            Ok(Err(e)) => e,
+            _ => TemporalError::Worker("worker thread ended before starting".into()),
+        }),
+    }
+}
