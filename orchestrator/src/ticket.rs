@@ -99,7 +99,7 @@ pub enum Status {
 
 /// A status change the kind's state machine does not allow.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("a {kind} cannot go from {from} to {to}")]
+#[error("{kind} tickets cannot go from {from} to {to}")]
 pub struct TransitionError {
     pub kind: TicketKind,
     pub from: Status,

@@ -1,0 +1,46 @@
+//! The OpenAPI document is generated from the code and served by the API.
+
+use archer_tests::{Options, spawn_app_with};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_serves_an_openapi_3_1_document_covering_every_route() {
+    let app = spawn_app_with(Options { worker: false, relay: false }).await;
+    let r = app.get(None, "/api/v1/openapi.json").await;
+    assert_eq!(r.status, 200);
+    let doc = &r.json;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/health",
+        "/ready",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/auth/me",
+        "/api/v1/tickets",
+        "/api/v1/tickets/{ticket}",
+        "/api/v1/tickets/{ticket}/comments",
+        "/api/v1/tickets/{ticket}/links",
+        "/api/v1/tickets/{ticket}/links/{link_id}",
+        "/api/v1/users",
+        "/api/v1/users/{id}",
+        "/api/v1/users/{id}/roles",
+        "/api/v1/roles",
+        "/api/v1/teams",
+        "/api/v1/teams/{id}",
+        "/api/v1/teams/{id}/members/{user_id}",
+        "/api/v1/audit",
+    ] {
+        assert!(paths.contains_key(p), "{p} is not documented");
+    }
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for s in ["Ticket", "CreateTicket", "Problem", "FieldError", "Status", "TicketKind"] {
+        assert!(schemas.contains_key(s), "schema {s} missing");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // the health endpoints answer
+    assert_eq!(app.get(None, "/health").await.json["status"], "ok");
+    let ready = app.get(None, "/ready").await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    app.stop().await;
+}
