@@ -56,7 +56,7 @@ pub struct TokenKeys {
 
 pub enum TokenError {
     /// Signature valid but expired: the claims can be trusted to name the account.
-    Expired(Claims),
+    Expired(Box<Claims>),
     Invalid(String),
 }
 
@@ -75,7 +75,14 @@ impl TokenKeys {
         self.ttl
     }
 
-    pub fn issue(&self, sub: Uuid, tid: Uuid, ten: &str, roles: Vec<String>, perms: Vec<String>) -> Result<String, ApiError> {
+    pub fn issue(
+        &self,
+        sub: Uuid,
+        tid: Uuid,
+        ten: &str,
+        roles: Vec<String>,
+        perms: Vec<String>,
+    ) -> Result<String, ApiError> {
         let now = unix_now();
         let claims = Claims {
             sub,
@@ -100,7 +107,7 @@ impl TokenKeys {
                 let mut v = self.validation.clone();
                 v.validate_exp = false;
                 match jsonwebtoken::decode::<Claims>(token, &self.decoding, &v) {
-                    Ok(data) => Err(TokenError::Expired(data.claims)),
+                    Ok(data) => Err(TokenError::Expired(Box::new(data.claims))),
                     Err(e) => Err(TokenError::Invalid(e.to_string())),
                 }
             }
@@ -160,7 +167,17 @@ impl Principal {
             return Ok(());
         }
         let detail = format!("this needs the {permission} permission");
-        audit_refusal(state, meta, self.tenant_id, Some(self.user_id), "authz.denied", "permission", Some(permission.to_owned()), &detail).await;
+        audit_refusal(
+            state,
+            meta,
+            self.tenant_id,
+            Some(self.user_id),
+            "authz.denied",
+            "permission",
+            Some(permission.to_owned()),
+            &detail,
+        )
+        .await;
         Err(ApiError::Forbidden(detail))
     }
 }
@@ -189,7 +206,17 @@ impl FromRequestParts<AppState> for Principal {
                 Ok(Principal { user_id: c.sub, tenant_id: c.tid, tenant: c.ten, roles: c.roles, permissions: c.perms })
             }
             Err(TokenError::Expired(c)) => {
-                audit_refusal(state, &meta, c.tid, Some(c.sub), "auth.token_expired", "user", Some(c.sub.to_string()), "access token expired").await;
+                audit_refusal(
+                    state,
+                    &meta,
+                    c.tid,
+                    Some(c.sub),
+                    "auth.token_expired",
+                    "user",
+                    Some(c.sub.to_string()),
+                    "access token expired",
+                )
+                .await;
                 Err(ApiError::Unauthorized("the access token has expired; refresh it".into()))
             }
             Err(TokenError::Invalid(why)) => {
@@ -231,6 +258,7 @@ pub async fn audit_refusal(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -245,7 +273,8 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_refuse_tampering_and_other_algorithms() {
         let keys = TokenKeys::new(&[7u8; 32], Duration::from_secs(60));
-        let t = keys.issue(Uuid::nil(), Uuid::nil(), "acme", vec!["agent".into()], vec!["ticket:update".into()]).unwrap();
+        let t =
+            keys.issue(Uuid::nil(), Uuid::nil(), "acme", vec!["agent".into()], vec!["ticket:update".into()]).unwrap();
         assert!(keys.verify(&t).is_ok());
         // flip one character of the signature
         let mut bytes = t.clone().into_bytes();

@@ -116,7 +116,8 @@ impl Config {
         }
         // ARCHER_* variables that are not configuration (read by the CLI, the dev stack, tests)
         let not_config = |k: &figment::value::UncasedStr| {
-            ["config", "log", "temporal_bin", "pg_bin", "dev_dir"].iter().any(|n| k == *n) || k.as_str().to_ascii_lowercase().starts_with("test_")
+            ["config", "log", "temporal_bin", "pg_bin", "dev_dir"].iter().any(|n| k == *n)
+                || k.as_str().to_ascii_lowercase().starts_with("test_")
         };
         ConfigSources(f.merge(Env::prefixed("ARCHER_").filter(move |k| !not_config(k))))
     }

@@ -58,7 +58,9 @@ impl Tools {
                     .collect();
                 found.sort();
                 found.pop().map(|(_, p)| p).ok_or_else(|| {
-                    DevError::Setup("PostgreSQL binaries not found: install postgresql (15+) or set ARCHER_PG_BIN".into())
+                    DevError::Setup(
+                        "PostgreSQL binaries not found: install postgresql (15+) or set ARCHER_PG_BIN".into(),
+                    )
                 })?
             }
         };
@@ -70,7 +72,10 @@ impl Tools {
                     local
                 } else {
                     which("temporal").ok_or_else(|| {
-                        DevError::Setup("the temporal CLI was not found: run ./dev (it installs it) or set ARCHER_TEMPORAL_BIN".into())
+                        DevError::Setup(
+                            "the temporal CLI was not found: run ./dev (it installs it) or set ARCHER_TEMPORAL_BIN"
+                                .into(),
+                        )
                     })?
                 }
             }
@@ -105,7 +110,8 @@ fn service_user() -> Result<Option<User>, DevError> {
 }
 
 fn chown_tree(path: &Path, user: &User) -> Result<(), DevError> {
-    std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw())).map_err(io(format!("chown {}", path.display())))?;
+    std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+        .map_err(io(format!("chown {}", path.display())))?;
     if path.is_dir() {
         for entry in std::fs::read_dir(path).map_err(io(format!("reading {}", path.display())))? {
             let entry = entry.map_err(io("reading a directory"))?;
@@ -118,7 +124,9 @@ fn chown_tree(path: &Path, user: &User) -> Result<(), DevError> {
 /// Whether a user other than the owner can reach `path` (every ancestor searchable).
 fn reachable_by_others(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.ancestors().skip(1).all(|a| a.as_os_str().is_empty() || std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
+    path.ancestors()
+        .skip(1)
+        .all(|a| a.as_os_str().is_empty() || std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
 }
 
 fn command_as(program: &Path, user: Option<&User>) -> Command {
@@ -189,7 +197,8 @@ impl Postgres {
                 chown_tree(&pwfile, u)?;
             }
             let out = command_as(&tools.pg_bin.join("initdb"), user.as_ref())
-                .arg("-D").arg(data_dir)
+                .arg("-D")
+                .arg(data_dir)
                 .args(["-U", "archer", "--auth=scram-sha-256", "-E", "UTF8", "--no-locale", "--no-instructions"])
                 .arg(format!("--pwfile={}", pwfile.display()))
                 .output()
@@ -205,18 +214,31 @@ impl Postgres {
         }
         stop_stale_postmaster(tools, data_dir, user.as_ref()).await;
         if !port_free(port) {
-            return Err(DevError::Setup(format!("port {port} is in use; PostgreSQL needs it (pick another with --pg-port)")));
+            return Err(DevError::Setup(format!(
+                "port {port} is in use; PostgreSQL needs it (pick another with --pg-port)"
+            )));
         }
         let mut cmd = command_as(&tools.pg_bin.join("postgres"), user.as_ref());
-        cmd.arg("-D").arg(data_dir)
+        cmd.arg("-D")
+            .arg(data_dir)
             .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=300"])
-            .arg("-k").arg(data_dir)
+            .arg("-k")
+            .arg(data_dir)
             .stdin(Stdio::null())
             .stdout(log_file(&log)?)
             .stderr(log_file(&log)?)
             .kill_on_drop(true);
         if durability == Durability::Throwaway {
-            cmd.args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "shared_buffers=256MB"]);
+            cmd.args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "shared_buffers=256MB",
+            ]);
         }
         let child = cmd.spawn().map_err(io("starting postgres"))?;
         let mut pg = Postgres { child, port, password, log };
@@ -248,7 +270,8 @@ impl Postgres {
 
     /// Creates `db` unless it exists.
     pub async fn ensure_database(&self, db: &str) -> Result<(), DevError> {
-        let mut c = sqlx::PgConnection::connect(&self.url("postgres")).await.map_err(|e| DevError::Setup(e.to_string()))?;
+        let mut c =
+            sqlx::PgConnection::connect(&self.url("postgres")).await.map_err(|e| DevError::Setup(e.to_string()))?;
         let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
             .bind(db)
             .fetch_optional(&mut c)
@@ -275,7 +298,8 @@ async fn stop_stale_postmaster(tools: &Tools, data_dir: &Path, user: Option<&Use
     if kill(Pid::from_raw(pid), None).is_ok() {
         tracing::warn!(pid, "stopping a PostgreSQL left running by an earlier `archer dev`");
         let _ = command_as(&tools.pg_bin.join("pg_ctl"), user)
-            .arg("-D").arg(data_dir)
+            .arg("-D")
+            .arg(data_dir)
             .args(["stop", "-m", "fast", "-w"])
             .output()
             .await;
@@ -303,7 +327,13 @@ pub struct TemporalDev {
 impl TemporalDev {
     /// Starts `temporal server start-dev`. With `db_file` its state survives restarts (SQLite in
     /// WAL mode); without, it lives in memory. `ui_port: None` runs it headless.
-    pub async fn start(tools: &Tools, port: u16, ui_port: Option<u16>, db_file: Option<&Path>, log: &Path) -> Result<Self, DevError> {
+    pub async fn start(
+        tools: &Tools,
+        port: u16,
+        ui_port: Option<u16>,
+        db_file: Option<&Path>,
+        log: &Path,
+    ) -> Result<Self, DevError> {
         let pid_file = db_file.map(|f| f.with_extension("pid"));
         if let Some(pf) = &pid_file {
             stop_stale_temporal(pf);
@@ -324,7 +354,12 @@ impl TemporalDev {
             }
         }
         if let Some(f) = db_file {
-            cmd.arg("--db-filename").arg(f).args(["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]);
+            cmd.arg("--db-filename").arg(f).args([
+                "--sqlite-pragma",
+                "journal_mode=wal",
+                "--sqlite-pragma",
+                "synchronous=normal",
+            ]);
         }
         cmd.stdin(Stdio::null()).stdout(log_file(log)?).stderr(log_file(log)?).kill_on_drop(true);
         let child = cmd.spawn().map_err(io(format!("starting {}", tools.temporal.display())))?;
@@ -355,10 +390,10 @@ impl TemporalDev {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(DevError::Setup(format!("the Temporal dev server exited ({status}):\n{}", tail(log))));
             }
-            if let Ok(client) = archer_workers::temporal::connect(&cfg).await {
-                if archer_workers::temporal::ensure_search_attributes(&client, "default").await.is_ok() {
-                    return Ok(());
-                }
+            if let Ok(client) = archer_workers::temporal::connect(&cfg).await
+                && archer_workers::temporal::ensure_search_attributes(&client, "default").await.is_ok()
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(DevError::Setup(format!("the Temporal dev server did not come up:\n{}", tail(log))));
@@ -390,10 +425,10 @@ fn stop_stale_temporal(pid_file: &Path) {
 /// Reads `<dir>/<name>`, or writes a new random secret there.
 pub fn persistent_secret(dir: &Path, name: &str) -> Result<String, DevError> {
     let path = dir.join(name);
-    if let Ok(s) = std::fs::read_to_string(&path) {
-        if s.trim().len() >= 32 {
-            return Ok(s.trim().to_owned());
-        }
+    if let Ok(s) = std::fs::read_to_string(&path)
+        && s.trim().len() >= 32
+    {
+        return Ok(s.trim().to_owned());
     }
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
@@ -422,7 +457,10 @@ pub async fn run_dev(opts: DevOptions) -> Result<(), DevError> {
     let tools = Tools::find(&opts.project_root)?;
     std::fs::create_dir_all(&opts.dir).map_err(io(format!("creating {}", opts.dir.display())))?;
     if !port_free(opts.api_port) {
-        return Err(DevError::Setup(format!("port {} is in use; the API needs it (pick another with --api-port)", opts.api_port)));
+        return Err(DevError::Setup(format!(
+            "port {} is in use; the API needs it (pick another with --api-port)",
+            opts.api_port
+        )));
     }
     println!("archer dev: starting PostgreSQL ({}) on port {}", tools.pg_bin.display(), opts.pg_port);
     let pg = Postgres::start(&tools, &opts.dir.join("pg"), opts.pg_port, Durability::Durable).await?;
@@ -461,7 +499,12 @@ pub async fn run_dev(opts: DevOptions) -> Result<(), DevError> {
     result
 }
 
-async fn run_system(opts: &DevOptions, config: crate::config::Config, ui: Option<String>, started: Instant) -> Result<(), DevError> {
+async fn run_system(
+    opts: &DevOptions,
+    config: crate::config::Config,
+    ui: Option<String>,
+    started: Instant,
+) -> Result<(), DevError> {
     use secrecy::ExposeSecret;
     let setup = |e: &dyn std::fmt::Display| DevError::Setup(e.to_string());
     let pool = archer_store::connect(config.database_url.expose_secret(), 5).await.map_err(|e| setup(&e))?;
@@ -502,10 +545,18 @@ fn print_banner(config: &crate::config::Config, ui: Option<&str>, took: Duration
     println!();
     println!("  Try:");
     println!("    TOKEN=$(curl -s {api}/api/v1/auth/login -H 'content-type: application/json' \\");
-    println!("      -d '{{\"email\":\"agent@acme.example\",\"password\":\"{}\"}}' | jq -r .access_token)", crate::seed::DEMO_PASSWORD);
-    println!("    curl -s {api}/api/v1/tickets -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\");
+    println!(
+        "      -d '{{\"email\":\"agent@acme.example\",\"password\":\"{}\"}}' | jq -r .access_token)",
+        crate::seed::DEMO_PASSWORD
+    );
+    println!(
+        "    curl -s {api}/api/v1/tickets -H \"authorization: Bearer $TOKEN\" -H 'content-type: application/json' \\"
+    );
     println!("      -d '{{\"kind\":\"incident\",\"title\":\"Printer on fire\",\"impact\":1,\"urgency\":1}}'");
-    println!("    temporal workflow list --address {} --query 'ArcherTenant=\"acme\"'", config.temporal_address.as_str().trim_start_matches("http://").trim_end_matches('/'));
+    println!(
+        "    temporal workflow list --address {} --query 'ArcherTenant=\"acme\"'",
+        config.temporal_address.as_str().trim_start_matches("http://").trim_end_matches('/')
+    );
     println!();
     println!("  Ctrl-C stops everything; data stays in .archer/ for the next run.");
     println!();

@@ -113,17 +113,18 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let status = self.status();
         let detail = match self {
-            ApiError::Internal(_) => "something went wrong on our side; quote the request id when reporting it".to_owned(),
+            ApiError::Internal(_) => {
+                "something went wrong on our side; quote the request id when reporting it".to_owned()
+            }
             ApiError::Validation(errs) if errs.len() == 1 => format!("{}: {}", errs[0].pointer, errs[0].detail),
             ApiError::Validation(errs) => format!("{} fields are invalid", errs.len()),
             other => other.to_string(),
         };
         let (errors, allowed) = match self {
             ApiError::Validation(errs) => (errs.clone(), None),
-            ApiError::IllegalTransition { allowed, .. } => (
-                vec![FieldError::new("/status", "illegal_transition", self.to_string())],
-                Some(allowed.clone()),
-            ),
+            ApiError::IllegalTransition { allowed, .. } => {
+                (vec![FieldError::new("/status", "illegal_transition", self.to_string())], Some(allowed.clone()))
+            }
             _ => (Vec::new(), None),
         };
         Problem {
@@ -168,7 +169,8 @@ impl IntoResponse for ApiError {
         let mut resp = problem_response(self.problem());
         match &self {
             ApiError::Unauthorized(_) => {
-                resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"archer\""));
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"archer\""));
             }
             ApiError::TooManyRequests { retry_after_secs, .. } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {

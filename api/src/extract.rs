@@ -64,10 +64,12 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             let pointer = pointer_of(err.path());
             let inner = err.into_inner();
             match inner.classify() {
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
-                    Err(ApiError::MalformedJson(inner.to_string()))
+                serde_json::error::Category::Syntax
+                | serde_json::error::Category::Eof
+                | serde_json::error::Category::Io => Err(ApiError::MalformedJson(inner.to_string())),
+                serde_json::error::Category::Data => {
+                    Err(ApiError::Validation(vec![field_error(&pointer, &inner.to_string())]))
                 }
-                serde_json::error::Category::Data => Err(ApiError::Validation(vec![field_error(&pointer, &inner.to_string())])),
             }
         }
     }
@@ -94,9 +96,8 @@ fn pointer_of(path: &serde_path_to_error::Path) -> String {
 fn field_error(path: &str, message: &str) -> FieldError {
     // serde's messages end with " at line L column C"
     let message = message.split(" at line ").next().unwrap_or(message);
-    let named = |prefix: &str| {
-        message.strip_prefix(prefix).and_then(|rest| rest.split('`').next()).map(|name| name.to_owned())
-    };
+    let named =
+        |prefix: &str| message.strip_prefix(prefix).and_then(|rest| rest.split('`').next()).map(|name| name.to_owned());
     if let Some(name) = named("missing field `") {
         return FieldError::new(join(path, &name), "required", format!("{name} is required"));
     }
@@ -160,12 +161,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let request_id = parts
-            .headers
-            .get(crate::app::REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let request_id =
+            parts.headers.get(crate::app::REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
         let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip());
         Ok(RequestMeta { request_id, ip })
     }

@@ -30,11 +30,9 @@ pub async fn claim(
     let hash = h.finalize().to_vec();
     match store::claim(tx, p.tenant_id, p.user_id, k, &hash).await? {
         None => Ok(None),
-        Some(stored) if stored.request_hash != hash => Err(ApiError::field(
-            "Idempotency-Key",
-            "reused",
-            "this key was already used for a different request",
-        )),
+        Some(stored) if stored.request_hash != hash => {
+            Err(ApiError::field("Idempotency-Key", "reused", "this key was already used for a different request"))
+        }
         Some(stored) => {
             let status = StatusCode::from_u16(stored.status_code as u16).unwrap_or(StatusCode::OK);
             let mut resp = (status, Json(&stored.body)).into_response();
@@ -43,10 +41,10 @@ pub async fn claim(
             if let Some(loc) = stored.location.as_deref().and_then(|l| HeaderValue::from_str(l).ok()) {
                 h.insert(header::LOCATION, loc);
             }
-            if let Some(v) = stored.body.get("version").and_then(|v| v.as_i64()) {
-                if let Ok(tag) = HeaderValue::from_str(&etag(v as i32)) {
-                    h.insert(header::ETAG, tag);
-                }
+            if let Some(v) = stored.body.get("version").and_then(|v| v.as_i64())
+                && let Ok(tag) = HeaderValue::from_str(&etag(v as i32))
+            {
+                h.insert(header::ETAG, tag);
             }
             Ok(Some(resp))
         }

@@ -69,13 +69,24 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 return Ok(devstack::run_exec(&project_root, &command).await?);
             }
             let dir = if dir.is_absolute() { dir } else { project_root.join(dir) };
-            devstack::run_dev(devstack::DevOptions { project_root, dir, api_port, temporal_port, ui_port, pg_port, seed: !no_demo }).await?;
+            devstack::run_dev(devstack::DevOptions {
+                project_root,
+                dir,
+                api_port,
+                temporal_port,
+                ui_port,
+                pg_port,
+                seed: !no_demo,
+            })
+            .await?;
             Ok(0)
         }
         Cmd::Serve => {
             let config = Config::load(cli.config.as_deref())?;
             telemetry::init(config.log_format);
-            let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .with_context(|| format!("binding {}", config.listen))?;
             let running = server::start(config, listener).await?;
             let token = running.token();
             tokio::select! {
@@ -107,6 +118,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     #[test]
     fn cli_is_well_formed() {

@@ -120,7 +120,12 @@ async fn lead(pool: &PgPool, temporal: &TemporalConfig, shutdown: &CancellationT
     }
 }
 
-async fn deliver_batch(pool: &PgPool, client: &Client, temporal: &TemporalConfig, rows: Vec<OutboxRow>) -> Result<(), RelayError> {
+async fn deliver_batch(
+    pool: &PgPool,
+    client: &Client,
+    temporal: &TemporalConfig,
+    rows: Vec<OutboxRow>,
+) -> Result<(), RelayError> {
     let mut by_workflow: BTreeMap<String, Vec<OutboxRow>> = BTreeMap::new();
     for row in rows {
         by_workflow.entry(row.workflow_id.clone()).or_default().push(row);
@@ -191,10 +196,18 @@ async fn signal_ticket(client: &Client, row: &OutboxRow, name: &str) -> Result<O
     let bad = |e: serde_json::Error| format!("bad payload: {e}");
     let p = row.payload.clone();
     let sent = match name {
-        "status_changed" => handle.signal(TicketWorkflow::status_changed, serde_json::from_value(p).map_err(bad)?, opts).await,
-        "priority_changed" => handle.signal(TicketWorkflow::priority_changed, serde_json::from_value(p).map_err(bad)?, opts).await,
-        "assignment_changed" => handle.signal(TicketWorkflow::assignment_changed, serde_json::from_value(p).map_err(bad)?, opts).await,
-        "comment_added" => handle.signal(TicketWorkflow::comment_added, serde_json::from_value(p).map_err(bad)?, opts).await,
+        "status_changed" => {
+            handle.signal(TicketWorkflow::status_changed, serde_json::from_value(p).map_err(bad)?, opts).await
+        }
+        "priority_changed" => {
+            handle.signal(TicketWorkflow::priority_changed, serde_json::from_value(p).map_err(bad)?, opts).await
+        }
+        "assignment_changed" => {
+            handle.signal(TicketWorkflow::assignment_changed, serde_json::from_value(p).map_err(bad)?, opts).await
+        }
+        "comment_added" => {
+            handle.signal(TicketWorkflow::comment_added, serde_json::from_value(p).map_err(bad)?, opts).await
+        }
         other => return Err(format!("unknown signal {other}")),
     };
     match sent {

@@ -98,10 +98,14 @@ pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
     let admin = provision_user(pool, acme, "admin@acme.example", "Ada Admin", pw, &["admin"], None).await?;
     let agent = provision_user(pool, acme, "agent@acme.example", "Alex Agent", pw, &["agent"], None).await?;
     let agent2 = provision_user(pool, acme, "agent2@acme.example", "Sam Support", pw, &["agent"], None).await?;
-    let manager = provision_user(pool, acme, "manager@acme.example", "Morgan Manager", pw, &["manager", "approver"], None).await?;
+    let manager =
+        provision_user(pool, acme, "manager@acme.example", "Morgan Manager", pw, &["manager", "approver"], None)
+            .await?;
     provision_user(pool, acme, "approver@acme.example", "Avery Approver", pw, &["approver"], Some(manager)).await?;
     let cab = provision_user(pool, acme, "cab@acme.example", "Casey Board", pw, &["cab_member"], Some(manager)).await?;
-    let requester = provision_user(pool, acme, "requester@acme.example", "Riley Requester", pw, &["requester"], Some(manager)).await?;
+    let requester =
+        provision_user(pool, acme, "requester@acme.example", "Riley Requester", pw, &["requester"], Some(manager))
+            .await?;
 
     let ctx = AuditContext { actor_id: Some(admin), ..Default::default() };
     let mut tx = TenantTx::begin(pool, acme, &ctx).await?;
@@ -122,11 +126,61 @@ pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
 
     let slug = TenantSlug::parse("acme").map_err(|e| SeedError::Other(e.to_string()))?;
     let demo = [
-        (TicketKind::Incident, "Email not syncing on my phone", "Since this morning Outlook on my phone shows *no new mail*.", 3, 2, requester, None, None, None),
-        (TicketKind::Incident, "VPN drops every ten minutes", "Remote staff lose the VPN about every 10 minutes; reconnecting works.", 2, 1, requester, Some(agent2), Some(network), Some(Status::InProgress)),
-        (TicketKind::ServiceRequest, "Laptop for a new starter", "Jordan starts on Monday and needs a laptop.", 3, 3, requester, None, Some(desk), None),
-        (TicketKind::Change, "Upgrade core switch firmware", "Vendor advisory: upgrade both core switches during the Saturday window.", 2, 3, agent2, Some(agent2), Some(network), Some(Status::Assess)),
-        (TicketKind::Problem, "Recurring VPN disconnects", "Root cause of the VPN incidents.", 2, 2, agent, Some(agent2), Some(network), None),
+        (
+            TicketKind::Incident,
+            "Email not syncing on my phone",
+            "Since this morning Outlook on my phone shows *no new mail*.",
+            3,
+            2,
+            requester,
+            None,
+            None,
+            None,
+        ),
+        (
+            TicketKind::Incident,
+            "VPN drops every ten minutes",
+            "Remote staff lose the VPN about every 10 minutes; reconnecting works.",
+            2,
+            1,
+            requester,
+            Some(agent2),
+            Some(network),
+            Some(Status::InProgress),
+        ),
+        (
+            TicketKind::ServiceRequest,
+            "Laptop for a new starter",
+            "Jordan starts on Monday and needs a laptop.",
+            3,
+            3,
+            requester,
+            None,
+            Some(desk),
+            None,
+        ),
+        (
+            TicketKind::Change,
+            "Upgrade core switch firmware",
+            "Vendor advisory: upgrade both core switches during the Saturday window.",
+            2,
+            3,
+            agent2,
+            Some(agent2),
+            Some(network),
+            Some(Status::Assess),
+        ),
+        (
+            TicketKind::Problem,
+            "Recurring VPN disconnects",
+            "Root cause of the VPN incidents.",
+            2,
+            2,
+            agent,
+            Some(agent2),
+            Some(network),
+            None,
+        ),
     ];
     for (kind, title, description, impact, urgency, requester_id, assignee, team, status) in demo {
         let impact = Impact::new(impact).map_err(|e| SeedError::Other(e.to_string()))?;
@@ -166,7 +220,8 @@ pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
     let globex = provision_tenant(pool, "globex", "Globex Inc.").await?;
     provision_user(pool, globex, "admin@globex.example", "Gale Admin", pw, &["admin"], None).await?;
     let g_agent = provision_user(pool, globex, "agent@globex.example", "Glen Agent", pw, &["agent"], None).await?;
-    let g_req = provision_user(pool, globex, "requester@globex.example", "Gus Requester", pw, &["requester"], None).await?;
+    let g_req =
+        provision_user(pool, globex, "requester@globex.example", "Gus Requester", pw, &["requester"], None).await?;
     let gslug = TenantSlug::parse("globex").map_err(|e| SeedError::Other(e.to_string()))?;
     let mut tx = TenantTx::begin(pool, globex, &AuditContext { actor_id: Some(g_req), ..Default::default() }).await?;
     let impact = Impact::new(2).map_err(|e| SeedError::Other(e.to_string()))?;

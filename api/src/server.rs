@@ -52,7 +52,8 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<RunningServe
     }
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    let relay = config.relay.then(|| tokio::spawn(crate::relay::run(pool.clone(), config.temporal(), shutdown.clone())));
+    let relay =
+        config.relay.then(|| tokio::spawn(crate::relay::run(pool.clone(), config.temporal(), shutdown.clone())));
     let state = AppState::new(pool, config).map_err(|e| ServeError::Setup(e.to_string()))?;
     let router = app::router(state);
     let token = shutdown.clone();

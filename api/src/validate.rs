@@ -72,6 +72,7 @@ pub fn page(errors: &mut Errors, page: Option<i64>, limit: Option<i64>) -> (i64,
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

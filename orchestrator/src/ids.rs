@@ -120,6 +120,7 @@ impl From<TicketNumber> for String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

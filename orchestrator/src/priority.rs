@@ -14,11 +14,7 @@ macro_rules! level {
 
         impl $name {
             pub fn new(v: i64) -> Result<Self, OutOfRange> {
-                if (1..=4).contains(&v) {
-                    Ok(Self(v as u8))
-                } else {
-                    Err(OutOfRange { what: $what, value: v })
-                }
+                if (1..=4).contains(&v) { Ok(Self(v as u8)) } else { Err(OutOfRange { what: $what, value: v }) }
             }
             pub fn get(self) -> u8 {
                 self.0
@@ -61,12 +57,7 @@ pub struct OutOfRange {
 ///
 /// The usual ITIL shape: the diagonal sum decides, with the extremes clamped, so a
 /// high-impact, high-urgency ticket is P1 and a low/low one P4.
-const MATRIX: [[u8; 4]; 4] = [
-    [1, 1, 2, 3],
-    [1, 2, 3, 3],
-    [2, 3, 3, 4],
-    [3, 3, 4, 4],
-];
+const MATRIX: [[u8; 4]; 4] = [[1, 1, 2, 3], [1, 2, 3, 3], [2, 3, 3, 4], [3, 3, 4, 4]];
 
 impl Priority {
     pub const P1: Priority = Priority(1);
@@ -79,6 +70,7 @@ impl Priority {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

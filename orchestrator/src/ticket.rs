@@ -49,9 +49,7 @@ impl TicketKind {
     pub fn statuses(self) -> &'static [Status] {
         use Status::*;
         match self {
-            Self::Incident | Self::ServiceRequest => {
-                &[New, InProgress, WaitingOnCustomer, Resolved, Closed, Cancelled]
-            }
+            Self::Incident | Self::ServiceRequest => &[New, InProgress, WaitingOnCustomer, Resolved, Closed, Cancelled],
             Self::Change => &[New, Assess, Authorize, Scheduled, Implement, Review, Closed, Cancelled],
             Self::Problem => &[New, Assess, RootCauseAnalysis, FixInProgress, Resolved, Closed, Cancelled],
         }
@@ -247,6 +245,7 @@ impl FromStr for LinkKind {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -284,7 +283,10 @@ mod tests {
     #[test]
     fn illegal_transition_lists_the_allowed_ones() {
         let err = Status::New.transition(TicketKind::Incident, Status::Closed).unwrap_err();
-        assert_eq!(err.allowed, vec![Status::InProgress, Status::WaitingOnCustomer, Status::Resolved, Status::Cancelled]);
+        assert_eq!(
+            err.allowed,
+            vec![Status::InProgress, Status::WaitingOnCustomer, Status::Resolved, Status::Cancelled]
+        );
         assert_eq!(Status::Resolved.transition(TicketKind::Incident, Status::InProgress), Ok(Status::InProgress));
         assert!(Status::Resolved.is_reopen(Status::InProgress));
     }

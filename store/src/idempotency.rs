@@ -46,7 +46,12 @@ pub async fn claim(
     )
     .fetch_one(conn)
     .await?;
-    Ok(Some(Stored { request_hash: row.request_hash, status_code: row.status_code, body: row.body, location: row.location }))
+    Ok(Some(Stored {
+        request_hash: row.request_hash,
+        status_code: row.status_code,
+        body: row.body,
+        location: row.location,
+    }))
 }
 
 /// Stores the response of the request that claimed `key`, in its transaction.

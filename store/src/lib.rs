@@ -95,9 +95,8 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 
 /// Whether the database is reachable and has every migration this binary knows applied.
 pub async fn migrations_current(pool: &PgPool) -> Result<bool> {
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-        .fetch_all(pool)
-        .await?;
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(pool).await?;
     Ok(MIGRATOR.iter().filter(|m| m.migration_type.is_up_migration()).all(|m| applied.contains(&m.version)))
 }
 

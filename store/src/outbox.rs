@@ -101,15 +101,11 @@ pub async fn mark_failed(conn: &mut PgConnection, id: i64, error: &str, retry_in
 
 /// Undelivered rows, for readiness and metrics.
 pub async fn pending(conn: &mut PgConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM outbox WHERE delivered_at IS NULL"#)
-        .fetch_one(conn)
-        .await?)
+    Ok(sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM outbox WHERE delivered_at IS NULL"#).fetch_one(conn).await?)
 }
 
 /// Takes the relay's leader lock on this session if free (one relay delivers at a time, so
 /// each workflow's intents go out in order).
 pub async fn try_lead(conn: &mut PgConnection) -> Result<bool> {
-    Ok(sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock(7241500001) AS "locked!""#)
-        .fetch_one(conn)
-        .await?)
+    Ok(sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock(7241500001) AS "locked!""#).fetch_one(conn).await?)
 }

@@ -71,11 +71,9 @@ pub async fn revoke_family(conn: &mut PgConnection, family_id: Uuid) -> Result<u
 
 /// Revokes every token of a user (deactivation, password change).
 pub async fn revoke_user(conn: &mut PgConnection, user_id: Uuid) -> Result<u64> {
-    let done = sqlx::query!(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
-        user_id
-    )
-    .execute(conn)
-    .await?;
+    let done =
+        sqlx::query!("UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL", user_id)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected())
 }

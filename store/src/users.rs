@@ -52,7 +52,6 @@ pub struct UserPatch<'a> {
     pub password_hash: Option<&'a str>,
 }
 
-
 pub async fn create(conn: &mut PgConnection, u: NewUser<'_>) -> Result<User> {
     sqlx::query!(
         "INSERT INTO users (id, tenant_id, email, display_name, password_hash, manager_id)
@@ -189,13 +188,15 @@ pub struct Role {
 }
 
 pub async fn roles(conn: &mut PgConnection) -> Result<Vec<Role>> {
-    Ok(sqlx::query_as!(Role, "SELECT name, description, permissions FROM roles ORDER BY name")
-        .fetch_all(conn)
-        .await?)
+    Ok(sqlx::query_as!(Role, "SELECT name, description, permissions FROM roles ORDER BY name").fetch_all(conn).await?)
 }
 
 /// Accounts with this email, across tenants (login runs before the tenant is known).
-pub async fn find_for_login(conn: &mut PgConnection, email: &str, tenant_slug: Option<&str>) -> Result<Vec<LoginAccount>> {
+pub async fn find_for_login(
+    conn: &mut PgConnection,
+    email: &str,
+    tenant_slug: Option<&str>,
+) -> Result<Vec<LoginAccount>> {
     Ok(sqlx::query_as!(
         LoginAccount,
         r#"SELECT u.id, u.tenant_id, t.slug AS tenant_slug, u.email, u.password_hash, u.active,

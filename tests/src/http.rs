@@ -40,12 +40,22 @@ impl Resp {
 
     /// The pointers of a problem's `errors[]`.
     pub fn pointers(&self) -> Vec<String> {
-        self.json["errors"].as_array().map(|a| a.iter().filter_map(|e| e["pointer"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+        self.json["errors"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["pointer"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
     }
 }
 
 impl TestApp {
-    pub async fn send(&self, method: Method, token: Option<&str>, path: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> Resp {
+    pub async fn send(
+        &self,
+        method: Method,
+        token: Option<&str>,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -77,8 +87,16 @@ impl TestApp {
     }
 
     /// Sends raw bytes with a content type.
-    pub async fn raw(&self, method: Method, token: Option<&str>, path: &str, content_type: &str, body: Vec<u8>) -> Resp {
-        let mut req = self.http.request(method, format!("{}{path}", self.base)).header("content-type", content_type).body(body);
+    pub async fn raw(
+        &self,
+        method: Method,
+        token: Option<&str>,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Resp {
+        let mut req =
+            self.http.request(method, format!("{}{path}", self.base)).header("content-type", content_type).body(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -94,12 +112,15 @@ impl TestApp {
 
     /// Creates a plain incident.
     pub async fn incident(&self, user: &TestUser, title: &str) -> Value {
-        self.create_ticket(user, serde_json::json!({"kind": "incident", "title": title, "impact": 3, "urgency": 3})).await
+        self.create_ticket(user, serde_json::json!({"kind": "incident", "title": title, "impact": 3, "urgency": 3}))
+            .await
     }
 
     /// Changes a ticket's status and asserts 200.
     pub async fn set_status(&self, user: &TestUser, number: &str, status: &str) -> Value {
-        let r = self.patch(Some(&user.token), &format!("/api/v1/tickets/{number}"), &serde_json::json!({"status": status})).await;
+        let r = self
+            .patch(Some(&user.token), &format!("/api/v1/tickets/{number}"), &serde_json::json!({"status": status}))
+            .await;
         assert_eq!(r.status, 200, "set {number} to {status}: {}", r.body);
         r.json
     }

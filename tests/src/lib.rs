@@ -69,7 +69,10 @@ pub async fn fresh_database() -> String {
         .await
         .expect("look up template");
     if exists.is_none() {
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {TEMPLATE}"))).execute(&mut admin).await.expect("create template");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {TEMPLATE}")))
+            .execute(&mut admin)
+            .await
+            .expect("create template");
         let pool = archer_store::connect(&with_db(&s.admin_url, TEMPLATE), 2).await.expect("connect template");
         archer_store::migrate(&pool).await.expect("migrate template");
         pool.close().await;
@@ -173,7 +176,10 @@ impl TestApp {
 
     pub async fn start_worker(&mut self) {
         let cfg = self.temporal_config();
-        let w = tokio::task::spawn_blocking(move || archer_workers::spawn_worker(cfg)).await.expect("join").expect("start worker");
+        let w = tokio::task::spawn_blocking(move || archer_workers::spawn_worker(cfg))
+            .await
+            .expect("join")
+            .expect("start worker");
         self.worker = Some(w);
     }
 
@@ -210,11 +216,19 @@ impl TestApp {
     /// A tenant with an admin, an agent, a manager and a requester, all logged in.
     pub async fn tenant(&self) -> TestTenant {
         let slug = unique_slug("t");
-        let id = archer_api::seed::provision_tenant(&self.pool, &slug, &format!("Tenant {slug}")).await.expect("tenant");
+        let id =
+            archer_api::seed::provision_tenant(&self.pool, &slug, &format!("Tenant {slug}")).await.expect("tenant");
         let mut users = Vec::new();
-        for (name, roles) in [("admin", vec!["admin"]), ("agent", vec!["agent"]), ("manager", vec!["manager"]), ("requester", vec!["requester"])] {
+        for (name, roles) in [
+            ("admin", vec!["admin"]),
+            ("agent", vec!["agent"]),
+            ("manager", vec!["manager"]),
+            ("requester", vec!["requester"]),
+        ] {
             let email = format!("{name}@{slug}.example");
-            let uid = archer_api::seed::provision_user(&self.pool, id, &email, name, PASSWORD, &roles, None).await.expect("user");
+            let uid = archer_api::seed::provision_user(&self.pool, id, &email, name, PASSWORD, &roles, None)
+                .await
+                .expect("user");
             let token = self.login(&email, PASSWORD).await;
             users.push(TestUser { id: uid, email, token });
         }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use temporalio_client::{
-    Client, WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowFetchHistoryOptions, WorkflowHistory, WorkflowListOptions,
-    WorkflowQueryOptions,
+    Client, WorkflowDescribeOptions, WorkflowExecutionStatus, WorkflowFetchHistoryOptions, WorkflowHistory,
+    WorkflowListOptions, WorkflowQueryOptions,
 };
 use temporalio_common::protos::temporal::api::enums::v1::EventType;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
@@ -53,7 +53,10 @@ impl TestApp {
 }
 
 /// A workflow's whole history.
-pub async fn history(client: &Client, workflow_id: &str) -> Vec<temporalio_common::protos::temporal::api::history::v1::HistoryEvent> {
+pub async fn history(
+    client: &Client,
+    workflow_id: &str,
+) -> Vec<temporalio_common::protos::temporal::api::history::v1::HistoryEvent> {
     let h = client.get_workflow_handle::<TicketWorkflow>(workflow_id.to_owned());
     h.fetch_history(WorkflowFetchHistoryOptions::default()).into_events().await.expect("fetch history")
 }

@@ -33,13 +33,17 @@ pub enum TemporalError {
 
 /// Connects a namespace-bound client.
 pub async fn connect(cfg: &TemporalConfig) -> Result<Client, TemporalError> {
-    let err = |e: Box<dyn std::error::Error + Send + Sync>| TemporalError::Connect { address: cfg.address.to_string(), source: e };
+    let err = |e: Box<dyn std::error::Error + Send + Sync>| TemporalError::Connect {
+        address: cfg.address.to_string(),
+        source: e,
+    };
     let conn_opts = ConnectionOptions::new(cfg.address.clone())
         .identity(format!("archer@{}", std::process::id()))
         .connect_timeout(Duration::from_secs(10))
         .build();
     let connection = Connection::connect(conn_opts).await.map_err(|e| err(Box::new(e)))?;
-    let client = Client::new(connection, ClientOptions::new(cfg.namespace.clone()).build()).map_err(|e| err(Box::new(e)))?;
+    let client =
+        Client::new(connection, ClientOptions::new(cfg.namespace.clone()).build()).map_err(|e| err(Box::new(e)))?;
     Ok(client)
 }
 

@@ -58,7 +58,8 @@ pub fn spawn_worker(cfg: TemporalConfig) -> Result<WorkerHandle, TemporalError> 
                         .register_workflow::<TicketWorkflow>()
                         .map_err(|e| TemporalError::Worker(e.to_string()))?
                         .build();
-                    let worker = Worker::new(&runtime, client, options).map_err(|e| TemporalError::Worker(e.to_string()))?;
+                    let worker =
+                        Worker::new(&runtime, client, options).map_err(|e| TemporalError::Worker(e.to_string()))?;
                     Ok::<_, TemporalError>((runtime, worker))
                 }
                 .await;

@@ -17,11 +17,7 @@ use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::extract::{AppJson, RequestMeta};
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(login))
-        .routes(routes!(refresh))
-        .routes(routes!(logout))
-        .routes(routes!(me))
+    OpenApiRouter::new().routes(routes!(login)).routes(routes!(refresh)).routes(routes!(logout)).routes(routes!(me))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -96,7 +92,17 @@ pub async fn login(
     for account in &accounts {
         let ctx = meta.audit(Some(account.id));
         if let Some(until) = account.locked_until.filter(|u| *u > now) {
-            audit_refusal(&state, &meta, account.tenant_id, Some(account.id), "auth.login_locked", "user", Some(account.id.to_string()), "login refused: account locked").await;
+            audit_refusal(
+                &state,
+                &meta,
+                account.tenant_id,
+                Some(account.id),
+                "auth.login_locked",
+                "user",
+                Some(account.id.to_string()),
+                "login refused: account locked",
+            )
+            .await;
             if accounts.len() == 1 {
                 return Err(ApiError::TooManyRequests {
                     detail: "too many failed logins: this account is locked for a while".into(),
@@ -105,7 +111,8 @@ pub async fn login(
             }
             continue;
         }
-        let ok = account.active && account.password_hash.as_deref().is_some_and(|h| auth::verify_password(&req.password, h));
+        let ok =
+            account.active && account.password_hash.as_deref().is_some_and(|h| auth::verify_password(&req.password, h));
         if ok {
             matched.push(account);
             continue;
@@ -118,10 +125,33 @@ pub async fn login(
             time::Duration::seconds(state.config.login_lockout_secs as i64),
         )
         .await?;
-        let detail = if !account.active { "login refused: account deactivated" } else { "login refused: wrong password" };
-        audit::record(&mut tx, &ctx, audit::Event { tenant_id: account.tenant_id, action: "auth.login_failed", entity_type: "user", entity_id: Some(account.id.to_string()), detail: Some(detail.into()) }).await?;
+        let detail =
+            if !account.active { "login refused: account deactivated" } else { "login refused: wrong password" };
+        audit::record(
+            &mut tx,
+            &ctx,
+            audit::Event {
+                tenant_id: account.tenant_id,
+                action: "auth.login_failed",
+                entity_type: "user",
+                entity_id: Some(account.id.to_string()),
+                detail: Some(detail.into()),
+            },
+        )
+        .await?;
         if locked.is_some() {
-            audit::record(&mut tx, &ctx, audit::Event { tenant_id: account.tenant_id, action: "auth.account_locked", entity_type: "user", entity_id: Some(account.id.to_string()), detail: Some(format!("locked after {} failed logins", state.config.login_max_failures)) }).await?;
+            audit::record(
+                &mut tx,
+                &ctx,
+                audit::Event {
+                    tenant_id: account.tenant_id,
+                    action: "auth.account_locked",
+                    entity_type: "user",
+                    entity_id: Some(account.id.to_string()),
+                    detail: Some(format!("locked after {} failed logins", state.config.login_max_failures)),
+                },
+            )
+            .await?;
         }
         tx.commit().await?;
     }
@@ -134,7 +164,18 @@ pub async fn login(
     let mut tx = SystemTx::begin(&state.pool, Some(account.tenant_id), &ctx).await?;
     users::record_login_success(&mut tx, account.id).await?;
     let pair = issue_pair(&state, &mut tx, account.id, account.tenant_id, &account.tenant_slug, Uuid::now_v7()).await?;
-    audit::record(&mut tx, &ctx, audit::Event { tenant_id: account.tenant_id, action: "auth.login", entity_type: "user", entity_id: Some(account.id.to_string()), detail: None }).await?;
+    audit::record(
+        &mut tx,
+        &ctx,
+        audit::Event {
+            tenant_id: account.tenant_id,
+            action: "auth.login",
+            entity_type: "user",
+            entity_id: Some(account.id.to_string()),
+            detail: None,
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(pair))
 }
@@ -197,14 +238,36 @@ pub async fn refresh(
         if action == "auth.refresh_reused" {
             tokens::revoke_family(&mut tx, token.family_id).await?;
         }
-        audit::record(&mut tx, &ctx, audit::Event { tenant_id: token.tenant_id, action, entity_type: "user", entity_id: Some(token.user_id.to_string()), detail: Some(detail.into()) }).await?;
+        audit::record(
+            &mut tx,
+            &ctx,
+            audit::Event {
+                tenant_id: token.tenant_id,
+                action,
+                entity_type: "user",
+                entity_id: Some(token.user_id.to_string()),
+                detail: Some(detail.into()),
+            },
+        )
+        .await?;
         tx.commit().await?;
         return Err(ApiError::Unauthorized(detail.into()));
     }
     tokens::mark_used(&mut tx, token.id).await?;
     let tenant = tenants::by_id(&mut tx, token.tenant_id).await?;
     let pair = issue_pair(&state, &mut tx, token.user_id, token.tenant_id, &tenant.slug, token.family_id).await?;
-    audit::record(&mut tx, &ctx, audit::Event { tenant_id: token.tenant_id, action: "auth.refresh", entity_type: "user", entity_id: Some(token.user_id.to_string()), detail: None }).await?;
+    audit::record(
+        &mut tx,
+        &ctx,
+        audit::Event {
+            tenant_id: token.tenant_id,
+            action: "auth.refresh",
+            entity_type: "user",
+            entity_id: Some(token.user_id.to_string()),
+            detail: None,
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(pair))
 }
@@ -229,7 +292,18 @@ pub async fn logout(
         }
         _ => return Err(ApiError::field("/refresh_token", "unknown", "not a refresh token of yours")),
     }
-    audit::record(&mut tx, &ctx, audit::Event { tenant_id: principal.tenant_id, action: "auth.logout", entity_type: "user", entity_id: Some(principal.user_id.to_string()), detail: None }).await?;
+    audit::record(
+        &mut tx,
+        &ctx,
+        audit::Event {
+            tenant_id: principal.tenant_id,
+            action: "auth.logout",
+            entity_type: "user",
+            entity_id: Some(principal.user_id.to_string()),
+            detail: None,
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

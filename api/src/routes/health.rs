@@ -67,7 +67,9 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
     let temporal = async {
         let client = state.temporal().await.map_err(|e| e.to_string())?;
         let mut svc = client.connection().workflow_service();
-        svc.get_system_info(GetSystemInfoRequest::default().into_request()).await.map_err(|e| e.message().to_owned())?;
+        svc.get_system_info(GetSystemInfoRequest::default().into_request())
+            .await
+            .map_err(|e| e.message().to_owned())?;
         Ok::<bool, String>(true)
     }
     .await;

@@ -41,7 +41,14 @@ pub struct Team {
 
 impl From<teams::Team> for Team {
     fn from(t: teams::Team) -> Self {
-        Team { id: t.id, name: t.name, description: t.description, members: t.members, created_at: t.created_at, updated_at: t.updated_at }
+        Team {
+            id: t.id,
+            name: t.name,
+            description: t.description,
+            members: t.members,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
     }
 }
 
@@ -84,7 +91,9 @@ pub async fn create_team(
     let id = Uuid::now_v7();
     teams::create(&mut tx, p.tenant_id, id, &name, &description).await?;
     for (i, member) in body.members.iter().enumerate() {
-        teams::add_member(&mut tx, p.tenant_id, id, *member).await.map_err(|e| member_error(e, &format!("/members/{i}")))?;
+        teams::add_member(&mut tx, p.tenant_id, id, *member)
+            .await
+            .map_err(|e| member_error(e, &format!("/members/{i}")))?;
     }
     let team = teams::get(&mut tx, id).await?;
     tx.commit().await?;
@@ -103,7 +112,12 @@ fn member_error(e: StoreError, pointer: &str) -> ApiError {
     (status = 200, body = Team),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn get_team(State(state): State<AppState>, meta: RequestMeta, p: Principal, AppPath(id): AppPath<Uuid>) -> ApiResult<Json<Team>> {
+pub async fn get_team(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    p: Principal,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<Json<Team>> {
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let team = teams::get(&mut tx, id).await?;
     tx.commit().await?;
@@ -147,11 +161,18 @@ pub async fn update_team(
     (status = 404, body = Problem, content_type = "application/problem+json"),
     (status = 409, body = Problem, content_type = "application/problem+json", description = "tickets still belong to the team"),
 ))]
-pub async fn delete_team(State(state): State<AppState>, meta: RequestMeta, p: Principal, AppPath(id): AppPath<Uuid>) -> ApiResult<StatusCode> {
+pub async fn delete_team(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    p: Principal,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<StatusCode> {
     p.require(&state, &meta, "user:admin").await?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     match teams::delete(&mut tx, id).await {
-        Err(StoreError::Constraint { .. }) => return Err(ApiError::Conflict("tickets still belong to this team; reassign them first".into())),
+        Err(StoreError::Constraint { .. }) => {
+            return Err(ApiError::Conflict("tickets still belong to this team; reassign them first".into()));
+        }
         other => other?,
     }
     tx.commit().await?;

@@ -216,7 +216,12 @@ fn check_tags(errors: &mut Errors, tags: &[String]) -> Vec<String> {
     out
 }
 
-fn check_level<T>(errors: &mut Errors, pointer: &str, v: i64, f: fn(i64) -> Result<T, archer_orchestrator::priority::OutOfRange>) -> Option<T> {
+fn check_level<T>(
+    errors: &mut Errors,
+    pointer: &str,
+    v: i64,
+    f: fn(i64) -> Result<T, archer_orchestrator::priority::OutOfRange>,
+) -> Option<T> {
     match f(v) {
         Ok(x) => Some(x),
         Err(e) => {
@@ -263,7 +268,9 @@ pub async fn create_ticket(
             errors.add("/priority", "required", "a priority_reason goes with a priority override");
             None
         }
-        (Some(v), Some(reason)) => check_level(&mut errors, "/priority", v, Priority::new).map(|pr| (pr, reason.to_owned())),
+        (Some(v), Some(reason)) => {
+            check_level(&mut errors, "/priority", v, Priority::new).map(|pr| (pr, reason.to_owned()))
+        }
     };
     errors.into_result()?;
     let (Some(impact), Some(urgency)) = (impact, urgency) else { unreachable!("validated above") };
@@ -366,7 +373,9 @@ fn requester_may(kind: TicketKind, from: Status, to: Status) -> bool {
     match kind {
         TicketKind::Incident | TicketKind::ServiceRequest => matches!(
             (from, to),
-            (Status::Resolved, Status::Closed) | (Status::Resolved, Status::InProgress) | (Status::New, Status::Cancelled)
+            (Status::Resolved, Status::Closed)
+                | (Status::Resolved, Status::InProgress)
+                | (Status::New, Status::Cancelled)
         ),
         _ => false,
     }
@@ -411,7 +420,9 @@ pub async fn update_ticket(
             errors.add("/priority", "required", "a priority_reason goes with a priority override");
             None
         }
-        (Some(v), Some(reason)) => check_level(&mut errors, "/priority", v, Priority::new).map(|pr| (pr, reason.to_owned())),
+        (Some(v), Some(reason)) => {
+            check_level(&mut errors, "/priority", v, Priority::new).map(|pr| (pr, reason.to_owned()))
+        }
     };
     let if_match = headers.get(header::IF_MATCH).map(|v| v.to_str().map(str::trim).map(str::to_owned));
     if let Some(Err(_)) = if_match {
@@ -427,10 +438,11 @@ pub async fn update_ticket(
 
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let old = find(&mut tx, &p, &reference, true).await?;
-    if let Some(Ok(tag)) = &if_match {
-        if tag != "*" && tag.trim_start_matches("W/") != etag(old.version) {
-            return Err(ApiError::PreconditionFailed { current_etag: etag(old.version) });
-        }
+    if let Some(Ok(tag)) = &if_match
+        && tag != "*"
+        && tag.trim_start_matches("W/") != etag(old.version)
+    {
+        return Err(ApiError::PreconditionFailed { current_etag: etag(old.version) });
     }
     let parsed = service::parse(&old)?;
     if (title.is_some() || description.is_some()) && !is_agent(&p) && old.requester_id != p.user_id {
@@ -645,8 +657,10 @@ pub async fn list_tickets(
 ) -> ApiResult<Json<TicketPage>> {
     let tenant = tenant_slug(&p)?;
     let mut errors = Errors::new();
-    let kinds = csv(&mut errors, "kind", q.kind.as_deref(), |s| s.parse::<TicketKind>().ok().map(|k| k.as_str().to_owned()));
-    let statuses = csv(&mut errors, "status", q.status.as_deref(), |s| s.parse::<Status>().ok().map(|k| k.as_str().to_owned()));
+    let kinds =
+        csv(&mut errors, "kind", q.kind.as_deref(), |s| s.parse::<TicketKind>().ok().map(|k| k.as_str().to_owned()));
+    let statuses =
+        csv(&mut errors, "status", q.status.as_deref(), |s| s.parse::<Status>().ok().map(|k| k.as_str().to_owned()));
     let priorities = csv(&mut errors, "priority", q.priority.as_deref(), |s| {
         s.parse::<i64>().ok().and_then(|v| Priority::new(v).ok()).map(|p| i16::from(p.get()))
     });
@@ -802,13 +816,16 @@ pub async fn add_comment(
     }
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let t = find(&mut tx, &p, &reference, true).await?;
-    if let Some(replay) = idempotency::claim(&mut tx, &p, &key, &format!("POST /tickets/{}/comments", t.id), &digest).await? {
+    if let Some(replay) =
+        idempotency::claim(&mut tx, &p, &key, &format!("POST /tickets/{}/comments", t.id), &digest).await?
+    {
         return Ok(replay);
     }
     if service::parse(&t)?.status.is_terminal() {
         return Err(ApiError::Conflict("the ticket is closed; open a new one".into()));
     }
-    let author = if t.requester_id == p.user_id || !is_agent(&p) { CommentAuthor::Customer } else { CommentAuthor::Agent };
+    let author =
+        if t.requester_id == p.user_id || !is_agent(&p) { CommentAuthor::Customer } else { CommentAuthor::Agent };
     let c = service::comment(&mut tx, &tenant, &t, p.user_id, author, &text, body.internal).await?;
     let resp = idempotency::respond(&mut tx, &p, &key, StatusCode::CREATED, &Comment::from(c), None).await?;
     tx.commit().await?;
@@ -891,7 +908,9 @@ pub async fn add_link(
     p.require(&state, &meta, "ticket:update").await?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let t = find(&mut tx, &p, &reference, false).await?;
-    if let Some(replay) = idempotency::claim(&mut tx, &p, &key, &format!("POST /tickets/{}/links", t.id), &digest).await? {
+    if let Some(replay) =
+        idempotency::claim(&mut tx, &p, &key, &format!("POST /tickets/{}/links", t.id), &digest).await?
+    {
         return Ok(replay);
     }
     let target = match find(&mut tx, &p, body.target.trim(), false).await {
@@ -932,6 +951,7 @@ pub async fn delete_link(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -95,7 +95,13 @@ pub async fn list_users(
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let (rows, total) = users::list(
         &mut tx,
-        users::UserFilter { q: q.q.as_deref(), role: q.role.as_deref(), active: q.active, limit, offset: (page - 1) * limit },
+        users::UserFilter {
+            q: q.q.as_deref(),
+            role: q.role.as_deref(),
+            active: q.active,
+            limit,
+            offset: (page - 1) * limit,
+        },
     )
     .await?;
     tx.commit().await?;
@@ -139,7 +145,14 @@ pub async fn create_user(
     let id = Uuid::now_v7();
     users::create(
         &mut tx,
-        users::NewUser { id, tenant_id: p.tenant_id, email: &email, display_name: &name, password_hash: hash.as_deref(), manager_id: body.manager_id },
+        users::NewUser {
+            id,
+            tenant_id: p.tenant_id,
+            email: &email,
+            display_name: &name,
+            password_hash: hash.as_deref(),
+            manager_id: body.manager_id,
+        },
     )
     .await?;
     users::set_roles(&mut tx, p.tenant_id, id, &body.roles).await?;
@@ -305,5 +318,10 @@ pub async fn list_roles(State(state): State<AppState>, meta: RequestMeta, p: Pri
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let roles = users::roles(&mut tx).await?;
     tx.commit().await?;
-    Ok(Json(roles.into_iter().map(|r| Role { name: r.name, description: r.description, permissions: r.permissions }).collect()))
+    Ok(Json(
+        roles
+            .into_iter()
+            .map(|r| Role { name: r.name, description: r.description, permissions: r.permissions })
+            .collect(),
+    ))
 }

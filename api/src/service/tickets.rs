@@ -31,7 +31,8 @@ pub struct CorruptRow {
 pub fn parse(row: &TicketRow) -> Result<Parsed, CorruptRow> {
     let bad = |what: String| CorruptRow { id: row.id, what };
     let kind: TicketKind = row.kind.parse().map_err(|e| bad(format!("{e}")))?;
-    let number = TicketNumber::new(kind, u32::try_from(row.number).map_err(|e| bad(e.to_string()))?).map_err(|e| bad(e.to_string()))?;
+    let number = TicketNumber::new(kind, u32::try_from(row.number).map_err(|e| bad(e.to_string()))?)
+        .map_err(|e| bad(e.to_string()))?;
     let status: Status = row.status.parse().map_err(|e| bad(format!("{e}")))?;
     let priority = Priority::new(i64::from(row.priority)).map_err(|e| bad(e.to_string()))?;
     Ok(Parsed { kind, number, status, priority })
@@ -68,7 +69,15 @@ pub async fn create(tx: &mut TenantTx, tenant: &TenantSlug, new: &NewTicket) -> 
         created_at: rfc3339(row.created_at),
     };
     let start = StartTicket { input, title: row.title.clone() };
-    outbox::enqueue(tx, row.tenant_id, &wf::workflow_id(tenant, &p.number), Intent::Start, wf::WORKFLOW_TYPE, &serde_json::to_value(&start)?).await?;
+    outbox::enqueue(
+        tx,
+        row.tenant_id,
+        &wf::workflow_id(tenant, &p.number),
+        Intent::Start,
+        wf::WORKFLOW_TYPE,
+        &serde_json::to_value(&start)?,
+    )
+    .await?;
     Ok(row)
 }
 
@@ -105,13 +114,16 @@ pub async fn save(
         let actor_id = Some(actor_id);
         let at = at.clone();
         let (name, payload) = match event {
-            Event::Status { from, to } => ("status_changed", serde_json::to_value(StatusChanged { seq, at, actor_id, from, to })?),
+            Event::Status { from, to } => {
+                ("status_changed", serde_json::to_value(StatusChanged { seq, at, actor_id, from, to })?)
+            }
             Event::Priority { from, to, reason } => {
                 ("priority_changed", serde_json::to_value(PriorityChanged { seq, at, actor_id, from, to, reason })?)
             }
-            Event::Assignment { assignee_id, team_id } => {
-                ("assignment_changed", serde_json::to_value(AssignmentChanged { seq, at, actor_id, assignee_id, team_id })?)
-            }
+            Event::Assignment { assignee_id, team_id } => (
+                "assignment_changed",
+                serde_json::to_value(AssignmentChanged { seq, at, actor_id, assignee_id, team_id })?,
+            ),
         };
         outbox::enqueue(tx, saved.tenant_id, &workflow_id, Intent::Signal, name, &payload).await?;
     }
@@ -133,7 +145,15 @@ pub async fn comment(
         let seq = tickets::next_event_seq(tx, ticket.id).await?;
         let p = parse(ticket)?;
         let payload = CommentAdded { seq, at: rfc3339(c.created_at), comment_id: c.id, author_id, author };
-        outbox::enqueue(tx, ticket.tenant_id, &wf::workflow_id(tenant, &p.number), Intent::Signal, "comment_added", &serde_json::to_value(payload)?).await?;
+        outbox::enqueue(
+            tx,
+            ticket.tenant_id,
+            &wf::workflow_id(tenant, &p.number),
+            Intent::Signal,
+            "comment_added",
+            &serde_json::to_value(payload)?,
+        )
+        .await?;
     }
     Ok(c)
 }

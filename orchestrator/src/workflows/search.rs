@@ -27,10 +27,17 @@ pub const ALL: &[(&str, AttributeType)] = &[
 ];
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     #[test]
     fn keys_and_registration_list_agree() {
-        let names = [super::TENANT.name(), super::NUMBER.name(), super::KIND.name(), super::PRIORITY.name(), super::STATUS.name()];
+        let names = [
+            super::TENANT.name(),
+            super::NUMBER.name(),
+            super::KIND.name(),
+            super::PRIORITY.name(),
+            super::STATUS.name(),
+        ];
         for n in names {
             assert!(super::ALL.iter().any(|(name, _)| *name == n), "{n} is not registered");
         }

@@ -276,6 +276,7 @@ impl TicketWorkflow {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::ticket::TicketKind;

@@ -27,7 +27,9 @@ fn claims(sub: Uuid, tid: Uuid, ten: &str, exp: u64) -> serde_json::Value {
 async fn login_refresh_me_and_logout() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    let r = app.post(None, "/api/v1/auth/login", &json!({"email": t.agent.email.to_uppercase(), "password": PASSWORD})).await;
+    let r = app
+        .post(None, "/api/v1/auth/login", &json!({"email": t.agent.email.to_uppercase(), "password": PASSWORD}))
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let access = r.json["access_token"].as_str().unwrap().to_owned();
     let refresh = r.json["refresh_token"].as_str().unwrap().to_owned();
@@ -59,7 +61,9 @@ async fn login_refresh_me_and_logout() {
 async fn wrong_password_is_refused_audited_and_repeated_failures_lock_the_account() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    let r = app.post(None, "/api/v1/auth/login", &json!({"email": t.requester.email, "password": "not the password"})).await;
+    let r = app
+        .post(None, "/api/v1/auth/login", &json!({"email": t.requester.email, "password": "not the password"}))
+        .await;
     let p = r.problem(401);
     assert_eq!(p["detail"], "authentication required: invalid email or password");
     assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"archer\""));
@@ -67,13 +71,16 @@ async fn wrong_password_is_refused_audited_and_repeated_failures_lock_the_accoun
 
     // an unknown email gets the same answer and writes nothing about anyone
     let before = app.count("SELECT count(*) FROM audit_log").await;
-    let r = app.post(None, "/api/v1/auth/login", &json!({"email": "nobody@nowhere.example", "password": "whatever"})).await;
+    let r =
+        app.post(None, "/api/v1/auth/login", &json!({"email": "nobody@nowhere.example", "password": "whatever"})).await;
     assert_eq!(r.problem(401)["detail"], p["detail"]);
     assert_eq!(app.count("SELECT count(*) FROM audit_log").await, before);
 
     // four more failures reach the limit of five: the account locks, even for the right password
     for _ in 0..4 {
-        app.post(None, "/api/v1/auth/login", &json!({"email": t.requester.email, "password": "still wrong"})).await.problem(401);
+        app.post(None, "/api/v1/auth/login", &json!({"email": t.requester.email, "password": "still wrong"}))
+            .await
+            .problem(401);
     }
     let locked = app.post(None, "/api/v1/auth/login", &json!({"email": t.requester.email, "password": PASSWORD})).await;
     locked.problem(429);
@@ -92,7 +99,9 @@ async fn expired_tampered_unsigned_and_foreign_tokens_are_refused() {
     let key = EncodingKey::from_secret(JWT_SECRET.as_bytes());
 
     // expired (signed with the real key): 401, audited against the account
-    let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims(t.admin.id, t.id, &t.slug, now - 60), &key).unwrap();
+    let expired =
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims(t.admin.id, t.id, &t.slug, now - 60), &key)
+            .unwrap();
     let r = app.get(Some(&expired), "/api/v1/auth/me").await;
     assert!(r.problem(401)["detail"].as_str().unwrap().contains("expired"));
     assert!(audit_actions(&app, t.admin.id).await.contains(&"auth.token_expired".to_owned()));
@@ -154,15 +163,18 @@ async fn reusing_a_rotated_refresh_token_revokes_the_whole_login() {
 async fn a_requester_calling_an_admin_endpoint_is_forbidden_and_audited() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    let r = app.post(Some(&t.requester.token), "/api/v1/users", &json!({"email": "x@y.example", "display_name": "X"})).await;
+    let r = app
+        .post(Some(&t.requester.token), "/api/v1/users", &json!({"email": "x@y.example", "display_name": "X"}))
+        .await;
     assert!(r.problem(403)["detail"].as_str().unwrap().contains("user:admin"));
     app.get(Some(&t.requester.token), "/api/v1/audit").await.problem(403);
     app.get(Some(&t.agent.token), "/api/v1/audit").await.problem(403);
-    let denied: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'authz.denied' AND actor_id = $1")
-        .bind(t.requester.id)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let denied: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'authz.denied' AND actor_id = $1")
+            .bind(t.requester.id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(denied, 2);
     assert_eq!(app.count("SELECT count(*) FROM users WHERE email = 'x@y.example'").await, 0);
     app.stop().await;

@@ -24,7 +24,15 @@ async fn bad_ticket_input_is_refused_with_the_field_and_nothing_is_written() {
     let token = Some(t.agent.token.as_str());
 
     // malformed JSON: 400 with the position
-    let r = app.raw(Method::POST, token, "/api/v1/tickets", "application/json", br#"{"kind": "incident", "title": "x",,}"#.to_vec()).await;
+    let r = app
+        .raw(
+            Method::POST,
+            token,
+            "/api/v1/tickets",
+            "application/json",
+            br#"{"kind": "incident", "title": "x",,}"#.to_vec(),
+        )
+        .await;
     let p = r.problem(400);
     assert_eq!(p["type"], "/problems/malformed-json");
     assert!(p["detail"].as_str().unwrap().contains("line 1"), "{p}");
@@ -34,33 +42,70 @@ async fn bad_ticket_input_is_refused_with_the_field_and_nothing_is_written() {
 
     // table of field-level refusals: body, the pointer it must name, and why
     let cases = [
-        (json!({"kind": "incident", "title": "x", "impact": 3, "urgency": 3, "colour": "red"}), "/colour", "unknown_field", "unknown fields are refused"),
+        (
+            json!({"kind": "incident", "title": "x", "impact": 3, "urgency": 3, "colour": "red"}),
+            "/colour",
+            "unknown_field",
+            "unknown fields are refused",
+        ),
         (json!({"kind": "incident", "title": "x", "impact": 7, "urgency": 3}), "/impact", "range", "impact is 1..4"),
-        (json!({"kind": "incident", "title": "x", "impact": 0, "urgency": 9}), "/impact", "range", "every failing field is listed (also /urgency)"),
+        (
+            json!({"kind": "incident", "title": "x", "impact": 0, "urgency": 9}),
+            "/impact",
+            "range",
+            "every failing field is listed (also /urgency)",
+        ),
         (json!({"kind": "incident", "title": "x", "impact": "high", "urgency": 3}), "/impact", "type", "wrong type"),
         (json!({"kind": "ticket", "title": "x", "impact": 1, "urgency": 3}), "/kind", "enum", "unknown kind"),
         (json!({"kind": "incident", "impact": 1, "urgency": 3}), "/title", "required", "missing title"),
         (json!({"kind": "incident", "title": "   ", "impact": 1, "urgency": 3}), "/title", "required", "blank title"),
-        (json!({"kind": "incident", "title": "x".repeat(201), "impact": 1, "urgency": 3}), "/title", "length", "title too long"),
-        (json!({"kind": "incident", "title": "x", "impact": 1, "urgency": 3, "priority": 1}), "/priority_reason", "required", "override without a reason"),
-        (json!({"kind": "incident", "title": "x", "impact": 1, "urgency": 3, "tags": ["a", ""]}), "/tags/1", "required", "empty tag"),
-        (json!({"kind": "incident", "title": "x", "impact": 1, "urgency": 3, "team_id": "not-a-uuid"}), "/team_id", "invalid", "bad uuid"),
+        (
+            json!({"kind": "incident", "title": "x".repeat(201), "impact": 1, "urgency": 3}),
+            "/title",
+            "length",
+            "title too long",
+        ),
+        (
+            json!({"kind": "incident", "title": "x", "impact": 1, "urgency": 3, "priority": 1}),
+            "/priority_reason",
+            "required",
+            "override without a reason",
+        ),
+        (
+            json!({"kind": "incident", "title": "x", "impact": 1, "urgency": 3, "tags": ["a", ""]}),
+            "/tags/1",
+            "required",
+            "empty tag",
+        ),
+        (
+            json!({"kind": "incident", "title": "x", "impact": 1, "urgency": 3, "team_id": "not-a-uuid"}),
+            "/team_id",
+            "invalid",
+            "bad uuid",
+        ),
     ];
     for (body, pointer, code, why) in &cases {
         let r = app.post(token, "/api/v1/tickets", body).await;
         let p = r.problem(422);
         let errors = p["errors"].as_array().unwrap_or_else(|| panic!("{why}: no errors[] in {p}"));
-        let hit = errors.iter().find(|e| e["pointer"] == *pointer).unwrap_or_else(|| panic!("{why}: {pointer} not named in {p}"));
+        let hit = errors
+            .iter()
+            .find(|e| e["pointer"] == *pointer)
+            .unwrap_or_else(|| panic!("{why}: {pointer} not named in {p}"));
         assert_eq!(hit["code"], *code, "{why}: {p}");
         assert!(!hit["detail"].as_str().unwrap().is_empty());
     }
-    let both = app.post(token, "/api/v1/tickets", &json!({"kind": "incident", "title": "", "impact": 0, "urgency": 9})).await;
+    let both =
+        app.post(token, "/api/v1/tickets", &json!({"kind": "incident", "title": "", "impact": 0, "urgency": 9})).await;
     both.problem(422);
     assert_eq!(both.pointers(), ["/title", "/impact", "/urgency"]);
 
     // an unknown field in a PATCH, and an out-of-range value
     let path = format!("/api/v1/tickets/{number}");
-    assert_eq!(app.patch(token, &path, &json!({"statuss": "resolved"})).await.problem(422)["errors"][0]["pointer"], "/statuss");
+    assert_eq!(
+        app.patch(token, &path, &json!({"statuss": "resolved"})).await.problem(422)["errors"][0]["pointer"],
+        "/statuss"
+    );
     assert_eq!(app.patch(token, &path, &json!({"urgency": 5})).await.problem(422)["errors"][0]["pointer"], "/urgency");
 
     // an illegal transition: 409 listing the allowed ones
@@ -71,7 +116,8 @@ async fn bad_ticket_input_is_refused_with_the_field_and_nothing_is_written() {
     assert_eq!(p["errors"][0]["pointer"], "/status");
 
     // an oversized body: 413, whatever its content
-    let huge = json!({"kind": "incident", "title": "x", "impact": 1, "urgency": 1, "description": "y".repeat(300 * 1024)});
+    let huge =
+        json!({"kind": "incident", "title": "x", "impact": 1, "urgency": 1, "description": "y".repeat(300 * 1024)});
     let r = app.post(token, "/api/v1/tickets", &huge).await;
     assert!(r.problem(413)["detail"].as_str().unwrap().contains("262144"), "{}", r.body);
 

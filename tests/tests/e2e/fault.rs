@@ -66,7 +66,9 @@ async fn killing_the_api_mid_burst_loses_no_ticket_and_leaves_no_orphan_workflow
     let mut api = start_api(&app.database_url, &app.task_queue).await;
     let mut acknowledged = BTreeSet::new();
     for i in 0..50 {
-        acknowledged.insert(create(&http, &api.base, &t.agent.token, format!("first {i}")).await.expect("201 while the worker is down"));
+        acknowledged.insert(
+            create(&http, &api.base, &t.agent.token, format!("first {i}")).await.expect("201 while the worker is down"),
+        );
     }
 
     // 2. a burst of creates, and the API killed (SIGKILL) while it is under way
@@ -91,12 +93,18 @@ async fn killing_the_api_mid_burst_loses_no_ticket_and_leaves_no_orphan_workflow
                 .await
         })
     };
-    archer_tests::eventually(Duration::from_secs(30), "part of the burst", || async { done.load(Ordering::SeqCst) >= 40 }).await;
+    archer_tests::eventually(Duration::from_secs(30), "part of the burst", || async {
+        done.load(Ordering::SeqCst) >= 40
+    })
+    .await;
     api.child.start_kill().unwrap();
     api.child.wait().await.unwrap();
     let burst: Vec<Option<String>> = burst.await.unwrap();
     let acked_in_burst = burst.iter().flatten().count();
-    assert!(acked_in_burst >= 40 && acked_in_burst < 400, "the kill landed mid-burst ({acked_in_burst} of 400 acknowledged)");
+    assert!(
+        (40..400).contains(&acked_in_burst),
+        "the kill landed mid-burst ({acked_in_burst} of 400 acknowledged)"
+    );
     acknowledged.extend(burst.into_iter().flatten());
 
     // 3. restart everything: API (with its relay) and a worker
@@ -113,7 +121,11 @@ async fn killing_the_api_mid_burst_loses_no_ticket_and_leaves_no_orphan_workflow
         .into_iter()
         .map(|n| format!("INC-{n:06}"))
         .collect();
-    assert!(acknowledged.is_subset(&stored), "acknowledged tickets missing: {:?}", acknowledged.difference(&stored).collect::<Vec<_>>());
+    assert!(
+        acknowledged.is_subset(&stored),
+        "acknowledged tickets missing: {:?}",
+        acknowledged.difference(&stored).collect::<Vec<_>>()
+    );
     let expected: BTreeSet<String> = (1..=stored.len()).map(|n| format!("INC-{n:06}")).collect();
     assert_eq!(stored, expected, "numbers stay gap-free across the crash");
 

@@ -1,5 +1,7 @@
 //! End-to-end tests against real PostgreSQL and Temporal (run them with `./dev test`).
 
+#![allow(clippy::unwrap_used)]
+
 mod admin;
 mod auth;
 mod bad_input;

@@ -20,9 +20,13 @@ async fn a_tenant_never_sees_another_tenants_tickets() {
     // by id: 404, for every verb, not 403 (existence is not revealed)
     for token in [&a.admin.token, &a.agent.token, &a.requester.token] {
         app.get(Some(token), &format!("/api/v1/tickets/{their_id}")).await.problem(404);
-        app.patch(Some(token), &format!("/api/v1/tickets/{their_id}"), &json!({"title": "mine now"})).await.problem(404);
+        app.patch(Some(token), &format!("/api/v1/tickets/{their_id}"), &json!({"title": "mine now"}))
+            .await
+            .problem(404);
         app.get(Some(token), &format!("/api/v1/tickets/{their_id}/comments")).await.problem(404);
-        app.post(Some(token), &format!("/api/v1/tickets/{their_id}/comments"), &json!({"body": "hi"})).await.problem(404);
+        app.post(Some(token), &format!("/api/v1/tickets/{their_id}/comments"), &json!({"body": "hi"}))
+            .await
+            .problem(404);
     }
     // by number, A gets A's own ticket
     let r = app.get(Some(&a.agent.token), &format!("/api/v1/tickets/{their_number}")).await;
@@ -37,11 +41,29 @@ async fn a_tenant_never_sees_another_tenants_tickets() {
     }
     // B's users are invisible too, and cannot be assigned or linked
     let users = app.get(Some(&a.admin.token), "/api/v1/users?limit=200").await;
-    assert!(users.json["items"].as_array().unwrap().iter().all(|u| u["email"].as_str().unwrap().ends_with(&format!("{}.example", a.slug))));
+    assert!(
+        users.json["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["email"].as_str().unwrap().ends_with(&format!("{}.example", a.slug)))
+    );
     app.get(Some(&a.admin.token), &format!("/api/v1/users/{}", b.agent.id)).await.problem(404);
-    let r = app.patch(Some(&a.agent.token), &format!("/api/v1/tickets/{}", mine["number"].as_str().unwrap()), &json!({"assignee_id": b.agent.id})).await;
+    let r = app
+        .patch(
+            Some(&a.agent.token),
+            &format!("/api/v1/tickets/{}", mine["number"].as_str().unwrap()),
+            &json!({"assignee_id": b.agent.id}),
+        )
+        .await;
     assert_eq!(r.problem(422)["errors"][0]["pointer"], "/assignee_id");
-    let r = app.post(Some(&a.agent.token), &format!("/api/v1/tickets/{}/links", mine["id"].as_str().unwrap()), &json!({"kind": "relates_to", "target": their_id})).await;
+    let r = app
+        .post(
+            Some(&a.agent.token),
+            &format!("/api/v1/tickets/{}/links", mine["id"].as_str().unwrap()),
+            &json!({"kind": "relates_to", "target": their_id}),
+        )
+        .await;
     assert_eq!(r.problem(422)["errors"][0]["pointer"], "/target");
     // and the audit log of A holds nothing of B
     let audit = app.get(Some(&a.admin.token), "/api/v1/audit?limit=500").await;
@@ -60,11 +82,13 @@ async fn row_level_security_confines_a_query_without_any_tenant_filter() {
 
     // the API's transaction, for tenant A, runs a query that names no tenant
     let mut tx = TenantTx::begin(&app.pool, a.id, &AuditContext::default()).await.unwrap();
-    let tenants: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT DISTINCT tenant_id FROM tickets").fetch_all(&mut *tx).await.unwrap();
+    let tenants: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT DISTINCT tenant_id FROM tickets").fetch_all(&mut *tx).await.unwrap();
     assert_eq!(tenants, vec![a.id]);
     let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&mut *tx).await.unwrap();
     assert_eq!(users, 4, "only A's four users");
-    let outbox: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT DISTINCT tenant_id FROM outbox").fetch_all(&mut *tx).await.unwrap();
+    let outbox: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT DISTINCT tenant_id FROM outbox").fetch_all(&mut *tx).await.unwrap();
     assert_eq!(outbox, vec![a.id]);
     // writing a row for another tenant is refused by the policy
     let err = sqlx::query("INSERT INTO teams (id, tenant_id, name) VALUES ($1, $2, 'intruders')")
@@ -118,7 +142,13 @@ async fn every_mutation_is_audited_with_actor_request_and_before_after() {
     let ticket = app.incident(&t.requester, "Keyboard sticky").await;
     let id = ticket["id"].as_str().unwrap();
     let r = app
-        .send(reqwest::Method::PATCH, Some(&t.agent.token), &format!("/api/v1/tickets/{id}"), Some(&json!({"status": "in_progress", "urgency": 1})), &[("x-request-id", "req-audit-1")])
+        .send(
+            reqwest::Method::PATCH,
+            Some(&t.agent.token),
+            &format!("/api/v1/tickets/{id}"),
+            Some(&json!({"status": "in_progress", "urgency": 1})),
+            &[("x-request-id", "req-audit-1")],
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.header("x-request-id"), Some("req-audit-1"));

@@ -42,7 +42,9 @@ async fn create_read_and_change_a_ticket() {
     assert_eq!(r.json["priority"], 3, "impact 4 × urgency 1 is P3");
     assert!(r.json["priority_reason"].is_null());
     // unassign with null
-    let r = app.patch(Some(&t.agent.token), "/api/v1/tickets/INC-000001", &json!({"assignee_id": null, "category": null})).await;
+    let r = app
+        .patch(Some(&t.agent.token), "/api/v1/tickets/INC-000001", &json!({"assignee_id": null, "category": null}))
+        .await;
     assert!(r.json["assignee_id"].is_null());
     assert!(r.json["category"].is_null());
     // resolve stamps resolved_at; reopen clears it; close stamps closed_at
@@ -73,13 +75,25 @@ async fn requesters_are_limited_to_their_own_tickets_and_safe_changes() {
     app.get(Some(&t.requester.token), &format!("/api/v1/tickets?requester={}", t.agent.id)).await.problem(422);
     let n = mine["number"].as_str().unwrap();
     // they may edit the text, but not triage
-    let r = app.patch(Some(&t.requester.token), &format!("/api/v1/tickets/{n}"), &json!({"description": "more detail"})).await;
+    let r = app
+        .patch(Some(&t.requester.token), &format!("/api/v1/tickets/{n}"), &json!({"description": "more detail"}))
+        .await;
     assert_eq!(r.status, 200);
-    app.patch(Some(&t.requester.token), &format!("/api/v1/tickets/{n}"), &json!({"status": "in_progress"})).await.problem(403);
+    app.patch(Some(&t.requester.token), &format!("/api/v1/tickets/{n}"), &json!({"status": "in_progress"}))
+        .await
+        .problem(403);
     app.patch(Some(&t.requester.token), &format!("/api/v1/tickets/{n}"), &json!({"urgency": 1})).await.problem(403);
-    app.patch(Some(&t.requester.token), &format!("/api/v1/tickets/{n}"), &json!({"assignee_id": t.agent.id})).await.problem(403);
+    app.patch(Some(&t.requester.token), &format!("/api/v1/tickets/{n}"), &json!({"assignee_id": t.agent.id}))
+        .await
+        .problem(403);
     app.post(Some(&t.requester.token), "/api/v1/tickets", &json!({"kind": "incident", "title": "x", "impact": 1, "urgency": 1, "priority": 1, "priority_reason": "urgent!"})).await.problem(403);
-    app.post(Some(&t.requester.token), "/api/v1/tickets", &json!({"kind": "incident", "title": "x", "impact": 1, "urgency": 1, "requester_id": t.agent.id})).await.problem(403);
+    app.post(
+        Some(&t.requester.token),
+        "/api/v1/tickets",
+        &json!({"kind": "incident", "title": "x", "impact": 1, "urgency": 1, "requester_id": t.agent.id}),
+    )
+    .await
+    .problem(403);
     // but may cancel their new ticket
     assert_eq!(app.set_status(&t.requester, n, "cancelled").await["status"], "cancelled");
     // agents raise tickets on someone's behalf
@@ -94,9 +108,13 @@ async fn if_match_refuses_lost_updates() {
     let t = app.tenant().await;
     app.incident(&t.agent, "race").await;
     let path = "/api/v1/tickets/INC-000001";
-    let ok = app.send(Method::PATCH, Some(&t.agent.token), path, Some(&json!({"title": "first"})), &[("if-match", "\"1\"")]).await;
+    let ok = app
+        .send(Method::PATCH, Some(&t.agent.token), path, Some(&json!({"title": "first"})), &[("if-match", "\"1\"")])
+        .await;
     assert_eq!(ok.status, 200, "{}", ok.body);
-    let stale = app.send(Method::PATCH, Some(&t.agent.token), path, Some(&json!({"title": "second"})), &[("if-match", "\"1\"")]).await;
+    let stale = app
+        .send(Method::PATCH, Some(&t.agent.token), path, Some(&json!({"title": "second"})), &[("if-match", "\"1\"")])
+        .await;
     assert!(stale.problem(412)["detail"].as_str().unwrap().contains("\"2\""));
     assert_eq!(app.get(Some(&t.agent.token), path).await.json["title"], "first");
     app.stop().await;
@@ -118,7 +136,15 @@ async fn idempotency_keys_replay_the_first_response() {
     assert_eq!(app.count("SELECT count(*) FROM tickets").await, 1);
     assert_eq!(app.count("SELECT count(*) FROM outbox WHERE intent = 'start'").await, 1);
     // the same key with another body is refused; another user's same key is theirs
-    let other = app.send(Method::POST, Some(&t.agent.token), "/api/v1/tickets", Some(&json!({"kind": "incident", "title": "different", "impact": 3, "urgency": 3})), &h).await;
+    let other = app
+        .send(
+            Method::POST,
+            Some(&t.agent.token),
+            "/api/v1/tickets",
+            Some(&json!({"kind": "incident", "title": "different", "impact": 3, "urgency": 3})),
+            &h,
+        )
+        .await;
     assert_eq!(other.problem(422)["errors"][0]["pointer"], "Idempotency-Key");
     let theirs = app.send(Method::POST, Some(&t.manager.token), "/api/v1/tickets", Some(&body), &h).await;
     assert_eq!(theirs.status, 201);
@@ -146,7 +172,12 @@ async fn lists_filter_sort_and_page_by_offset_and_cursor() {
     app.create_ticket(&t.agent, mk("service_request", "New monitor please", 4, 4)).await; // P4
     app.create_ticket(&t.agent, mk("problem", "Printers keep jamming", 2, 3)).await; // P3
     app.create_ticket(&t.agent, json!({"kind": "change", "title": "Swap printer fleet", "impact": 2, "urgency": 2, "tags": ["printers"], "team_id": null})).await; // P2
-    app.patch(Some(&t.agent.token), "/api/v1/tickets/INC-000002", &json!({"status": "in_progress", "assignee_id": t.agent.id})).await;
+    app.patch(
+        Some(&t.agent.token),
+        "/api/v1/tickets/INC-000002",
+        &json!({"status": "in_progress", "assignee_id": t.agent.id}),
+    )
+    .await;
 
     let get = |q: &'static str| {
         let app = &app;
@@ -157,10 +188,15 @@ async fn lists_filter_sort_and_page_by_offset_and_cursor() {
             r.json
         }
     };
-    let titles = |v: &serde_json::Value| v["items"].as_array().unwrap().iter().map(|t| t["title"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let titles = |v: &serde_json::Value| {
+        v["items"].as_array().unwrap().iter().map(|t| t["title"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
 
     assert_eq!(get("").await["total"], 5);
-    assert_eq!(titles(&get("?kind=incident,problem&sort=created_at").await), ["Printer jams on tray 2", "Email outage for sales", "Printers keep jamming"]);
+    assert_eq!(
+        titles(&get("?kind=incident,problem&sort=created_at").await),
+        ["Printer jams on tray 2", "Email outage for sales", "Printers keep jamming"]
+    );
     assert_eq!(titles(&get("?status=in_progress").await), ["Email outage for sales"]);
     assert_eq!(titles(&get("?assignee=me").await), ["Email outage for sales"]);
     assert_eq!(get("?assignee=none").await["total"], 4);
@@ -169,10 +205,14 @@ async fn lists_filter_sort_and_page_by_offset_and_cursor() {
     assert_eq!(get("?tag=printers").await["total"], 1);
     // full-text search stems: "printer" finds "Printers" and "printer"
     assert_eq!(get("?q=printer").await["total"], 3);
-    assert_eq!(titles(&get("?q=printer%20-fleet&sort=created_at").await), ["Printer jams on tray 2", "Printers keep jamming"]);
+    assert_eq!(
+        titles(&get("?q=printer%20-fleet&sort=created_at").await),
+        ["Printer jams on tray 2", "Printers keep jamming"]
+    );
     // sorting by priority, most urgent (P1) first
     let by_prio = get("?sort=priority").await;
-    let prios: Vec<i64> = by_prio["items"].as_array().unwrap().iter().map(|t| t["priority"].as_i64().unwrap()).collect();
+    let prios: Vec<i64> =
+        by_prio["items"].as_array().unwrap().iter().map(|t| t["priority"].as_i64().unwrap()).collect();
     assert_eq!(prios, [1, 2, 3, 3, 4]);
     // created range
     assert_eq!(get("?created_from=2000-01-01T00:00:00Z&created_to=2000-01-02T00:00:00Z").await["total"], 0);
@@ -212,28 +252,67 @@ async fn comments_are_public_or_internal_and_links_go_both_ways() {
     let app = spawn_app().await;
     let t = app.tenant().await;
     let a = app.incident(&t.requester, "VPN down").await;
-    let b = app.create_ticket(&t.agent, json!({"kind": "problem", "title": "VPN concentrator flaky", "impact": 2, "urgency": 2})).await;
+    let b = app
+        .create_ticket(
+            &t.agent,
+            json!({"kind": "problem", "title": "VPN concentrator flaky", "impact": 2, "urgency": 2}),
+        )
+        .await;
     let (an, bn) = (a["number"].as_str().unwrap(), b["number"].as_str().unwrap());
 
-    let c = app.post(Some(&t.requester.token), &format!("/api/v1/tickets/{an}/comments"), &json!({"body": "still down"})).await;
+    let c = app
+        .post(Some(&t.requester.token), &format!("/api/v1/tickets/{an}/comments"), &json!({"body": "still down"}))
+        .await;
     assert_eq!(c.status, 201, "{}", c.body);
-    app.post(Some(&t.agent.token), &format!("/api/v1/tickets/{an}/comments"), &json!({"body": "suspect the concentrator", "internal": true})).await;
-    app.post(Some(&t.requester.token), &format!("/api/v1/tickets/{an}/comments"), &json!({"body": "sneaky", "internal": true})).await.problem(403);
-    app.post(Some(&t.requester.token), &format!("/api/v1/tickets/{an}/comments"), &json!({"body": ""})).await.problem(422);
+    app.post(
+        Some(&t.agent.token),
+        &format!("/api/v1/tickets/{an}/comments"),
+        &json!({"body": "suspect the concentrator", "internal": true}),
+    )
+    .await;
+    app.post(
+        Some(&t.requester.token),
+        &format!("/api/v1/tickets/{an}/comments"),
+        &json!({"body": "sneaky", "internal": true}),
+    )
+    .await
+    .problem(403);
+    app.post(Some(&t.requester.token), &format!("/api/v1/tickets/{an}/comments"), &json!({"body": ""}))
+        .await
+        .problem(422);
     let for_agent = app.get(Some(&t.agent.token), &format!("/api/v1/tickets/{an}/comments")).await;
     assert_eq!(for_agent.json.as_array().unwrap().len(), 2);
     let for_requester = app.get(Some(&t.requester.token), &format!("/api/v1/tickets/{an}/comments")).await;
-    let bodies: Vec<&str> = for_requester.json.as_array().unwrap().iter().map(|c| c["body"].as_str().unwrap()).collect();
+    let bodies: Vec<&str> =
+        for_requester.json.as_array().unwrap().iter().map(|c| c["body"].as_str().unwrap()).collect();
     assert_eq!(bodies, ["still down"], "internal notes never reach the requester");
 
-    let l = app.post(Some(&t.agent.token), &format!("/api/v1/tickets/{an}/links"), &json!({"kind": "caused_by", "target": bn})).await;
+    let l = app
+        .post(Some(&t.agent.token), &format!("/api/v1/tickets/{an}/links"), &json!({"kind": "caused_by", "target": bn}))
+        .await;
     assert_eq!(l.status, 201, "{}", l.body);
     assert_eq!(l.json["direction"], "outgoing");
     assert_eq!(l.json["ticket"], bn);
-    app.post(Some(&t.agent.token), &format!("/api/v1/tickets/{an}/links"), &json!({"kind": "caused_by", "target": bn})).await.problem(422);
-    app.post(Some(&t.agent.token), &format!("/api/v1/tickets/{an}/links"), &json!({"kind": "relates_to", "target": an})).await.problem(422);
-    app.post(Some(&t.agent.token), &format!("/api/v1/tickets/{an}/links"), &json!({"kind": "fixes", "target": bn})).await.problem(422);
-    app.post(Some(&t.requester.token), &format!("/api/v1/tickets/{an}/links"), &json!({"kind": "relates_to", "target": bn})).await.problem(403);
+    app.post(Some(&t.agent.token), &format!("/api/v1/tickets/{an}/links"), &json!({"kind": "caused_by", "target": bn}))
+        .await
+        .problem(422);
+    app.post(
+        Some(&t.agent.token),
+        &format!("/api/v1/tickets/{an}/links"),
+        &json!({"kind": "relates_to", "target": an}),
+    )
+    .await
+    .problem(422);
+    app.post(Some(&t.agent.token), &format!("/api/v1/tickets/{an}/links"), &json!({"kind": "fixes", "target": bn}))
+        .await
+        .problem(422);
+    app.post(
+        Some(&t.requester.token),
+        &format!("/api/v1/tickets/{an}/links"),
+        &json!({"kind": "relates_to", "target": bn}),
+    )
+    .await
+    .problem(403);
     let from_b = app.get(Some(&t.agent.token), &format!("/api/v1/tickets/{bn}/links")).await;
     assert_eq!(from_b.json[0]["direction"], "incoming");
     assert_eq!(from_b.json[0]["kind"], "caused_by");

@@ -1,7 +1,7 @@
 //! A ticket's durable workflow: started by the relay, told every change, findable by ops.
 
-use archer_tests::temporal::{replay_live, signal_names};
 use archer_tests::spawn_app;
+use archer_tests::temporal::{replay_live, signal_names};
 use temporalio_client::WorkflowExecutionStatus;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -18,13 +18,37 @@ async fn created_ticket_gets_a_workflow_that_hears_every_change_and_completes_on
 
     // every status change, plus a priority change, an assignment and public and internal comments
     app.set_status(&t.agent, &number, "in_progress").await;
-    let r = app.patch(Some(&t.agent.token), &format!("/api/v1/tickets/{number}"), &serde_json::json!({"impact": 1, "urgency": 1})).await;
+    let r = app
+        .patch(
+            Some(&t.agent.token),
+            &format!("/api/v1/tickets/{number}"),
+            &serde_json::json!({"impact": 1, "urgency": 1}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = app.patch(Some(&t.agent.token), &format!("/api/v1/tickets/{number}"), &serde_json::json!({"assignee_id": t.agent.id})).await;
+    let r = app
+        .patch(
+            Some(&t.agent.token),
+            &format!("/api/v1/tickets/{number}"),
+            &serde_json::json!({"assignee_id": t.agent.id}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let r = app.post(Some(&t.agent.token), &format!("/api/v1/tickets/{number}/comments"), &serde_json::json!({"body": "Looking into it"})).await;
+    let r = app
+        .post(
+            Some(&t.agent.token),
+            &format!("/api/v1/tickets/{number}/comments"),
+            &serde_json::json!({"body": "Looking into it"}),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = app.post(Some(&t.agent.token), &format!("/api/v1/tickets/{number}/comments"), &serde_json::json!({"body": "internal note", "internal": true})).await;
+    let r = app
+        .post(
+            Some(&t.agent.token),
+            &format!("/api/v1/tickets/{number}/comments"),
+            &serde_json::json!({"body": "internal note", "internal": true}),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.body);
     app.set_status(&t.agent, &number, "waiting_on_customer").await;
     app.set_status(&t.agent, &number, "in_progress").await;
@@ -56,7 +80,13 @@ async fn created_ticket_gets_a_workflow_that_hears_every_change_and_completes_on
 
     // ops can find it by tenant, number and final status
     let found = app
-        .list_workflows(&client, &format!("ArcherTenant = '{}' AND ArcherNumber = '{number}' AND ArcherStatus = 'closed' AND ArcherPriority = 1", t.slug))
+        .list_workflows(
+            &client,
+            &format!(
+                "ArcherTenant = '{}' AND ArcherNumber = '{number}' AND ArcherStatus = 'closed' AND ArcherPriority = 1",
+                t.slug
+            ),
+        )
         .await;
     assert_eq!(found.len(), 1, "{found:?}");
 
@@ -68,7 +98,12 @@ async fn created_ticket_gets_a_workflow_that_hears_every_change_and_completes_on
 async fn workflow_query_reports_the_live_ticket() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    let ticket = app.create_ticket(&t.agent, serde_json::json!({"kind": "change", "title": "Patch the firewall", "impact": 2, "urgency": 3})).await;
+    let ticket = app
+        .create_ticket(
+            &t.agent,
+            serde_json::json!({"kind": "change", "title": "Patch the firewall", "impact": 2, "urgency": 3}),
+        )
+        .await;
     let number = ticket["number"].as_str().unwrap().to_owned();
     assert!(number.starts_with("CHG-"));
     let wf_id = format!("{}/{number}", t.slug);
