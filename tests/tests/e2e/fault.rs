@@ -101,10 +101,7 @@ async fn killing_the_api_mid_burst_loses_no_ticket_and_leaves_no_orphan_workflow
     api.child.wait().await.unwrap();
     let burst: Vec<Option<String>> = burst.await.unwrap();
     let acked_in_burst = burst.iter().flatten().count();
-    assert!(
-        (40..400).contains(&acked_in_burst),
-        "the kill landed mid-burst ({acked_in_burst} of 400 acknowledged)"
-    );
+    assert!((40..400).contains(&acked_in_burst), "the kill landed mid-burst ({acked_in_burst} of 400 acknowledged)");
     acknowledged.extend(burst.into_iter().flatten());
 
     // 3. restart everything: API (with its relay) and a worker
