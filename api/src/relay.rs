@@ -91,6 +91,10 @@ async fn lead(pool: &PgPool, temporal: &TemporalConfig, shutdown: &CancellationT
             }
         }
     };
+    if let Err(e) = archer_workers::temporal::ensure_search_attributes(&client, &temporal.namespace).await {
+        // e.g. no operator permission on a managed cluster: `archer migrate` or an admin does it
+        tracing::warn!(error = %e, "could not register search attributes; starts fail until they exist");
+    }
     let mut last_housekeeping = tokio::time::Instant::now() - Duration::from_secs(3600);
     loop {
         if shutdown.is_cancelled() {

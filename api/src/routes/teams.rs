@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -14,7 +15,8 @@ use archer_store::{StoreError, TenantTx, teams, users};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{AppJson, AppPath, RequestMeta};
+use crate::extract::{AppJson, AppPath, IdempotencyKey, RequestMeta};
+use crate::idempotency;
 use crate::validate::Errors;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -71,8 +73,9 @@ pub struct CreateTeam {
     members: Vec<Uuid>,
 }
 
-/// Create a team. Needs `user:admin`.
-#[utoipa::path(post, path = "/teams", tag = "teams", request_body = CreateTeam, security(("bearer" = [])), responses(
+/// Create a team. Needs `user:admin`. Accepts `Idempotency-Key`.
+#[utoipa::path(post, path = "/teams", tag = "teams", request_body = CreateTeam, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header)), responses(
     (status = 201, body = Team),
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
@@ -80,14 +83,18 @@ pub async fn create_team(
     State(state): State<AppState>,
     meta: RequestMeta,
     p: Principal,
-    AppJson(body, _): AppJson<CreateTeam>,
-) -> ApiResult<(StatusCode, Json<Team>)> {
+    key: IdempotencyKey,
+    AppJson(body, digest): AppJson<CreateTeam>,
+) -> ApiResult<Response> {
     p.require(&state, &meta, "user:admin").await?;
     let mut errors = Errors::new();
     let name = errors.text("/name", &body.name, 1, 200);
     let description = errors.text("/description", &body.description, 0, 2000);
     errors.into_result()?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    if let Some(replay) = idempotency::claim(&mut tx, &p, &key, "POST /teams", &digest).await? {
+        return Ok(replay);
+    }
     let id = Uuid::now_v7();
     teams::create(&mut tx, p.tenant_id, id, &name, &description).await?;
     for (i, member) in body.members.iter().enumerate() {
@@ -95,9 +102,11 @@ pub async fn create_team(
             .await
             .map_err(|e| member_error(e, &format!("/members/{i}")))?;
     }
-    let team = teams::get(&mut tx, id).await?;
+    let team = Team::from(teams::get(&mut tx, id).await?);
+    let location = format!("/api/v1/teams/{id}");
+    let resp = idempotency::respond(&mut tx, &p, &key, StatusCode::CREATED, &team, Some(&location)).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(team.into())))
+    Ok(resp)
 }
 
 fn member_error(e: StoreError, pointer: &str) -> ApiError {

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -14,7 +15,8 @@ use archer_store::{TenantTx, tokens, users};
 use crate::app::AppState;
 use crate::auth::{Principal, hash_password};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{AppJson, AppPath, AppQuery, RequestMeta};
+use crate::extract::{AppJson, AppPath, AppQuery, IdempotencyKey, RequestMeta};
+use crate::idempotency;
 use crate::validate::{self, Errors};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -120,8 +122,9 @@ pub struct CreateUser {
     manager_id: Option<Uuid>,
 }
 
-/// Create a user. Needs `user:admin`.
-#[utoipa::path(post, path = "/users", tag = "users", request_body = CreateUser, security(("bearer" = [])), responses(
+/// Create a user. Needs `user:admin`. Accepts `Idempotency-Key`.
+#[utoipa::path(post, path = "/users", tag = "users", request_body = CreateUser, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header)), responses(
     (status = 201, body = User),
     (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -130,8 +133,9 @@ pub async fn create_user(
     State(state): State<AppState>,
     meta: RequestMeta,
     p: Principal,
-    AppJson(body, _): AppJson<CreateUser>,
-) -> ApiResult<(StatusCode, Json<User>)> {
+    key: IdempotencyKey,
+    AppJson(body, digest): AppJson<CreateUser>,
+) -> ApiResult<Response> {
     p.require(&state, &meta, "user:admin").await?;
     let mut errors = Errors::new();
     let email = errors.email("/email", &body.email);
@@ -142,6 +146,9 @@ pub async fn create_user(
     errors.into_result()?;
     let hash = body.password.as_deref().map(hash_password).transpose()?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    if let Some(replay) = idempotency::claim(&mut tx, &p, &key, "POST /users", &digest).await? {
+        return Ok(replay);
+    }
     let id = Uuid::now_v7();
     users::create(
         &mut tx,
@@ -156,9 +163,11 @@ pub async fn create_user(
     )
     .await?;
     users::set_roles(&mut tx, p.tenant_id, id, &body.roles).await?;
-    let user = users::get(&mut tx, id).await?;
+    let user = User::from(users::get(&mut tx, id).await?);
+    let location = format!("/api/v1/users/{id}");
+    let resp = idempotency::respond(&mut tx, &p, &key, StatusCode::CREATED, &user, Some(&location)).await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(user.into())))
+    Ok(resp)
 }
 
 /// One user. Needs `user:admin` or `ticket:assign`, or to be that user.

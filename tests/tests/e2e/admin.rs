@@ -85,6 +85,15 @@ async fn admins_manage_users_and_roles() {
     assert_eq!(r.status, 200);
     app.post(None, "/api/v1/auth/login", &json!({"email": t.requester.email, "password": PASSWORD})).await.problem(401);
     app.login(&t.requester.email, "a brand new one").await;
+    // an idempotent create: the replay returns the same user and creates no second one
+    let body = json!({"email": "twice@corp.example", "display_name": "Twice"});
+    let h = [("idempotency-key", "user-twice")];
+    let a = app.send(reqwest::Method::POST, admin, "/api/v1/users", Some(&body), &h).await;
+    let b = app.send(reqwest::Method::POST, admin, "/api/v1/users", Some(&body), &h).await;
+    assert_eq!((a.status, b.status), (201, 201));
+    assert_eq!(a.json["id"], b.json["id"]);
+    assert_eq!(b.header("idempotent-replayed"), Some("true"));
+    assert_eq!(app.count("SELECT count(*) FROM users WHERE email = 'twice@corp.example'").await, 1);
     let all = app.get(admin, "/api/v1/roles").await;
     assert_eq!(all.json.as_array().unwrap().len(), 6);
     app.stop().await;

@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod bad_input;
 mod concurrency;
+mod devstack;
 mod fault;
 mod openapi;
 mod replay;
