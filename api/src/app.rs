@@ -81,6 +81,8 @@ pub struct BodyLimit(pub usize);
         (name = "users", description = "Users and their roles (admin)"),
         (name = "teams", description = "Teams and their members (admin)"),
         (name = "audit", description = "The immutable audit log"),
+        (name = "sla", description = "Business calendars, SLA policies and ticket clocks"),
+        (name = "notifications", description = "Each user's in-app inbox"),
         (name = "ops", description = "Health, readiness and this document"),
     )
 )]

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use url::Url;
 
 use archer_workers::TemporalConfig;
+use archer_workers::email::MailConfig;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +49,11 @@ pub struct Config {
     /// Whether `archer serve` also runs the outbox relay (one relay delivers at a time; extra
     /// ones stand by).
     pub relay: bool,
+    /// The SMTP server Archer sends email through: `smtp://host:port` (plain; local catchers),
+    /// `smtp://user:pass@host:587?tls=required` (STARTTLS) or `smtps://user:pass@host:465`.
+    pub smtp_url: Url,
+    /// The `From` of the email Archer sends, a mailbox such as `Archer <archer@example.com>`.
+    pub mail_from: String,
     /// `pretty` or `json`.
     pub log_format: LogFormat,
 }
@@ -75,6 +81,8 @@ login_max_failures = 5
 login_lockout_secs = 900
 body_limit_bytes = 262144
 relay = true
+smtp_url = "smtp://127.0.0.1:1025"
+mail_from = "Archer <archer@archer.localhost>"
 log_format = "pretty"
 "#;
 
@@ -116,7 +124,7 @@ impl Config {
         }
         // ARCHER_* variables that are not configuration (read by the CLI, the dev stack, tests)
         let not_config = |k: &figment::value::UncasedStr| {
-            ["config", "log", "temporal_bin", "pg_bin", "dev_dir"].iter().any(|n| k == *n)
+            ["config", "log", "temporal_bin", "pg_bin", "maildev_bin", "dev_dir"].iter().any(|n| k == *n)
                 || k.as_str().to_ascii_lowercase().starts_with("test_")
         };
         ConfigSources(f.merge(Env::prefixed("ARCHER_").filter(move |k| !not_config(k))))
@@ -132,7 +140,21 @@ impl Config {
         if self.login_max_failures < 1 {
             return Err(ConfigError::Invalid("login_max_failures must be at least 1".into()));
         }
+        if !matches!(self.smtp_url.scheme(), "smtp" | "smtps") {
+            return Err(ConfigError::Invalid("smtp_url must be an smtp:// or smtps:// URL".into()));
+        }
         Ok(())
+    }
+
+    /// What a worker needs besides Temporal: the database, SMTP and the public URL.
+    pub fn worker_deps(&self) -> archer_workers::WorkerDeps {
+        use secrecy::ExposeSecret;
+        archer_workers::WorkerDeps {
+            database_url: self.database_url.expose_secret().to_owned(),
+            database_max_connections: self.database_max_connections.min(10),
+            mail: Some(self.mail()),
+            public_url: self.public_url.to_string(),
+        }
     }
 
     pub fn temporal(&self) -> TemporalConfig {
@@ -141,6 +163,11 @@ impl Config {
             namespace: self.temporal_namespace.clone(),
             task_queue: self.task_queue.clone(),
         }
+    }
+
+    /// Where and as whom to send email (`archer_workers::email::Mailer::new` checks it).
+    pub fn mail(&self) -> MailConfig {
+        MailConfig { smtp_url: self.smtp_url.clone(), from: self.mail_from.clone() }
     }
 
     pub fn access_token_ttl(&self) -> Duration {

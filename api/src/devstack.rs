@@ -4,6 +4,7 @@
 //! directory) and a local Temporal dev server (the `temporal` CLI), then migrates, loads demo
 //! data and runs the API, the outbox relay and a worker in this process. `--exec` instead runs
 //! a command against throwaway services and tears them down after (the test suite uses it).
+//! `archer dev` (not `--exec`) also runs MailDev, when installed, to catch the email Archer sends.
 
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
@@ -36,12 +37,16 @@ pub struct Tools {
     pub pg_bin: PathBuf,
     /// The `temporal` CLI.
     pub temporal: PathBuf,
+    /// MailDev, the mail catcher `archer dev` sends email to; `None` when it is not installed
+    /// (email then goes nowhere).
+    pub maildev: Option<PathBuf>,
 }
 
 impl Tools {
-    /// Finds PostgreSQL (`ARCHER_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`) and the
+    /// Finds PostgreSQL (`ARCHER_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`), the
     /// Temporal CLI (`ARCHER_TEMPORAL_BIN`, else `<project>/.archer/tools/bin/temporal`, else
-    /// `PATH`).
+    /// `PATH`) and MailDev (`ARCHER_MAILDEV_BIN`, else
+    /// `<project>/.archer/tools/maildev/node_modules/.bin/maildev`, which `./dev up` installs).
     pub fn find(project_root: &Path) -> Result<Self, DevError> {
         let pg_bin = match std::env::var_os("ARCHER_PG_BIN") {
             Some(p) => PathBuf::from(p),
@@ -80,7 +85,11 @@ impl Tools {
                 }
             }
         };
-        Ok(Tools { pg_bin, temporal })
+        let maildev = match std::env::var_os("ARCHER_MAILDEV_BIN") {
+            Some(p) => Some(PathBuf::from(p)),
+            None => Some(project_root.join(".archer/tools/maildev/node_modules/.bin/maildev")).filter(|p| p.exists()),
+        };
+        Ok(Tools { pg_bin, temporal, maildev })
     }
 }
 
@@ -422,6 +431,98 @@ fn stop_stale_temporal(pid_file: &Path) {
     let _ = std::fs::remove_file(pid_file);
 }
 
+/// A MailDev mail catcher this process started: an SMTP server that keeps every message, and a
+/// web inbox (with a REST API under `/email`) to read them.
+pub struct MailDev {
+    child: Child,
+    pub smtp_port: u16,
+    pub ui_port: u16,
+    pid_file: PathBuf,
+}
+
+impl MailDev {
+    /// Starts `bin` on loopback with its SMTP server on `smtp_port` and its web inbox on
+    /// `ui_port`, keeping messages in `<dir>/maildev` and its log in `<dir>/maildev.log`. Stops
+    /// a MailDev left running by an earlier `archer dev` first (`<dir>/maildev.pid`).
+    pub async fn start(bin: &Path, smtp_port: u16, ui_port: u16, dir: &Path) -> Result<Self, DevError> {
+        let pid_file = dir.join("maildev.pid");
+        stop_stale_maildev(&pid_file).await;
+        for (p, option) in [(smtp_port, "--smtp-port"), (ui_port, "--mail-ui-port")] {
+            if !port_free(p) {
+                return Err(DevError::Setup(format!(
+                    "port {p} is in use; MailDev needs it (pick another with {option})"
+                )));
+            }
+        }
+        let mail_dir = dir.join("maildev");
+        std::fs::create_dir_all(&mail_dir).map_err(io(format!("creating {}", mail_dir.display())))?;
+        let log = dir.join("maildev.log");
+        let mut cmd = Command::new(bin);
+        cmd.args(["--ip", "127.0.0.1", "--smtp", &smtp_port.to_string()])
+            .args(["--web-ip", "127.0.0.1", "--web", &ui_port.to_string()])
+            .arg("--mail-directory")
+            .arg(&mail_dir)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log_file(&log)?)
+            .stderr(log_file(&log)?)
+            .kill_on_drop(true);
+        let child = cmd.spawn().map_err(io(format!("starting MailDev ({}; it needs node on PATH)", bin.display())))?;
+        if let Some(id) = child.id() {
+            let _ = std::fs::write(&pid_file, id.to_string());
+        }
+        let mut m = MailDev { child, smtp_port, ui_port, pid_file };
+        if let Err(e) = m.wait_ready(&log).await {
+            m.stop().await;
+            return Err(e);
+        }
+        Ok(m)
+    }
+
+    /// The web inbox.
+    pub fn ui_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ui_port)
+    }
+
+    /// Waits until both the SMTP port and the web inbox accept connections.
+    async fn wait_ready(&mut self, log: &Path) -> Result<(), DevError> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(DevError::Setup(format!("MailDev exited ({status}):\n{}", tail(log))));
+            }
+            let accepts = |port: u16| tokio::net::TcpStream::connect(("127.0.0.1", port));
+            if accepts(self.smtp_port).await.is_ok() && accepts(self.ui_port).await.is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(DevError::Setup(format!("MailDev did not come up:\n{}", tail(log))));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        stop_child(&mut self.child, Signal::SIGTERM, Duration::from_secs(10)).await;
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
+}
+
+async fn stop_stale_maildev(pid_file: &Path) {
+    let Some(pid) = std::fs::read_to_string(pid_file).ok().and_then(|s| s.trim().parse::<i32>().ok()) else { return };
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if String::from_utf8_lossy(&cmdline).contains("maildev") {
+        tracing::warn!(pid, "stopping a MailDev left running by an earlier `archer dev`");
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while kill(Pid::from_raw(pid), None).is_ok() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let _ = std::fs::remove_file(pid_file);
+}
+
 /// Reads `<dir>/<name>`, or writes a new random secret there.
 pub fn persistent_secret(dir: &Path, name: &str) -> Result<String, DevError> {
     let path = dir.join(name);
@@ -447,6 +548,10 @@ pub struct DevOptions {
     pub temporal_port: u16,
     pub ui_port: u16,
     pub pg_port: u16,
+    /// MailDev's SMTP port; Archer's `smtp_url` points there.
+    pub smtp_port: u16,
+    /// MailDev's web inbox port.
+    pub mail_ui_port: u16,
     pub seed: bool,
 }
 
@@ -484,10 +589,29 @@ pub async fn run_dev(opts: DevOptions) -> Result<(), DevError> {
                 .set("temporal_address", temporal.address())
                 .set("temporal_ui_url", temporal.ui_url())
                 .set("jwt_secret", jwt)
+                .set("smtp_url", format!("smtp://127.0.0.1:{}", opts.smtp_port))
                 .extract()
                 .map_err(|e| DevError::Setup(e.to_string()))?;
             let _: &SecretString = &config.database_url;
-            run_system(&opts, config, temporal.ui_url(), started).await
+            let maildev = match &tools.maildev {
+                Some(bin) => {
+                    println!("archer dev: starting MailDev on port {} (inbox {})", opts.smtp_port, opts.mail_ui_port);
+                    Some(MailDev::start(bin, opts.smtp_port, opts.mail_ui_port, &opts.dir).await?)
+                }
+                None => {
+                    println!(
+                        "archer dev: MailDev is not installed, so email Archer sends goes nowhere; \
+                         `./dev up` installs it (or set ARCHER_MAILDEV_BIN)"
+                    );
+                    None
+                }
+            };
+            let mail_ui = maildev.as_ref().map(MailDev::ui_url);
+            let result = run_system(&opts, config, temporal.ui_url(), mail_ui, started).await;
+            if let Some(m) = maildev {
+                m.stop().await;
+            }
+            result
         }
         .await;
         temporal.stop().await;
@@ -503,19 +627,20 @@ async fn run_system(
     opts: &DevOptions,
     config: crate::config::Config,
     ui: Option<String>,
+    mail_ui: Option<String>,
     started: Instant,
 ) -> Result<(), DevError> {
     use secrecy::ExposeSecret;
     let setup = |e: &dyn std::fmt::Display| DevError::Setup(e.to_string());
     let pool = archer_store::connect(config.database_url.expose_secret(), 5).await.map_err(|e| setup(&e))?;
     archer_store::migrate(&pool).await.map_err(|e| setup(&e))?;
-    let worker = archer_workers::spawn_worker(config.temporal()).map_err(|e| setup(&e))?;
+    let worker = archer_workers::spawn_worker(config.temporal(), config.worker_deps()).map_err(|e| setup(&e))?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(io("binding the API port"))?;
     let server = crate::server::start(config.clone(), listener).await.map_err(|e| setup(&e))?;
     if opts.seed && crate::seed::demo(&pool).await.map_err(|e| setup(&e))? {
         println!("archer dev: loaded demo data");
     }
-    print_banner(&config, ui.as_deref(), started.elapsed());
+    print_banner(&config, ui.as_deref(), mail_ui.as_deref(), started.elapsed());
     crate::server::shutdown_signal().await;
     println!("\narcher dev: stopping");
     server.stop().await;
@@ -526,7 +651,7 @@ async fn run_system(
     Ok(())
 }
 
-fn print_banner(config: &crate::config::Config, ui: Option<&str>, took: Duration) {
+fn print_banner(config: &crate::config::Config, ui: Option<&str>, mail_ui: Option<&str>, took: Duration) {
     let api = config.public_url.as_str().trim_end_matches('/');
     println!();
     println!("  Archer is up ({:.1} s)", took.as_secs_f64());
@@ -537,6 +662,9 @@ fn print_banner(config: &crate::config::Config, ui: Option<&str>, took: Duration
         println!("  Temporal UI   {ui}/namespaces/default/workflows");
     }
     println!("  Temporal      {}", config.temporal_address);
+    if let Some(mail_ui) = mail_ui {
+        println!("  Mail inbox    {mail_ui}   (what Archer sent to {})", config.smtp_url);
+    }
     println!();
     println!("  Demo logins (password: {}):", crate::seed::DEMO_PASSWORD);
     for l in crate::seed::DEMO_LOGINS {

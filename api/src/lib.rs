@@ -17,6 +17,5 @@ pub mod routes;
 pub mod seed;
 pub mod serde_ext;
 pub mod server;
-pub mod service;
 pub mod telemetry;
 pub mod validate;

@@ -40,6 +40,12 @@ enum Cmd {
         ui_port: u16,
         #[arg(long, default_value_t = 54329)]
         pg_port: u16,
+        /// MailDev's SMTP port, where Archer sends its email.
+        #[arg(long, default_value_t = 1025)]
+        smtp_port: u16,
+        /// MailDev's web inbox, to read what Archer sent.
+        #[arg(long, default_value_t = 1080)]
+        mail_ui_port: u16,
         /// Do not load the demo tenants, users and tickets.
         #[arg(long)]
         no_demo: bool,
@@ -62,7 +68,18 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Cmd::Dev { dir, api_port, temporal_port, ui_port, pg_port, no_demo, exec, command } => {
+        Cmd::Dev {
+            dir,
+            api_port,
+            temporal_port,
+            ui_port,
+            pg_port,
+            smtp_port,
+            mail_ui_port,
+            no_demo,
+            exec,
+            command,
+        } => {
             telemetry::init(LogFormat::Pretty);
             let project_root = std::env::current_dir().context("reading the current directory")?;
             if exec {
@@ -76,6 +93,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 temporal_port,
                 ui_port,
                 pg_port,
+                smtp_port,
+                mail_ui_port,
                 seed: !no_demo,
             })
             .await?;
@@ -99,7 +118,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Worker => {
             let config = Config::load(cli.config.as_deref())?;
             telemetry::init(config.log_format);
-            let worker = archer_workers::spawn_worker(config.temporal())?;
+            let worker = archer_workers::spawn_worker(config.temporal(), config.worker_deps())?;
             server::shutdown_signal().await;
             tokio::task::spawn_blocking(move || worker.shutdown()).await??;
             Ok(0)

@@ -29,7 +29,7 @@ use archer_store::outbox::{self, OutboxRow};
 use archer_store::{StoreError, idempotency};
 use archer_workers::TemporalConfig;
 
-use crate::service::tickets::StartTicket;
+use archer_store::changes::StartTicket;
 
 /// How many intents one round picks up.
 const BATCH: i64 = 200;

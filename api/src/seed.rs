@@ -11,7 +11,7 @@ use archer_store::{AuditContext, SystemTx, TenantTx, teams, tenants, users};
 
 use crate::auth::hash_password;
 use crate::error::ApiError;
-use crate::service::tickets::{self as service, Event};
+use archer_store::changes::{self as service, Event};
 
 /// The password of every demo account.
 pub const DEMO_PASSWORD: &str = "archer-demo";
@@ -212,7 +212,8 @@ pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
         if let Some(to) = status {
             let mut new = row.clone();
             new.status = to.as_str().into();
-            service::save(&mut tx, &slug, &row, new, vec![Event::Status { from: Status::New, to }], agent).await?;
+            service::save(&mut tx, &slug, &row, new, vec![Event::Status { from: Status::New, to }], Some(agent))
+                .await?;
         }
         tx.commit().await?;
     }

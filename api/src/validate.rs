@@ -53,6 +53,11 @@ impl Errors {
         }
     }
 
+    /// The failures so far, to combine with others (schema validation).
+    pub fn into_fields(self) -> Vec<FieldError> {
+        self.0
+    }
+
     pub fn into_result(self) -> Result<(), ApiError> {
         if self.0.is_empty() { Ok(()) } else { Err(ApiError::Validation(self.0)) }
     }

@@ -8,6 +8,7 @@
 
 pub mod ids;
 pub mod priority;
+pub mod sla;
 pub mod ticket;
 pub mod workflows;
 

@@ -31,6 +31,67 @@ pub struct Event<'a> {
     pub detail: Option<String>,
 }
 
+/// Records an event that changes no row but has a before and an after (an SLA rebuild).
+pub async fn record_change(
+    conn: &mut PgConnection,
+    ctx: &AuditContext,
+    e: Event<'_>,
+    before: &serde_json::Value,
+    after: &serde_json::Value,
+) -> Result<()> {
+    let ip = ctx.ip.map(ipnet::IpNet::from);
+    sqlx::query!(
+        "INSERT INTO audit_log (tenant_id, actor_id, action, entity_type, entity_id, request_id, ip, detail, before, after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        e.tenant_id,
+        ctx.actor_id,
+        e.action,
+        e.entity_type,
+        e.entity_id,
+        ctx.request_id,
+        ip,
+        e.detail,
+        before,
+        after
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct TicketHistoryRow {
+    pub id: i64,
+    pub at: OffsetDateTime,
+    pub actor_id: Option<Uuid>,
+    pub action: String,
+    pub entity_type: String,
+    pub entity_id: Option<String>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub detail: Option<String>,
+}
+
+/// Everything the audit log holds about one ticket, oldest first: the ticket's own rows, its
+/// comments and links, its SLA facts and escalations.
+pub async fn ticket_history(conn: &mut PgConnection, ticket_id: Uuid) -> Result<Vec<TicketHistoryRow>> {
+    let id = ticket_id.to_string();
+    Ok(sqlx::query_as!(
+        TicketHistoryRow,
+        "SELECT id, at, actor_id, action, entity_type, entity_id, before, after, detail FROM audit_log
+          WHERE (entity_type = 'tickets' AND entity_id = $1)
+             OR (entity_type IN ('ticket_comments', 'sla_events', 'sla_escalations')
+                 AND COALESCE(after, before) ->> 'ticket_id' = $1)
+             OR (entity_type = 'ticket_links'
+                 AND $1 IN (COALESCE(after, before) ->> 'from_ticket_id', COALESCE(after, before) ->> 'to_ticket_id'))
+             OR (entity_type = 'ticket_sla' AND entity_id = $1)
+          ORDER BY id",
+        id
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
 pub async fn record(conn: &mut PgConnection, ctx: &AuditContext, e: Event<'_>) -> Result<()> {
     let ip = ctx.ip.map(ipnet::IpNet::from);
     sqlx::query!(

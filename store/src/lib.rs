@@ -11,8 +11,11 @@
 //! without a trace.
 
 pub mod audit;
+pub mod changes;
 pub mod idempotency;
+pub mod notifications;
 pub mod outbox;
+pub mod sla;
 pub mod teams;
 pub mod tenants;
 pub mod tickets;
@@ -42,6 +45,9 @@ pub enum StoreError {
     /// The row changed since the caller read it (optimistic concurrency).
     #[error("the record changed since it was read (now version {current})")]
     VersionConflict { current: i32 },
+    /// Stored data that no longer passes the domain's checks.
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Database(sqlx::Error),
     #[error(transparent)]

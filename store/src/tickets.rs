@@ -32,9 +32,15 @@ pub struct TicketRow {
     pub closed_at: Option<OffsetDateTime>,
 }
 
-const COLUMNS: &str = "id, tenant_id, kind, number, title, description, requester_id, assignee_id, team_id, \
-     impact, urgency, priority, priority_reason, category, status, tags, version, event_seq, \
-     created_at, updated_at, resolved_at, closed_at";
+const COLUMNS: &str = "t.id, t.tenant_id, t.kind, t.number, t.title, t.description, t.requester_id, t.assignee_id, \
+     t.team_id, t.impact, t.urgency, t.priority, t.priority_reason, t.category, t.status, t.tags, t.version, \
+     t.event_seq, t.created_at, t.updated_at, t.resolved_at, t.closed_at";
+
+/// Tickets with their SLA projection, for filters and sorting on SLA state and due time.
+const FROM: &str = " FROM tickets t LEFT JOIN ticket_sla s ON s.ticket_id = t.id";
+
+/// Tickets without a running clock sort after every due instant.
+const DUE: &str = "COALESCE(s.next_due_at, '9999-12-31T00:00:00Z'::timestamptz)";
 
 /// A ticket to create; the number is allocated here.
 #[derive(Debug, Clone)]
@@ -202,14 +208,17 @@ pub enum SortField {
     CreatedAt,
     UpdatedAt,
     Priority,
+    /// The earliest upcoming breach of the ticket's running clocks.
+    SlaDueAt,
 }
 
 impl SortField {
     fn column(self) -> &'static str {
         match self {
-            SortField::CreatedAt => "created_at",
-            SortField::UpdatedAt => "updated_at",
-            SortField::Priority => "priority",
+            SortField::CreatedAt => "t.created_at",
+            SortField::UpdatedAt => "t.updated_at",
+            SortField::Priority => "t.priority",
+            SortField::SlaDueAt => DUE,
         }
     }
 }
@@ -228,15 +237,21 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// The cursor that continues after `t` in `sort` order.
-    pub fn after(t: &TicketRow, sort: SortField) -> Self {
+    /// The cursor that continues after `t` in `sort` order (`due`: the ticket's next SLA due
+    /// instant, for that sort).
+    pub fn after(t: &TicketRow, due: Option<OffsetDateTime>, sort: SortField) -> Self {
         let value = match sort {
             SortField::CreatedAt => CursorValue::Time(t.created_at),
             SortField::UpdatedAt => CursorValue::Time(t.updated_at),
             SortField::Priority => CursorValue::Int(t.priority),
+            SortField::SlaDueAt => CursorValue::Time(due.unwrap_or(far_future())),
         };
         Cursor { value, id: t.id }
     }
+}
+
+fn far_future() -> OffsetDateTime {
+    time::macros::datetime!(9999-12-31 00:00 UTC)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -259,6 +274,8 @@ pub struct TicketFilter {
     pub category: Option<String>,
     /// Full-text search over title and description (web-search syntax).
     pub q: Option<String>,
+    /// SLA states (`breached`, `warning`, `running`, `paused`, `met`, `cancelled`, `none`).
+    pub sla_states: Vec<String>,
     pub sort: SortField,
     pub descending: bool,
     pub after: Option<Cursor>,
@@ -268,68 +285,71 @@ pub struct TicketFilter {
 
 fn push_filters(b: &mut QueryBuilder<Postgres>, f: &TicketFilter) {
     b.push(" WHERE true");
+    if !f.sla_states.is_empty() {
+        b.push(" AND COALESCE(s.state, 'none') = ANY(").push_bind(f.sla_states.clone()).push(")");
+    }
     if !f.kinds.is_empty() {
-        b.push(" AND kind = ANY(").push_bind(f.kinds.clone()).push(")");
+        b.push(" AND t.kind = ANY(").push_bind(f.kinds.clone()).push(")");
     }
     if !f.statuses.is_empty() {
-        b.push(" AND status = ANY(").push_bind(f.statuses.clone()).push(")");
+        b.push(" AND t.status = ANY(").push_bind(f.statuses.clone()).push(")");
     }
     if !f.priorities.is_empty() {
-        b.push(" AND priority = ANY(").push_bind(f.priorities.clone()).push(")");
+        b.push(" AND t.priority = ANY(").push_bind(f.priorities.clone()).push(")");
     }
     match &f.assignee {
         Some(AssigneeFilter::User(id)) => {
-            b.push(" AND assignee_id = ").push_bind(*id);
+            b.push(" AND t.assignee_id = ").push_bind(*id);
         }
         Some(AssigneeFilter::Unassigned) => {
-            b.push(" AND assignee_id IS NULL");
+            b.push(" AND t.assignee_id IS NULL");
         }
         None => {}
     }
     if let Some(team) = f.team_id {
-        b.push(" AND team_id = ").push_bind(team);
+        b.push(" AND t.team_id = ").push_bind(team);
     }
     if let Some(r) = f.requester_id {
-        b.push(" AND requester_id = ").push_bind(r);
+        b.push(" AND t.requester_id = ").push_bind(r);
     }
     if let Some(from) = f.created_from {
-        b.push(" AND created_at >= ").push_bind(from);
+        b.push(" AND t.created_at >= ").push_bind(from);
     }
     if let Some(to) = f.created_to {
-        b.push(" AND created_at < ").push_bind(to);
+        b.push(" AND t.created_at < ").push_bind(to);
     }
     if let Some(tag) = &f.tag {
-        b.push(" AND ").push_bind(tag.clone()).push(" = ANY(tags)");
+        b.push(" AND ").push_bind(tag.clone()).push(" = ANY(t.tags)");
     }
     if let Some(c) = &f.category {
-        b.push(" AND category = ").push_bind(c.clone());
+        b.push(" AND t.category = ").push_bind(c.clone());
     }
     if let Some(q) = &f.q {
-        b.push(" AND search @@ websearch_to_tsquery('english', ").push_bind(q.clone()).push(")");
+        b.push(" AND t.search @@ websearch_to_tsquery('english', ").push_bind(q.clone()).push(")");
     }
 }
 
 /// One page of tickets and the number of tickets matching the filter.
 pub async fn list(conn: &mut PgConnection, f: &TicketFilter) -> Result<(Vec<TicketRow>, i64)> {
-    let mut b = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM tickets"));
+    let mut b = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS}{FROM}"));
     push_filters(&mut b, f);
     let col = f.sort.column();
     let (cmp, dir) = if f.descending { ("<", "DESC") } else { (">", "ASC") };
     if let Some(c) = &f.after {
-        b.push(format!(" AND ({col}, id) {cmp} ("));
+        b.push(format!(" AND ({col}, t.id) {cmp} ("));
         match &c.value {
             CursorValue::Time(t) => b.push_bind(*t),
             CursorValue::Int(i) => b.push_bind(*i),
         };
         b.push(", ").push_bind(c.id).push(")");
     }
-    b.push(format!(" ORDER BY {col} {dir}, id {dir} LIMIT ")).push_bind(f.limit);
+    b.push(format!(" ORDER BY {col} {dir}, t.id {dir} LIMIT ")).push_bind(f.limit);
     if f.after.is_none() && f.offset > 0 {
         b.push(" OFFSET ").push_bind(f.offset);
     }
     let rows = b.build_query_as::<TicketRow>().fetch_all(&mut *conn).await?;
 
-    let mut c = QueryBuilder::<Postgres>::new("SELECT count(*) FROM tickets");
+    let mut c = QueryBuilder::<Postgres>::new(format!("SELECT count(*){FROM}"));
     push_filters(&mut c, f);
     let total: i64 = c.build_query_scalar().fetch_one(conn).await?;
     Ok((rows, total))
@@ -339,7 +359,8 @@ pub async fn list(conn: &mut PgConnection, f: &TicketFilter) -> Result<(Vec<Tick
 pub struct Comment {
     pub id: Uuid,
     pub ticket_id: Uuid,
-    pub author_id: Uuid,
+    /// `None` for notes Archer wrote itself (escalations).
+    pub author_id: Option<Uuid>,
     pub body: String,
     pub internal: bool,
     pub created_at: OffsetDateTime,
@@ -349,7 +370,7 @@ pub async fn add_comment(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     ticket_id: Uuid,
-    author_id: Uuid,
+    author_id: Option<Uuid>,
     body: &str,
     internal: bool,
 ) -> Result<Comment> {

@@ -6,6 +6,7 @@
 //! migrated template), its own tenant slugs and its own task queue, so tests run in parallel.
 
 pub mod http;
+pub mod smtp;
 pub mod temporal;
 
 use std::path::PathBuf;
@@ -176,7 +177,8 @@ impl TestApp {
 
     pub async fn start_worker(&mut self) {
         let cfg = self.temporal_config();
-        let w = tokio::task::spawn_blocking(move || archer_workers::spawn_worker(cfg))
+        let deps = self.config.worker_deps();
+        let w = tokio::task::spawn_blocking(move || archer_workers::spawn_worker(cfg, deps))
             .await
             .expect("join")
             .expect("start worker");

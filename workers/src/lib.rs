@@ -4,8 +4,10 @@
 //! Architecture invariant: activities are the only place workflows reach the outside world;
 //! every activity is idempotent and has an explicit, stable name.
 
+pub mod activities;
+pub mod email;
 pub mod temporal;
 pub mod worker;
 
 pub use temporal::{TemporalConfig, TemporalError};
-pub use worker::{WorkerHandle, spawn_worker};
+pub use worker::{WorkerDeps, WorkerHandle, spawn_worker};

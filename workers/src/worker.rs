@@ -9,7 +9,20 @@ use std::thread::JoinHandle;
 use archer_orchestrator::workflows::ticket::TicketWorkflow;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
+use crate::activities::TicketActivities;
+use crate::email::{MailConfig, Mailer};
 use crate::temporal::{self, TemporalConfig, TemporalError};
+
+/// What the activities reach: the database, the SMTP server, the API's public address.
+/// The worker opens its own connections on its own runtime.
+#[derive(Debug, Clone)]
+pub struct WorkerDeps {
+    pub database_url: String,
+    pub database_max_connections: u32,
+    /// `None`: emails are queued but not sent.
+    pub mail: Option<MailConfig>,
+    pub public_url: String,
+}
 
 /// A running worker. Dropping it without [`WorkerHandle::shutdown`] leaves it running until
 /// the process ends.
@@ -40,7 +53,7 @@ impl WorkerHandle {
 
 /// Connects to Temporal, registers Archer's workflows and activities and starts polling.
 /// Returns once the worker is polling (or failed to start).
-pub fn spawn_worker(cfg: TemporalConfig) -> Result<WorkerHandle, TemporalError> {
+pub fn spawn_worker(cfg: TemporalConfig, deps: WorkerDeps) -> Result<WorkerHandle, TemporalError> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<Box<dyn Fn() + Send + Sync>, TemporalError>>();
     let thread = std::thread::Builder::new()
         .name(format!("temporal-worker-{}", cfg.task_queue))
@@ -54,9 +67,20 @@ pub fn spawn_worker(cfg: TemporalConfig) -> Result<WorkerHandle, TemporalError> 
                     let client = temporal::connect(&cfg).await?;
                     let runtime = Runtime::from_current_tokio(Default::default())
                         .map_err(|e| TemporalError::Worker(e.to_string()))?;
+                    let pool = archer_store::connect(&deps.database_url, deps.database_max_connections)
+                        .await
+                        .map_err(|e| TemporalError::Worker(format!("database: {e}")))?;
+                    let mailer = deps
+                        .mail
+                        .as_ref()
+                        .map(Mailer::new)
+                        .transpose()
+                        .map_err(|e| TemporalError::Worker(format!("mail: {e}")))?;
+                    let activities = TicketActivities { pool, mailer, public_url: deps.public_url.clone() };
                     let options = WorkerOptions::new(cfg.task_queue.clone())
                         .register_workflow::<TicketWorkflow>()
                         .map_err(|e| TemporalError::Worker(e.to_string()))?
+                        .register_activities(activities)
                         .build();
                     let worker =
                         Worker::new(&runtime, client, options).map_err(|e| TemporalError::Worker(e.to_string()))?;

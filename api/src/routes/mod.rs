@@ -3,8 +3,11 @@
 pub mod audit;
 pub mod auth;
 pub mod health;
+pub mod notifications;
 pub mod problems;
+pub mod sla;
 pub mod teams;
+pub mod ticket_sla;
 pub mod tickets;
 pub mod users;
 
@@ -20,6 +23,9 @@ pub fn v1() -> OpenApiRouter<AppState> {
         .merge(teams::router())
         .merge(tickets::router())
         .merge(audit::router())
+        .merge(sla::router())
+        .merge(ticket_sla::router())
+        .merge(notifications::router())
 }
 
 /// Page size bounds shared by list endpoints.

@@ -1,6 +1,6 @@
 //! `/tickets`: incidents, service requests, changes and problems; their comments and links.
 //!
-//! Every write records its workflow intent in the same transaction (see `service::tickets`).
+//! Every write records its workflow intent in the same transaction (see `archer_store::changes`).
 
 use axum::Json;
 use axum::extract::State;
@@ -17,15 +17,17 @@ use uuid::Uuid;
 use archer_orchestrator::workflows::ticket::{self as wf, CommentAuthor};
 use archer_orchestrator::{Impact, LinkKind, Priority, Status, TenantSlug, TicketKind, TicketNumber, Urgency};
 use archer_store::tickets::{self as store, AssigneeFilter, Cursor, CursorValue, SortField, TicketFilter, TicketRow};
-use archer_store::{StoreError, TenantTx, tx_now};
+use archer_store::{StoreError, TenantTx, sla, tx_now};
+
+use super::sla::TicketSla;
 
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem, etag};
 use crate::extract::{AppJson, AppPath, AppQuery, IdempotencyKey, RequestMeta};
 use crate::idempotency;
-use crate::service::tickets::{self as service, Event, ServiceError};
 use crate::validate::Errors;
+use archer_store::changes::{self as service, Event, ServiceError};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -52,7 +54,7 @@ impl From<service::CorruptRow> for ApiError {
 }
 
 /// A ticket as the API shows it.
-#[derive(Serialize, Deserialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct Ticket {
     pub id: Uuid,
     /// Per tenant and kind, without gaps: `INC-000045`.
@@ -91,9 +93,11 @@ pub struct Ticket {
     pub closed_at: Option<OffsetDateTime>,
     /// The ticket's durable workflow.
     pub workflow: WorkflowRef,
+    /// The SLA policy pinned to the ticket and its clocks (absent when no policy applies).
+    pub sla: Option<TicketSla>,
 }
 
-#[derive(Serialize, Deserialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct WorkflowRef {
     /// `<tenant>/<number>`.
     pub id: String,
@@ -101,7 +105,7 @@ pub struct WorkflowRef {
     pub url: Option<String>,
 }
 
-fn to_dto(state: &AppState, tenant: &TenantSlug, row: TicketRow) -> ApiResult<Ticket> {
+fn to_dto(state: &AppState, tenant: &TenantSlug, row: TicketRow, sla: Option<&sla::TicketSlaRow>) -> ApiResult<Ticket> {
     let p = service::parse(&row)?;
     let workflow_id = wf::workflow_id(tenant, &p.number);
     let url = state.config.temporal_ui_url.as_ref().map(|ui| {
@@ -137,20 +141,27 @@ fn to_dto(state: &AppState, tenant: &TenantSlug, row: TicketRow) -> ApiResult<Ti
         resolved_at: row.resolved_at,
         closed_at: row.closed_at,
         workflow: WorkflowRef { id: workflow_id, url },
+        sla: sla.map(|s| super::sla::view(s, super::sla::now())).transpose()?,
     })
 }
 
-fn tenant_slug(p: &Principal) -> ApiResult<TenantSlug> {
+/// The ticket as the API shows it, with its SLA.
+pub(crate) async fn dto(state: &AppState, tx: &mut TenantTx, tenant: &TenantSlug, row: TicketRow) -> ApiResult<Ticket> {
+    let sla_row = sla::ticket_sla(tx, row.id).await?;
+    to_dto(state, tenant, row, sla_row.as_ref())
+}
+
+pub(crate) fn tenant_slug(p: &Principal) -> ApiResult<TenantSlug> {
     TenantSlug::parse(&p.tenant).map_err(|_| ApiError::Unauthorized("the token names no valid tenant".into()))
 }
 
 /// Whether the caller works tickets (sees all of them) or only follows their own.
-fn is_agent(p: &Principal) -> bool {
+pub(crate) fn is_agent(p: &Principal) -> bool {
     p.can("ticket:update")
 }
 
 /// Finds a ticket by id or number in the caller's tenant; a requester sees only their own.
-async fn find(tx: &mut TenantTx, p: &Principal, reference: &str, lock: bool) -> ApiResult<TicketRow> {
+pub(crate) async fn find(tx: &mut TenantTx, p: &Principal, reference: &str, lock: bool) -> ApiResult<TicketRow> {
     let row = if let Ok(id) = Uuid::parse_str(reference) {
         if lock { store::lock(tx, id).await? } else { store::get(tx, id).await? }
     } else if let Ok(n) = reference.parse::<TicketNumber>() {
@@ -315,7 +326,7 @@ pub async fn create_ticket(
     };
     let row = service::create(&mut tx, &tenant, &new).await?;
     let version = row.version;
-    let dto = to_dto(&state, &tenant, row)?;
+    let dto = dto(&state, &mut tx, &tenant, row).await?;
     tracing::Span::current().record("ticket", dto.number.as_str());
     let location = format!("/api/v1/tickets/{}", dto.number);
     let resp = idempotency::respond(&mut tx, &p, &key, StatusCode::CREATED, &dto, Some(&location)).await?;
@@ -337,9 +348,10 @@ pub async fn get_ticket(
     let tenant = tenant_slug(&p)?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let row = find(&mut tx, &p, &reference, false).await?;
-    tx.commit().await?;
     let version = row.version;
-    Ok(with_etag(Json(to_dto(&state, &tenant, row)?).into_response(), version))
+    let dto = dto(&state, &mut tx, &tenant, row).await?;
+    tx.commit().await?;
+    Ok(with_etag(Json(dto).into_response(), version))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -525,15 +537,11 @@ pub async fn update_ticket(
         && new.urgency == old.urgency
         && new.priority_reason == old.priority_reason
         && events.is_empty();
-    if unchanged {
-        tx.commit().await?;
-        let version = old.version;
-        return Ok(with_etag(Json(to_dto(&state, &tenant, old)?).into_response(), version));
-    }
-    let saved = service::save(&mut tx, &tenant, &old, new, events, p.user_id).await?;
+    let row = if unchanged { old } else { service::save(&mut tx, &tenant, &old, new, events, Some(p.user_id)).await? };
+    let version = row.version;
+    let dto = dto(&state, &mut tx, &tenant, row).await?;
     tx.commit().await?;
-    let version = saved.version;
-    Ok(with_etag(Json(to_dto(&state, &tenant, saved)?).into_response(), version))
+    Ok(with_etag(Json(dto).into_response(), version))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -558,7 +566,11 @@ pub struct TicketQuery {
     created_to: Option<String>,
     /// Full-text search over title and description (`printer -toner`, `"exact phrase"`).
     q: Option<String>,
-    /// `created_at`, `updated_at` or `priority`; prefix `-` for descending. Default `-created_at`.
+    /// Comma-separated SLA states: `breached`, `warning`, `running`, `paused`, `met`,
+    /// `cancelled`, `none` (no policy applies).
+    sla_state: Option<String>,
+    /// `created_at`, `updated_at`, `priority` or `sla_due_at` (earliest upcoming breach first);
+    /// prefix `-` for descending. Default `-created_at`.
     sort: Option<String>,
     /// Page number (1-based) for offset paging; not with `cursor`.
     page: Option<i64>,
@@ -675,6 +687,9 @@ pub async fn list_tickets(
         }
         requester_id = Some(p.user_id);
     }
+    let sla_states = csv(&mut errors, "sla_state", q.sla_state.as_deref(), |s| {
+        ["breached", "warning", "running", "paused", "met", "cancelled", "none"].contains(&s).then(|| s.to_owned())
+    });
     let created_from = time_param(&mut errors, "created_from", q.created_from.as_deref());
     let created_to = time_param(&mut errors, "created_to", q.created_to.as_deref());
     let sort_raw = q.sort.clone().unwrap_or_else(|| "-created_at".into());
@@ -686,8 +701,13 @@ pub async fn list_tickets(
         "created_at" => Some(SortField::CreatedAt),
         "updated_at" => Some(SortField::UpdatedAt),
         "priority" => Some(SortField::Priority),
+        "sla_due_at" => Some(SortField::SlaDueAt),
         _ => {
-            errors.add("?sort", "enum", "must be created_at, updated_at or priority, optionally prefixed with -");
+            errors.add(
+                "?sort",
+                "enum",
+                "must be created_at, updated_at, priority or sla_due_at, optionally prefixed with -",
+            );
             None
         }
     };
@@ -727,6 +747,7 @@ pub async fn list_tickets(
         tag: q.tag,
         category: q.category,
         q: q_text,
+        sla_states,
         sort,
         descending,
         after,
@@ -735,20 +756,30 @@ pub async fn list_tickets(
     };
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let (rows, total) = store::list(&mut tx, &filter).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let slas = sla::ticket_slas(&mut tx, &ids).await?;
     tx.commit().await?;
+    let sla_of = |id: Uuid| slas.iter().find(|s| s.ticket_id == id);
     let next_cursor = if rows.len() as i64 == limit {
-        rows.last().map(|r| encode_cursor(&sort_raw, &Cursor::after(r, sort)))
+        rows.last().map(|r| encode_cursor(&sort_raw, &Cursor::after(r, sla_of(r.id).and_then(|s| s.next_due_at), sort)))
     } else {
         None
     };
-    let items = rows.into_iter().map(|r| to_dto(&state, &tenant, r)).collect::<ApiResult<Vec<_>>>()?;
+    let items = rows
+        .into_iter()
+        .map(|r| {
+            let s = sla_of(r.id);
+            to_dto(&state, &tenant, r, s)
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(TicketPage { items, total, limit, page, next_cursor }))
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct Comment {
     id: Uuid,
-    author_id: Uuid,
+    /// Absent for notes Archer wrote itself (escalations).
+    author_id: Option<Uuid>,
     /// Markdown.
     body: String,
     /// Internal notes are never shown to the requester.

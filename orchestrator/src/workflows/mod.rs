@@ -3,6 +3,7 @@
 //! Names given here (`name = "..."`) are part of every recorded history: renaming one breaks
 //! running workflows, so they never change once shipped.
 
+pub mod activities;
 pub mod search;
 pub mod ticket;
 

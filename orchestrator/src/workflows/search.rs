@@ -8,6 +8,11 @@ pub const NUMBER: SearchAttributeKey<String> = SearchAttributeKey::keyword("Arch
 pub const KIND: SearchAttributeKey<String> = SearchAttributeKey::keyword("ArcherKind");
 pub const PRIORITY: SearchAttributeKey<i64> = SearchAttributeKey::int("ArcherPriority");
 pub const STATUS: SearchAttributeKey<String> = SearchAttributeKey::keyword("ArcherStatus");
+/// The worst state of the ticket's SLA clocks: breached, warning, running, paused, met, cancelled.
+pub const SLA_STATE: SearchAttributeKey<String> = SearchAttributeKey::keyword("ArcherSlaState");
+/// The earliest upcoming breach instant of the ticket's running clocks.
+pub const SLA_DUE: SearchAttributeKey<temporalio_common::search_attributes::Timestamp> =
+    SearchAttributeKey::datetime("ArcherSlaDue");
 
 /// The type of a search attribute, as the server registers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +29,8 @@ pub const ALL: &[(&str, AttributeType)] = &[
     ("ArcherKind", AttributeType::Keyword),
     ("ArcherPriority", AttributeType::Int),
     ("ArcherStatus", AttributeType::Keyword),
+    ("ArcherSlaState", AttributeType::Keyword),
+    ("ArcherSlaDue", AttributeType::Datetime),
 ];
 
 #[cfg(test)]

@@ -4,18 +4,37 @@
 //! every change the API recorded (status, priority, assignment, public comment) as a signal,
 //! in the order the outbox relay delivers them, and completes when the ticket reaches a
 //! terminal status. Each signal carries the ticket's event sequence number, so a redelivered or
-//! stale signal is recognised and ignored. SLA clocks (next issue) hang off [`TicketLifecycle`]:
-//! the run loop will sleep until the next deadline instead of waiting only for signals.
+//! stale signal is recognised and ignored.
+//!
+//! With an SLA policy assigned, the workflow also runs the ticket's clocks ([`SlaEngine`]): it
+//! sleeps until the earliest next warning, breach or escalation instant, wakes on any signal,
+//! applies each change at the instant it was recorded, and sleeps again. Warnings and breaches
+//! are recorded with their true instants (a local activity), escalations run as activities.
+//! A ticket that lives long continues as new, carrying its state, before its history grows big.
 
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
-use temporalio_sdk::{SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult};
+use temporalio_sdk::{
+    ActivityOptions, CancellableFuture, ContinueAsNewOptions, LocalActivityOptions, SyncWorkflowContext,
+    WorkflowContext, WorkflowContextView, WorkflowResult,
+};
 use uuid::Uuid;
 
 use crate::ids::{TenantSlug, TicketNumber};
 use crate::priority::Priority;
+use crate::sla::engine::{EngineState, Fact, SlaAssignment, SlaEngine, SlaEvent, Summary, status_triggers};
+use crate::sla::policy::Trigger;
 use crate::ticket::Status;
+use crate::workflows::activities::{Escalate, RecordSla, SendEmails, SlaActivities, TicketRef};
 use crate::workflows::search;
+
+/// Continue as new once the history has this many events (Temporal's limit is 50,000).
+const CONTINUE_AS_NEW_AFTER: u32 = 5_000;
 
 /// The workflow type name, as it appears in the Web UI and in histories.
 pub const WORKFLOW_TYPE: &str = "ticket";
@@ -43,6 +62,31 @@ pub struct TicketWorkflowInput {
     pub seq: i64,
     /// When the ticket was created, RFC 3339, as the database recorded it.
     pub created_at: String,
+    /// The SLA policy and calendar pinned at creation; none: no clocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sla: Option<SlaAssignment>,
+    /// State carried over from the previous run when the workflow continued as new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<Carried>,
+}
+
+/// What a run hands to the next when it continues as new.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Carried {
+    pub ticket: TicketLifecycle,
+    pub sla: Option<EngineState>,
+    pub projection_seq: u64,
+    pub published_sla: Option<Summary>,
+}
+
+/// An admin re-applied a policy or rebuilt the clocks: the new assignment and the ticket's
+/// events, from which the clocks are recomputed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlaRebuilt {
+    pub seq: i64,
+    pub at: String,
+    pub assignment: SlaAssignment,
+    pub events: Vec<SlaEvent>,
 }
 
 /// A status change, as recorded.
@@ -198,40 +242,193 @@ pub struct TicketOutcome {
     pub changes_applied: u64,
 }
 
+/// A change waiting for the run loop, with the ticket's state after it.
+#[derive(Debug, Clone)]
+enum Inbound {
+    Event(SlaEvent),
+    Rebuilt(Box<SlaRebuilt>),
+}
+
 #[workflow]
 pub struct TicketWorkflow {
     input: TicketWorkflowInput,
     ticket: TicketLifecycle,
     /// Bumped by every applied signal; the run loop wakes on it.
     changes: u64,
+    inbox: VecDeque<Inbound>,
+    sla: Option<SlaEngine>,
+    projection_seq: u64,
+    published_sla: Option<Summary>,
+}
+
+fn parse_at(at: &str, fallback: Timestamp) -> Timestamp {
+    at.parse().unwrap_or(fallback)
+}
+
+fn workflow_now(ctx: &WorkflowContext<TicketWorkflow>) -> Timestamp {
+    ctx.workflow_time().and_then(|t| Timestamp::try_from(t).ok()).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn record_options() -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .start_to_close_timeout(Duration::from_secs(15))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_millis(200))
+                .maximum_interval(Duration::from_secs(10))
+                .build(),
+        )
+        .build()
+}
+
+fn effect_options() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(1))
+                .maximum_interval(Duration::from_secs(60))
+                .build(),
+        )
+        .build()
+}
+
+impl TicketWorkflow {
+    fn ticket_ref(&self) -> TicketRef {
+        TicketRef {
+            tenant_id: self.input.tenant_id,
+            tenant: self.input.tenant.clone(),
+            ticket_id: self.input.ticket_id,
+            number: self.input.number,
+        }
+    }
+
+    fn enqueue(&mut self, at: &str, triggers: Vec<Trigger>) {
+        let fallback = self.sla.as_ref().map(|e| e.state().now).unwrap_or(Timestamp::UNIX_EPOCH);
+        if self.sla.is_some() {
+            self.inbox.push_back(Inbound::Event(SlaEvent {
+                at: parse_at(at, fallback),
+                triggers,
+                status: self.ticket.status,
+                priority: self.ticket.priority,
+            }));
+        }
+        self.changes += 1;
+    }
+
+    /// Applies queued changes in order and records what fell due up to `now`.
+    fn process(&mut self, now: Timestamp) -> Vec<Fact> {
+        let Some(engine) = self.sla.as_mut() else {
+            self.inbox.clear();
+            return Vec::new();
+        };
+        let mut facts = Vec::new();
+        while let Some(item) = self.inbox.pop_front() {
+            match item {
+                Inbound::Event(ev) => {
+                    facts.extend(engine.advance(ev.at));
+                    engine.apply(&ev);
+                }
+                Inbound::Rebuilt(r) => {
+                    let (rebuilt, replayed) = SlaEngine::replay(r.assignment.clone(), &r.events, now);
+                    *engine = rebuilt;
+                    // warnings and breaches of the rebuilt history are recorded (the store
+                    // dedupes what was recorded before); its past escalations are not re-run
+                    facts.extend(replayed.into_iter().filter(|f| !matches!(f, Fact::Escalation { .. })));
+                }
+            }
+        }
+        facts.extend(engine.advance(now));
+        facts
+    }
 }
 
 #[workflow_methods]
 impl TicketWorkflow {
     #[init]
-    pub fn new(_ctx: &WorkflowContextView, input: TicketWorkflowInput) -> Self {
-        let ticket = TicketLifecycle::new(&input);
-        Self { input, ticket, changes: 0 }
+    pub fn new(_ctx: &WorkflowContextView, mut input: TicketWorkflowInput) -> Self {
+        let carried = input.carried.take();
+        let (ticket, sla, projection_seq, published_sla) = match carried {
+            Some(c) => (c.ticket, c.sla.map(SlaEngine::from_state), c.projection_seq, c.published_sla),
+            None => {
+                let ticket = TicketLifecycle::new(&input);
+                let sla = input.sla.clone().map(|a| {
+                    let created = parse_at(&input.created_at, Timestamp::UNIX_EPOCH);
+                    SlaEngine::start(a, created, input.status, input.priority)
+                });
+                (ticket, sla, 0, None)
+            }
+        };
+        Self { input, ticket, changes: 0, inbox: VecDeque::new(), sla, projection_seq, published_sla }
     }
 
     #[run(name = "ticket")]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<TicketOutcome> {
         let mut seen_changes = 0;
         let mut published = ctx.state(|s| (s.ticket.status, s.ticket.priority));
+        let has_sla = ctx.state(|s| s.sla.is_some());
+        // a fresh run with clocks records their initial projection
+        let mut dirty = has_sla && ctx.state(|s| s.input.carried.is_none() && s.projection_seq == 0);
         loop {
+            if has_sla {
+                let now = workflow_now(ctx);
+                let facts = ctx.state_mut(|s| s.process(now));
+                if !facts.is_empty() || dirty {
+                    record_sla(ctx, now, &facts).await?;
+                    for fact in &facts {
+                        if let Fact::Escalation { level, metric, cycle, due_at, fired_at, .. } = fact {
+                            escalate(ctx, *level, *metric, *cycle, *due_at, *fired_at).await?;
+                        }
+                    }
+                }
+                publish_sla(ctx, now);
+            }
+            let status_now = ctx.state(|s| (s.ticket.status, s.ticket.priority));
+            if status_now != published {
+                ctx.upsert_search_attributes([
+                    search::STATUS.value_set(status_now.0.as_str().to_owned()),
+                    search::PRIORITY.value_set(i64::from(status_now.1.get())),
+                ]);
+                published = status_now;
+            }
             if ctx.state(|s| s.ticket.is_finished()) {
                 break;
             }
-            ctx.wait_condition(|s: &Self| s.changes != seen_changes || s.ticket.is_finished()).await?;
-            seen_changes = ctx.state(|s| s.changes);
-            let now = ctx.state(|s| (s.ticket.status, s.ticket.priority));
-            if now != published {
-                ctx.upsert_search_attributes([
-                    search::STATUS.value_set(now.0.as_str().to_owned()),
-                    search::PRIORITY.value_set(i64::from(now.1.get())),
-                ]);
-                published = now;
+            if ctx.history_length() >= CONTINUE_AS_NEW_AFTER || ctx.continue_as_new_suggested() {
+                let next = ctx.state(|s| TicketWorkflowInput {
+                    carried: Some(Carried {
+                        ticket: s.ticket.clone(),
+                        sla: s.sla.as_ref().map(|e| e.state().clone()),
+                        projection_seq: s.projection_seq,
+                        published_sla: s.published_sla.clone(),
+                    }),
+                    ..s.input.clone()
+                });
+                ctx.continue_as_new(next, ContinueAsNewOptions::default())?;
             }
+            let wake = ctx.state(|s| s.sla.as_ref().and_then(|e| e.next_wakeup()));
+            match wake {
+                None => {
+                    ctx.wait_condition(|s: &Self| s.changes != seen_changes || s.ticket.is_finished()).await?;
+                }
+                Some(at) => {
+                    let now = workflow_now(ctx);
+                    // round up to the millisecond so the timer never fires a hair early
+                    let nanos = (at.as_nanosecond() - now.as_nanosecond()).max(0);
+                    let millis = (nanos + 999_999) / 1_000_000;
+                    let sleep = Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX).max(1));
+                    let timer = ctx.timer(sleep);
+                    futures::pin_mut!(timer);
+                    temporalio_sdk::workflows::select! {
+                        _ = &mut timer => {}
+                        r = ctx.wait_condition(|s: &Self| s.changes != seen_changes || s.ticket.is_finished()) => {
+                            timer.cancel();
+                            r?;
+                        }
+                    }
+                }
+            }
+            seen_changes = ctx.state(|s| s.changes);
+            dirty = has_sla;
         }
         Ok(ctx.state(|s| TicketOutcome {
             number: s.input.number,
@@ -243,29 +440,45 @@ impl TicketWorkflow {
     #[signal(name = "status_changed")]
     pub fn status_changed(&mut self, _ctx: &mut SyncWorkflowContext<Self>, e: StatusChanged) {
         if self.ticket.status_changed(&e) == Applied::Changed {
-            self.changes += 1;
+            self.enqueue(&e.at, status_triggers(e.from, e.to));
         }
     }
 
     #[signal(name = "priority_changed")]
     pub fn priority_changed(&mut self, _ctx: &mut SyncWorkflowContext<Self>, e: PriorityChanged) {
         if self.ticket.priority_changed(&e) == Applied::Changed {
-            self.changes += 1;
+            self.enqueue(&e.at, vec![Trigger::PriorityChanged]);
         }
     }
 
     #[signal(name = "assignment_changed")]
     pub fn assignment_changed(&mut self, _ctx: &mut SyncWorkflowContext<Self>, e: AssignmentChanged) {
         if self.ticket.assignment_changed(&e) == Applied::Changed {
-            self.changes += 1;
+            self.enqueue(&e.at, vec![Trigger::Assigned]);
         }
     }
 
     #[signal(name = "comment_added")]
     pub fn comment_added(&mut self, _ctx: &mut SyncWorkflowContext<Self>, e: CommentAdded) {
         if self.ticket.comment_added(&e) == Applied::Changed {
-            self.changes += 1;
+            let trigger = match e.author {
+                CommentAuthor::Customer => Trigger::CustomerReply,
+                CommentAuthor::Agent => Trigger::AgentReply,
+            };
+            self.enqueue(&e.at, vec![trigger]);
         }
+    }
+
+    /// An admin re-applied a policy or rebuilt the clocks from the ticket's history.
+    #[signal(name = "sla_rebuilt")]
+    pub fn sla_rebuilt(&mut self, _ctx: &mut SyncWorkflowContext<Self>, e: SlaRebuilt) {
+        // not a ticket change, so it has no place in the ticket's event sequence
+        if self.sla.is_none() {
+            let created = parse_at(&self.input.created_at, Timestamp::UNIX_EPOCH);
+            self.sla = Some(SlaEngine::start(e.assignment.clone(), created, self.input.status, self.input.priority));
+        }
+        self.inbox.push_back(Inbound::Rebuilt(Box::new(e)));
+        self.changes += 1;
     }
 
     /// The live ticket as the workflow holds it.
@@ -273,6 +486,76 @@ impl TicketWorkflow {
     pub fn ticket(&self, _ctx: &WorkflowContextView) -> TicketLifecycle {
         self.ticket.clone()
     }
+
+    /// The live clocks' state (render it with `SlaEngine::from_state(..).report(now)`).
+    #[query(name = "sla")]
+    pub fn sla(&self, _ctx: &WorkflowContextView) -> Option<EngineState> {
+        self.sla.as_ref().map(|e| e.state().clone())
+    }
+}
+
+/// Records facts and the clocks' projection (a local activity: a quick, idempotent write).
+async fn record_sla(ctx: &mut WorkflowContext<TicketWorkflow>, now: Timestamp, facts: &[Fact]) -> WorkflowResult<()> {
+    let input = ctx.state_mut(|s| {
+        s.projection_seq += 1;
+        let engine = s.sla.as_ref()?;
+        let a = &engine.state().assignment;
+        Some(RecordSla {
+            ticket: s.ticket_ref(),
+            seq: s.projection_seq,
+            facts: facts.to_vec(),
+            clocks: engine.report(now),
+            summary: engine.summary(now),
+            policy_id: a.policy_id,
+            policy_version: a.policy_version,
+            at: now,
+        })
+    });
+    if let Some(input) = input {
+        ctx.execute_local_activity(SlaActivities::record, input, record_options()).await?;
+    }
+    Ok(())
+}
+
+async fn escalate(
+    ctx: &mut WorkflowContext<TicketWorkflow>,
+    level_index: u32,
+    metric: crate::sla::policy::Metric,
+    cycle: u32,
+    due_at: Timestamp,
+    fired_at: Timestamp,
+) -> WorkflowResult<()> {
+    let input = ctx.state(|s| {
+        let engine = s.sla.as_ref()?;
+        let level = engine.level(level_index)?.clone();
+        let clock = engine.report(fired_at).into_iter().find(|c| c.metric == metric);
+        Some(Escalate { ticket: s.ticket_ref(), level_index, level, metric, cycle, due_at, fired_at, clock })
+    });
+    let Some(input) = input else { return Ok(()) };
+    let tenant_id = input.ticket.tenant_id;
+    let done = ctx.execute_activity(SlaActivities::escalate, input, effect_options()).await?;
+    if !done.emails.is_empty() {
+        ctx.execute_activity(SlaActivities::send_emails, SendEmails { tenant_id, ids: done.emails }, effect_options())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Keeps the search attributes ops filter on (next due instant, worst state) current.
+fn publish_sla(ctx: &mut WorkflowContext<TicketWorkflow>, now: Timestamp) {
+    let summary = ctx.state(|s| s.sla.as_ref().map(|e| e.summary(now)));
+    let Some(summary) = summary else { return };
+    if ctx.state(|s| s.published_sla.as_ref() == Some(&summary)) {
+        return;
+    }
+    let due = summary.next_due_at.map(|t| {
+        search::SLA_DUE
+            .value_set(temporalio_common::search_attributes::Timestamp::new(t.as_second(), t.subsec_nanosecond()))
+    });
+    let mut updates = vec![search::SLA_STATE.value_set(summary.state.clone())];
+    updates.push(due.unwrap_or_else(|| search::SLA_DUE.value_unset()));
+    ctx.upsert_search_attributes(updates);
+    ctx.state_mut(|s| s.published_sla = Some(summary));
 }
 
 #[cfg(test)]
@@ -293,6 +576,8 @@ mod tests {
             team_id: None,
             seq: 0,
             created_at: "2026-11-23T10:00:00Z".into(),
+            sla: None,
+            carried: None,
         }
     }
 

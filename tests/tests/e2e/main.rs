@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod concurrency;
 mod devstack;
+mod email;
 mod fault;
 mod openapi;
 mod replay;

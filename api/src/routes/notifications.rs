@@ -1,0 +1,126 @@
+//! `/notifications`: each user's in-app inbox.
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use archer_store::{TenantTx, notifications};
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiResult, Problem};
+use crate::extract::{AppPath, AppQuery, RequestMeta};
+use crate::validate::Errors;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(inbox)).routes(routes!(mark_read)).routes(routes!(mark_all_read))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Notification {
+    id: Uuid,
+    /// `sla_warning`, `sla_breach`, …
+    kind: String,
+    title: String,
+    body: String,
+    ticket_id: Option<Uuid>,
+    /// What the notification is about (ticket number, target, instants…).
+    data: serde_json::Value,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    read_at: Option<OffsetDateTime>,
+}
+
+impl From<notifications::Notification> for Notification {
+    fn from(n: notifications::Notification) -> Self {
+        Notification {
+            id: n.id,
+            kind: n.kind,
+            title: n.title,
+            body: n.body,
+            ticket_id: n.ticket_id,
+            data: n.data,
+            created_at: n.created_at,
+            read_at: n.read_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Inbox {
+    items: Vec<Notification>,
+    unread: i64,
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct InboxQuery {
+    /// Only unread ones.
+    #[serde(default)]
+    unread: bool,
+    cursor: Option<Uuid>,
+    limit: Option<i64>,
+}
+
+/// The caller's notifications, newest first.
+#[utoipa::path(get, path = "/notifications", tag = "notifications", params(InboxQuery), security(("bearer" = [])), responses(
+    (status = 200, body = Inbox),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn inbox(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    p: Principal,
+    AppQuery(q): AppQuery<InboxQuery>,
+) -> ApiResult<Json<Inbox>> {
+    let limit = q.limit.unwrap_or(50);
+    let mut errors = Errors::new();
+    if !(1..=200).contains(&limit) {
+        errors.add("?limit", "range", "must be between 1 and 200");
+    }
+    errors.into_result()?;
+    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    let (rows, unread) = notifications::inbox(&mut tx, p.user_id, q.unread, q.cursor, limit).await?;
+    tx.commit().await?;
+    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|n| n.id.to_string())).flatten();
+    Ok(Json(Inbox { items: rows.into_iter().map(Notification::from).collect(), unread, next_cursor }))
+}
+
+/// Mark one notification read.
+#[utoipa::path(post, path = "/notifications/{id}/read", tag = "notifications", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
+    (status = 200, body = Notification),
+    (status = 404, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn mark_read(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    p: Principal,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<Json<Notification>> {
+    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    let n = notifications::mark_read(&mut tx, p.user_id, id).await?;
+    tx.commit().await?;
+    Ok(Json(n.into()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Marked {
+    marked: u64,
+}
+
+/// Mark every notification read.
+#[utoipa::path(post, path = "/notifications/read-all", tag = "notifications", security(("bearer" = [])), responses((status = 200, body = Marked)))]
+pub async fn mark_all_read(State(state): State<AppState>, meta: RequestMeta, p: Principal) -> ApiResult<Json<Marked>> {
+    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    let marked = notifications::mark_all_read(&mut tx, p.user_id).await?;
+    tx.commit().await?;
+    Ok(Json(Marked { marked }))
+}

@@ -1,0 +1,260 @@
+//! Creating and changing tickets together with the workflow intents each change records (the
+//! outbox rows), in the caller's transaction. The API and the workers (escalations) both write
+//! tickets through here, so every change reaches the ticket's workflow the same way.
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use archer_orchestrator::sla::engine::SlaEngine;
+use archer_orchestrator::sla::policy::MatchInput;
+use archer_orchestrator::workflows::ticket::{
+    self as wf, AssignmentChanged, CommentAdded, CommentAuthor, PriorityChanged, StatusChanged, TicketWorkflowInput,
+};
+use archer_orchestrator::{Priority, Status, TenantSlug, TicketKind, TicketNumber};
+
+use crate::outbox::{self, Intent};
+use crate::sla;
+use crate::tickets::{self, NewTicket, TicketRow};
+use crate::{StoreError, TenantTx};
+
+/// Reads the domain view of a stored ticket. The database's checks make these infallible
+/// for rows it accepted; a row that fails them is corrupt and reported as such.
+pub struct Parsed {
+    pub kind: TicketKind,
+    pub number: TicketNumber,
+    pub status: Status,
+    pub priority: Priority,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("ticket {id} holds a value the domain does not know: {what}")]
+pub struct CorruptRow {
+    pub id: Uuid,
+    pub what: String,
+}
+
+pub fn parse(row: &TicketRow) -> Result<Parsed, CorruptRow> {
+    let bad = |what: String| CorruptRow { id: row.id, what };
+    let kind: TicketKind = row.kind.parse().map_err(|e| bad(format!("{e}")))?;
+    let number = TicketNumber::new(kind, u32::try_from(row.number).map_err(|e| bad(e.to_string()))?)
+        .map_err(|e| bad(e.to_string()))?;
+    let status: Status = row.status.parse().map_err(|e| bad(format!("{e}")))?;
+    let priority = Priority::new(i64::from(row.priority)).map_err(|e| bad(e.to_string()))?;
+    Ok(Parsed { kind, number, status, priority })
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// The database's instants as the SLA engine's.
+pub fn to_jiff(t: OffsetDateTime) -> jiff::Timestamp {
+    jiff::Timestamp::from_nanosecond(t.unix_timestamp_nanos()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+pub fn to_time(t: jiff::Timestamp) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(t.as_nanosecond()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Corrupt(#[from] CorruptRow),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// Creates a ticket, pins the first matching SLA policy to it with its initial clocks, and
+/// records the intent to start its workflow, all in `tx`.
+pub async fn create(tx: &mut TenantTx, tenant: &TenantSlug, new: &NewTicket) -> Result<TicketRow, ServiceError> {
+    let row = tickets::create(tx, new).await?;
+    let p = parse(&row)?;
+    let matching =
+        MatchInput { kind: p.kind, priority: p.priority, category: row.category.as_deref(), team_id: row.team_id };
+    let sla = match sla::resolve(tx, &matching).await? {
+        Some(resolved) => {
+            let created = to_jiff(row.created_at);
+            let engine = SlaEngine::start(resolved.assignment.clone(), created, p.status, p.priority);
+            let summary = engine.summary(created);
+            sla::assign(
+                tx,
+                sla::NewTicketSla {
+                    tenant_id: row.tenant_id,
+                    ticket_id: row.id,
+                    policy_id: resolved.assignment.policy_id,
+                    policy_version: resolved.assignment.policy_version,
+                    calendar_id: resolved.assignment.calendar_id,
+                    calendar_version: resolved.assignment.calendar_version,
+                    assignment: &serde_json::to_value(&resolved.assignment)?,
+                    clocks: &serde_json::to_value(engine.report(created))?,
+                    state: &summary.state,
+                    next_due_at: summary.next_due_at.map(to_time),
+                },
+            )
+            .await?;
+            Some(resolved.assignment)
+        }
+        None => None,
+    };
+    let input = TicketWorkflowInput {
+        tenant_id: row.tenant_id,
+        tenant: tenant.clone(),
+        ticket_id: row.id,
+        number: p.number,
+        status: p.status,
+        priority: p.priority,
+        assignee_id: row.assignee_id,
+        team_id: row.team_id,
+        seq: row.event_seq,
+        created_at: rfc3339(row.created_at),
+        sla,
+        carried: None,
+    };
+    let start = StartTicket { input, title: row.title.clone() };
+    outbox::enqueue(
+        tx,
+        row.tenant_id,
+        &wf::workflow_id(tenant, &p.number),
+        Intent::Start,
+        wf::WORKFLOW_TYPE,
+        &serde_json::to_value(&start)?,
+    )
+    .await?;
+    Ok(row)
+}
+
+/// What the relay needs to start a ticket workflow: its input and the memo's title.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StartTicket {
+    pub input: TicketWorkflowInput,
+    pub title: String,
+}
+
+/// A change the workflow hears about.
+pub enum Event {
+    Status { from: Status, to: Status },
+    Priority { from: Priority, to: Priority, reason: Option<String> },
+    Assignment { assignee_id: Option<Uuid>, team_id: Option<Uuid> },
+}
+
+/// Saves `new` (a modified copy of `old`, locked in `tx`) and records one signal per event.
+pub async fn save(
+    tx: &mut TenantTx,
+    tenant: &TenantSlug,
+    old: &TicketRow,
+    mut new: TicketRow,
+    events: Vec<Event>,
+    actor_id: Option<Uuid>,
+) -> Result<TicketRow, ServiceError> {
+    new.event_seq = old.event_seq + events.len() as i64;
+    let saved = tickets::save(tx, &new).await?;
+    let p = parse(&saved)?;
+    let workflow_id = wf::workflow_id(tenant, &p.number);
+    let at = rfc3339(saved.updated_at);
+    for (i, event) in events.into_iter().enumerate() {
+        let seq = old.event_seq + 1 + i as i64;
+        let at = at.clone();
+        let (name, payload) = match event {
+            Event::Status { from, to } => {
+                ("status_changed", serde_json::to_value(StatusChanged { seq, at, actor_id, from, to })?)
+            }
+            Event::Priority { from, to, reason } => {
+                ("priority_changed", serde_json::to_value(PriorityChanged { seq, at, actor_id, from, to, reason })?)
+            }
+            Event::Assignment { assignee_id, team_id } => (
+                "assignment_changed",
+                serde_json::to_value(AssignmentChanged { seq, at, actor_id, assignee_id, team_id })?,
+            ),
+        };
+        outbox::enqueue(tx, saved.tenant_id, &workflow_id, Intent::Signal, name, &payload).await?;
+    }
+    Ok(saved)
+}
+
+/// Adds a comment; a public one is signalled to the workflow (SLA clocks react to replies).
+pub async fn comment(
+    tx: &mut TenantTx,
+    tenant: &TenantSlug,
+    ticket: &TicketRow,
+    author_id: Uuid,
+    author: CommentAuthor,
+    body: &str,
+    internal: bool,
+) -> Result<tickets::Comment, ServiceError> {
+    let c = tickets::add_comment(tx, ticket.tenant_id, ticket.id, Some(author_id), body, internal).await?;
+    if !internal {
+        let seq = tickets::next_event_seq(tx, ticket.id).await?;
+        let p = parse(ticket)?;
+        let payload = CommentAdded { seq, at: rfc3339(c.created_at), comment_id: c.id, author_id, author };
+        outbox::enqueue(
+            tx,
+            ticket.tenant_id,
+            &wf::workflow_id(tenant, &p.number),
+            Intent::Signal,
+            "comment_added",
+            &serde_json::to_value(payload)?,
+        )
+        .await?;
+    }
+    Ok(c)
+}
+
+/// The ticket events the SLA clocks saw, reconstructed from the audit log (for rebuilds): the
+/// creation, each status, priority and assignment change, and each public comment.
+pub fn sla_events_from_history(
+    history: &[crate::audit::TicketHistoryRow],
+    requester_id: Uuid,
+) -> Vec<archer_orchestrator::sla::engine::SlaEvent> {
+    use archer_orchestrator::sla::engine::{SlaEvent, status_triggers};
+    use archer_orchestrator::sla::policy::Trigger;
+    let mut out: Vec<SlaEvent> = Vec::new();
+    let (mut status, mut priority) = (Status::New, Priority::P4);
+    let field = |v: &Option<serde_json::Value>, k: &str| v.as_ref().and_then(|v| v.get(k)).cloned();
+    let status_of = |v: Option<serde_json::Value>| v.and_then(|s| s.as_str().and_then(|s| s.parse::<Status>().ok()));
+    let priority_of = |v: Option<serde_json::Value>| v.and_then(|p| p.as_i64()).and_then(|p| Priority::new(p).ok());
+    for row in history {
+        let at = to_jiff(row.at);
+        match row.action.as_str() {
+            "tickets.insert" => {
+                status = status_of(field(&row.after, "status")).unwrap_or(Status::New);
+                priority = priority_of(field(&row.after, "priority")).unwrap_or(priority);
+                let created = field(&row.after, "created_at")
+                    .and_then(|c| c.as_str().and_then(|c| c.parse::<jiff::Timestamp>().ok()))
+                    .unwrap_or(at);
+                out.push(SlaEvent { at: created, triggers: vec![Trigger::Created], status, priority });
+            }
+            "tickets.update" => {
+                let mut triggers = Vec::new();
+                let mut changed = false;
+                if let Some(to) = status_of(field(&row.after, "status")) {
+                    triggers.extend(status_triggers(status, to));
+                    status = to;
+                    changed = true;
+                }
+                if let Some(p) = priority_of(field(&row.after, "priority")) {
+                    triggers.push(Trigger::PriorityChanged);
+                    priority = p;
+                    changed = true;
+                }
+                if field(&row.after, "assignee_id").is_some() || field(&row.after, "team_id").is_some() {
+                    triggers.push(Trigger::Assigned);
+                    changed = true;
+                }
+                if changed {
+                    out.push(SlaEvent { at, triggers, status, priority });
+                }
+            }
+            "ticket_comments.insert" if field(&row.after, "internal").and_then(|v| v.as_bool()) == Some(false) => {
+                let author =
+                    field(&row.after, "author_id").and_then(|a| a.as_str().and_then(|a| Uuid::parse_str(a).ok()));
+                let trigger = if author == Some(requester_id) { Trigger::CustomerReply } else { Trigger::AgentReply };
+                out.push(SlaEvent { at, triggers: vec![trigger], status, priority });
+            }
+            _ => {}
+        }
+    }
+    out
+}

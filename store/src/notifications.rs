@@ -1,0 +1,167 @@
+//! In-app notifications and the email outbox.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{Result, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub id: Uuid,
+    pub ticket_id: Option<Uuid>,
+    pub kind: String,
+    pub title: String,
+    pub body: String,
+    pub data: serde_json::Value,
+    pub created_at: OffsetDateTime,
+    pub read_at: Option<OffsetDateTime>,
+}
+
+pub struct NewNotification<'a> {
+    pub tenant_id: Uuid,
+    pub user_id: Uuid,
+    pub ticket_id: Option<Uuid>,
+    pub kind: &'a str,
+    pub title: &'a str,
+    pub body: &'a str,
+    pub data: &'a serde_json::Value,
+    pub dedup_key: &'a str,
+}
+
+/// Notifies a user once per `dedup_key`; returns whether it was new.
+pub async fn notify(conn: &mut PgConnection, n: NewNotification<'_>) -> Result<bool> {
+    let id = sqlx::query_scalar!(
+        "INSERT INTO notifications (id, tenant_id, user_id, ticket_id, kind, title, body, data, dedup_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (user_id, dedup_key) DO NOTHING RETURNING id",
+        Uuid::now_v7(),
+        n.tenant_id,
+        n.user_id,
+        n.ticket_id,
+        n.kind,
+        n.title,
+        n.body,
+        n.data,
+        n.dedup_key
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(id.is_some())
+}
+
+/// A user's notifications, newest first.
+pub async fn inbox(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    unread_only: bool,
+    before: Option<Uuid>,
+    limit: i64,
+) -> Result<(Vec<Notification>, i64)> {
+    let rows = sqlx::query_as!(
+        Notification,
+        "SELECT id, ticket_id, kind, title, body, data, created_at, read_at FROM notifications
+          WHERE user_id = $1 AND (NOT $2 OR read_at IS NULL) AND ($3::uuid IS NULL OR id < $3)
+          ORDER BY id DESC LIMIT $4",
+        user_id,
+        unread_only,
+        before,
+        limit
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let unread = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM notifications WHERE user_id = $1 AND read_at IS NULL"#,
+        user_id
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok((rows, unread))
+}
+
+pub async fn mark_read(conn: &mut PgConnection, user_id: Uuid, id: Uuid) -> Result<Notification> {
+    sqlx::query_as!(
+        Notification,
+        "UPDATE notifications SET read_at = COALESCE(read_at, now()) WHERE id = $1 AND user_id = $2
+         RETURNING id, ticket_id, kind, title, body, data, created_at, read_at",
+        id,
+        user_id
+    )
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+pub async fn mark_all_read(conn: &mut PgConnection, user_id: Uuid) -> Result<u64> {
+    let done = sqlx::query!("UPDATE notifications SET read_at = now() WHERE user_id = $1 AND read_at IS NULL", user_id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Queues an email once per Message-ID; returns its id (the existing one on a repeat).
+pub async fn queue_email(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    message_id: &str,
+    recipients: &serde_json::Value,
+    template: &str,
+    data: &serde_json::Value,
+) -> Result<Uuid> {
+    let inserted = sqlx::query_scalar!(
+        "INSERT INTO email_outbox (id, tenant_id, message_id, recipients, template, data)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (message_id) DO NOTHING RETURNING id",
+        Uuid::now_v7(),
+        tenant_id,
+        message_id,
+        recipients,
+        template,
+        data
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    match inserted {
+        Some(id) => Ok(id),
+        None => Ok(sqlx::query_scalar!("SELECT id FROM email_outbox WHERE message_id = $1", message_id)
+            .fetch_one(conn)
+            .await?),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct QueuedEmail {
+    pub id: Uuid,
+    pub message_id: String,
+    pub recipients: serde_json::Value,
+    pub template: String,
+    pub data: serde_json::Value,
+    pub sent_at: Option<OffsetDateTime>,
+}
+
+/// Locks a queued email for sending (a concurrent sender waits, then sees it sent).
+pub async fn lock_email(conn: &mut PgConnection, id: Uuid) -> Result<Option<QueuedEmail>> {
+    Ok(sqlx::query_as!(
+        QueuedEmail,
+        "SELECT id, message_id, recipients, template, data, sent_at FROM email_outbox WHERE id = $1 FOR UPDATE",
+        id
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+pub async fn email_sent(conn: &mut PgConnection, id: Uuid) -> Result<()> {
+    sqlx::query!(
+        "UPDATE email_outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
+        id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn email_failed(conn: &mut PgConnection, id: Uuid, error: &str) -> Result<()> {
+    sqlx::query!("UPDATE email_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1", id, error)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

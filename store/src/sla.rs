@@ -1,0 +1,551 @@
+//! Business calendars, SLA policies (both versioned), each ticket's SLA assignment and clock
+//! projection, recorded SLA facts and escalations.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use archer_orchestrator::sla::calendar::CalendarSpec;
+use archer_orchestrator::sla::engine::SlaAssignment;
+use archer_orchestrator::sla::policy::{MatchInput, PolicySpec};
+
+use crate::{Result, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct CalendarRow {
+    pub id: Uuid,
+    pub name: String,
+    pub version: i32,
+    pub spec: serde_json::Value,
+    pub archived: bool,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+pub async fn create_calendar(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+    name: &str,
+    spec: &serde_json::Value,
+    by: Option<Uuid>,
+) -> Result<CalendarRow> {
+    sqlx::query!("INSERT INTO business_calendars (id, tenant_id, name) VALUES ($1, $2, $3)", id, tenant_id, name)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query!(
+        "INSERT INTO business_calendar_versions (id, tenant_id, calendar_id, version, spec, created_by)
+         VALUES ($1, $2, $3, 1, $4, $5)",
+        Uuid::now_v7(),
+        tenant_id,
+        id,
+        spec,
+        by
+    )
+    .execute(&mut *conn)
+    .await?;
+    calendar(conn, id).await
+}
+
+pub async fn calendar(conn: &mut PgConnection, id: Uuid) -> Result<CalendarRow> {
+    sqlx::query_as!(
+        CalendarRow,
+        r#"SELECT c.id, c.name, c.current_version AS version, v.spec, c.archived, c.created_at, c.updated_at
+             FROM business_calendars c
+             JOIN business_calendar_versions v ON v.calendar_id = c.id AND v.version = c.current_version
+            WHERE c.id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+pub async fn calendars(conn: &mut PgConnection) -> Result<Vec<CalendarRow>> {
+    Ok(sqlx::query_as!(
+        CalendarRow,
+        r#"SELECT c.id, c.name, c.current_version AS version, v.spec, c.archived, c.created_at, c.updated_at
+             FROM business_calendars c
+             JOIN business_calendar_versions v ON v.calendar_id = c.id AND v.version = c.current_version
+            WHERE NOT c.archived
+            ORDER BY lower(c.name)"#
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Writes a new version of a calendar (versions are immutable) and makes it current.
+pub async fn update_calendar(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+    name: Option<&str>,
+    spec: Option<&serde_json::Value>,
+    by: Option<Uuid>,
+) -> Result<CalendarRow> {
+    let current = calendar(conn, id).await?;
+    if current.archived {
+        return Err(StoreError::NotFound);
+    }
+    let version = if let Some(spec) = spec {
+        let v = current.version + 1;
+        sqlx::query!(
+            "INSERT INTO business_calendar_versions (id, tenant_id, calendar_id, version, spec, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            Uuid::now_v7(),
+            tenant_id,
+            id,
+            v,
+            spec,
+            by
+        )
+        .execute(&mut *conn)
+        .await?;
+        v
+    } else {
+        current.version
+    };
+    sqlx::query!(
+        "UPDATE business_calendars SET name = COALESCE($2, name), current_version = $3, updated_at = now() WHERE id = $1",
+        id,
+        name,
+        version
+    )
+    .execute(&mut *conn)
+    .await?;
+    calendar(conn, id).await
+}
+
+pub async fn archive_calendar(conn: &mut PgConnection, id: Uuid) -> Result<()> {
+    let done = sqlx::query!(
+        "UPDATE business_calendars SET archived = true, updated_at = now() WHERE id = $1 AND NOT archived",
+        id
+    )
+    .execute(conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Active policies that use a calendar.
+pub async fn policies_using_calendar(conn: &mut PgConnection, calendar_id: Uuid) -> Result<Vec<String>> {
+    Ok(sqlx::query_scalar!(
+        "SELECT p.name FROM sla_policies p JOIN sla_policy_versions v ON v.policy_id = p.id AND v.version = p.current_version
+          WHERE p.active AND v.calendar_id = $1 ORDER BY p.position",
+        calendar_id
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicyRow {
+    pub id: Uuid,
+    pub name: String,
+    pub position: i32,
+    pub active: bool,
+    pub version: i32,
+    pub spec: serde_json::Value,
+    pub calendar_id: Option<Uuid>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn create_policy(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+    name: &str,
+    position: Option<i32>,
+    spec: &serde_json::Value,
+    calendar_id: Option<Uuid>,
+    by: Option<Uuid>,
+) -> Result<PolicyRow> {
+    let position = match position {
+        Some(p) => p,
+        None => {
+            sqlx::query_scalar!(r#"SELECT COALESCE(max(position), 0) + 10 AS "p!" FROM sla_policies WHERE active"#)
+                .fetch_one(&mut *conn)
+                .await?
+        }
+    };
+    sqlx::query!(
+        "INSERT INTO sla_policies (id, tenant_id, name, position) VALUES ($1, $2, $3, $4)",
+        id,
+        tenant_id,
+        name,
+        position
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO sla_policy_versions (id, tenant_id, policy_id, version, spec, calendar_id, created_by)
+         VALUES ($1, $2, $3, 1, $4, $5, $6)",
+        Uuid::now_v7(),
+        tenant_id,
+        id,
+        spec,
+        calendar_id,
+        by
+    )
+    .execute(&mut *conn)
+    .await?;
+    policy(conn, id).await
+}
+
+pub async fn policy(conn: &mut PgConnection, id: Uuid) -> Result<PolicyRow> {
+    sqlx::query_as!(
+        PolicyRow,
+        r#"SELECT p.id, p.name, p.position, p.active, p.current_version AS version, v.spec, v.calendar_id,
+                  p.created_at, p.updated_at
+             FROM sla_policies p JOIN sla_policy_versions v ON v.policy_id = p.id AND v.version = p.current_version
+            WHERE p.id = $1"#,
+        id
+    )
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+/// One version of a policy (for rebuilds against an older or newer version).
+pub async fn policy_version(conn: &mut PgConnection, id: Uuid, version: i32) -> Result<PolicyRow> {
+    sqlx::query_as!(
+        PolicyRow,
+        r#"SELECT p.id, p.name, p.position, p.active, v.version, v.spec, v.calendar_id, p.created_at, p.updated_at
+             FROM sla_policies p JOIN sla_policy_versions v ON v.policy_id = p.id AND v.version = $2
+            WHERE p.id = $1"#,
+        id,
+        version
+    )
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::NotFound)
+}
+
+/// Active policies in matching order.
+pub async fn policies(conn: &mut PgConnection) -> Result<Vec<PolicyRow>> {
+    Ok(sqlx::query_as!(
+        PolicyRow,
+        r#"SELECT p.id, p.name, p.position, p.active, p.current_version AS version, v.spec, v.calendar_id,
+                  p.created_at, p.updated_at
+             FROM sla_policies p JOIN sla_policy_versions v ON v.policy_id = p.id AND v.version = p.current_version
+            WHERE p.active
+            ORDER BY p.position, p.created_at"#
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn update_policy(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    id: Uuid,
+    name: Option<&str>,
+    position: Option<i32>,
+    spec: Option<(&serde_json::Value, Option<Uuid>)>,
+    by: Option<Uuid>,
+) -> Result<PolicyRow> {
+    let current = policy(conn, id).await?;
+    if !current.active {
+        return Err(StoreError::NotFound);
+    }
+    let version = if let Some((spec, calendar_id)) = spec {
+        let v = current.version + 1;
+        sqlx::query!(
+            "INSERT INTO sla_policy_versions (id, tenant_id, policy_id, version, spec, calendar_id, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            Uuid::now_v7(),
+            tenant_id,
+            id,
+            v,
+            spec,
+            calendar_id,
+            by
+        )
+        .execute(&mut *conn)
+        .await?;
+        v
+    } else {
+        current.version
+    };
+    sqlx::query!(
+        "UPDATE sla_policies SET name = COALESCE($2, name), position = COALESCE($3, position), current_version = $4,
+                updated_at = now()
+          WHERE id = $1",
+        id,
+        name,
+        position,
+        version
+    )
+    .execute(&mut *conn)
+    .await?;
+    policy(conn, id).await
+}
+
+pub async fn deactivate_policy(conn: &mut PgConnection, id: Uuid) -> Result<()> {
+    let done = sqlx::query!("UPDATE sla_policies SET active = false, updated_at = now() WHERE id = $1 AND active", id)
+        .execute(conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct TicketSlaRow {
+    pub ticket_id: Uuid,
+    pub policy_id: Uuid,
+    pub policy_version: i32,
+    pub calendar_id: Option<Uuid>,
+    pub calendar_version: Option<i32>,
+    pub assignment: serde_json::Value,
+    pub clocks: serde_json::Value,
+    pub state: String,
+    pub next_due_at: Option<OffsetDateTime>,
+    pub seq: i64,
+    pub updated_at: OffsetDateTime,
+}
+
+pub struct NewTicketSla<'a> {
+    pub tenant_id: Uuid,
+    pub ticket_id: Uuid,
+    pub policy_id: Uuid,
+    pub policy_version: i32,
+    pub calendar_id: Option<Uuid>,
+    pub calendar_version: Option<i32>,
+    pub assignment: &'a serde_json::Value,
+    pub clocks: &'a serde_json::Value,
+    pub state: &'a str,
+    pub next_due_at: Option<OffsetDateTime>,
+}
+
+/// Pins a policy to a ticket (at creation, or when an admin re-applies one) with its clocks.
+pub async fn assign(conn: &mut PgConnection, t: NewTicketSla<'_>) -> Result<()> {
+    sqlx::query!(
+        "INSERT INTO ticket_sla (ticket_id, tenant_id, policy_id, policy_version, calendar_id, calendar_version,
+                                 assignment, clocks, state, next_due_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (ticket_id) DO UPDATE SET policy_id = $3, policy_version = $4, calendar_id = $5,
+             calendar_version = $6, assignment = $7, clocks = $8, state = $9, next_due_at = $10, updated_at = now()",
+        t.ticket_id,
+        t.tenant_id,
+        t.policy_id,
+        t.policy_version,
+        t.calendar_id,
+        t.calendar_version,
+        t.assignment,
+        t.clocks,
+        t.state,
+        t.next_due_at
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The SLA rows of several tickets (for lists).
+pub async fn ticket_slas(conn: &mut PgConnection, ticket_ids: &[Uuid]) -> Result<Vec<TicketSlaRow>> {
+    Ok(sqlx::query_as!(
+        TicketSlaRow,
+        "SELECT ticket_id, policy_id, policy_version, calendar_id, calendar_version, assignment, clocks, state,
+                next_due_at, seq, updated_at
+           FROM ticket_sla WHERE ticket_id = ANY($1)",
+        ticket_ids
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+pub async fn ticket_sla(conn: &mut PgConnection, ticket_id: Uuid) -> Result<Option<TicketSlaRow>> {
+    Ok(sqlx::query_as!(
+        TicketSlaRow,
+        "SELECT ticket_id, policy_id, policy_version, calendar_id, calendar_version, assignment, clocks, state,
+                next_due_at, seq, updated_at
+           FROM ticket_sla WHERE ticket_id = $1",
+        ticket_id
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Writes the workflow's projection of a ticket's clocks unless a newer one is there already.
+pub async fn project(
+    conn: &mut PgConnection,
+    ticket_id: Uuid,
+    seq: i64,
+    clocks: &serde_json::Value,
+    state: &str,
+    next_due_at: Option<OffsetDateTime>,
+) -> Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE ticket_sla SET clocks = $3, state = $4, next_due_at = $5, seq = $2, updated_at = now()
+          WHERE ticket_id = $1 AND seq <= $2",
+        ticket_id,
+        seq,
+        clocks,
+        state,
+        next_due_at
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records a warning or breach once; returns whether it was new.
+pub async fn record_event(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    ticket_id: Uuid,
+    metric: &str,
+    cycle: i32,
+    kind: &str,
+    at: OffsetDateTime,
+) -> Result<bool> {
+    let inserted = sqlx::query_scalar!(
+        "INSERT INTO sla_events (tenant_id, ticket_id, metric, cycle, kind, at) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (ticket_id, metric, cycle, kind) DO NOTHING RETURNING id",
+        tenant_id,
+        ticket_id,
+        metric,
+        cycle,
+        kind,
+        at
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(inserted.is_some())
+}
+
+#[derive(Debug, Clone)]
+pub struct SlaEventRow {
+    pub metric: String,
+    pub cycle: i32,
+    pub kind: String,
+    pub at: OffsetDateTime,
+    pub recorded_at: OffsetDateTime,
+}
+
+pub async fn events(conn: &mut PgConnection, ticket_id: Uuid) -> Result<Vec<SlaEventRow>> {
+    Ok(sqlx::query_as!(
+        SlaEventRow,
+        "SELECT metric, cycle, kind, at, recorded_at FROM sla_events WHERE ticket_id = $1 ORDER BY at, id",
+        ticket_id
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Claims an escalation (level, target, cycle) for a ticket; `None` if it already fired.
+#[allow(clippy::too_many_arguments)]
+pub async fn claim_escalation(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    ticket_id: Uuid,
+    metric: &str,
+    cycle: i32,
+    level: i32,
+    name: &str,
+    due_at: OffsetDateTime,
+    fired_at: OffsetDateTime,
+    actions: &serde_json::Value,
+) -> Result<Option<Uuid>> {
+    Ok(sqlx::query_scalar!(
+        "INSERT INTO sla_escalations (id, tenant_id, ticket_id, metric, cycle, level, name, due_at, fired_at, actions)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (ticket_id, metric, cycle, level) DO NOTHING RETURNING id",
+        Uuid::now_v7(),
+        tenant_id,
+        ticket_id,
+        metric,
+        cycle,
+        level,
+        name,
+        due_at,
+        fired_at,
+        actions
+    )
+    .fetch_optional(conn)
+    .await?)
+}
+
+#[derive(Debug, Clone)]
+pub struct EscalationRow {
+    pub metric: String,
+    pub cycle: i32,
+    pub level: i32,
+    pub name: String,
+    pub due_at: OffsetDateTime,
+    pub fired_at: OffsetDateTime,
+    pub actions: serde_json::Value,
+}
+
+pub async fn escalations(conn: &mut PgConnection, ticket_id: Uuid) -> Result<Vec<EscalationRow>> {
+    Ok(sqlx::query_as!(
+        EscalationRow,
+        "SELECT metric, cycle, level, name, due_at, fired_at, actions FROM sla_escalations
+          WHERE ticket_id = $1 ORDER BY fired_at, level",
+        ticket_id
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// A policy resolved for a ticket, ready to pin.
+pub struct Resolved {
+    pub assignment: SlaAssignment,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("stored SLA configuration no longer validates ({what}): {detail}")]
+pub struct InvalidStored {
+    pub what: String,
+    pub detail: String,
+}
+
+/// Compiles a stored policy version (and its calendar's current version) into an assignment.
+pub async fn assignment_for(conn: &mut PgConnection, p: &PolicyRow) -> Result<SlaAssignment> {
+    let bad = |what: String, detail: String| StoreError::Invalid(InvalidStored { what, detail }.to_string());
+    let spec: PolicySpec =
+        serde_json::from_value(p.spec.clone()).map_err(|e| bad(format!("policy {}", p.name), e.to_string()))?;
+    let policy = spec.compile().map_err(|e| bad(format!("policy {}", p.name), format!("{e:?}")))?;
+    let (calendar, calendar_id, calendar_version) = match p.calendar_id {
+        Some(id) => {
+            let c = calendar(conn, id).await?;
+            let spec: CalendarSpec =
+                serde_json::from_value(c.spec).map_err(|e| bad(format!("calendar {}", c.name), e.to_string()))?;
+            (spec, Some(id), Some(c.version))
+        }
+        None => (CalendarSpec::always(), None, None),
+    };
+    Ok(SlaAssignment {
+        policy_id: p.id,
+        policy_version: p.version,
+        policy_name: p.name.clone(),
+        policy,
+        calendar_id,
+        calendar_version,
+        calendar,
+    })
+}
+
+/// The first active policy (in order) that applies to a ticket, compiled.
+pub async fn resolve(conn: &mut PgConnection, t: &MatchInput<'_>) -> Result<Option<Resolved>> {
+    for p in policies(conn).await? {
+        let spec: PolicySpec = match serde_json::from_value(p.spec.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(policy = %p.name, error = %e, "skipping an SLA policy that no longer parses");
+                continue;
+            }
+        };
+        if spec.applies_to.matches(t) {
+            return Ok(Some(Resolved { assignment: assignment_for(conn, &p).await? }));
+        }
+    }
+    Ok(None)
+}
