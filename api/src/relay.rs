@@ -212,6 +212,9 @@ async fn signal_ticket(client: &Client, row: &OutboxRow, name: &str) -> Result<O
         "comment_added" => {
             handle.signal(TicketWorkflow::comment_added, serde_json::from_value(p).map_err(bad)?, opts).await
         }
+        "sla_rebuilt" => {
+            handle.signal(TicketWorkflow::sla_rebuilt, serde_json::from_value(p).map_err(bad)?, opts).await
+        }
         other => return Err(format!("unknown signal {other}")),
     };
     match sent {

@@ -101,6 +101,8 @@ CREATE TABLE ticket_sla (
     state             text NOT NULL DEFAULT 'running',
     next_due_at       timestamptz,
     seq               bigint NOT NULL DEFAULT 0,
+    -- the ticket's event sequence the projection has seen (older than tickets.event_seq: stale)
+    event_seq         bigint NOT NULL DEFAULT 0,
     updated_at        timestamptz NOT NULL DEFAULT now(),
     FOREIGN KEY (tenant_id, ticket_id) REFERENCES tickets (tenant_id, id),
     FOREIGN KEY (tenant_id, policy_id) REFERENCES sla_policies (tenant_id, id)
@@ -205,3 +207,59 @@ GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO archer_app;
 
 -- Comments written by Archer itself (escalations) have no author.
 ALTER TABLE ticket_comments ALTER COLUMN author_id DROP NOT NULL;
+
+-- Audit rows name the ticket they concern, so a ticket's history (timeline, SLA rebuilds) is an
+-- index lookup rather than a scan of the log.
+ALTER TABLE audit_log ADD COLUMN ticket_id uuid;
+CREATE INDEX audit_log_ticket ON audit_log (ticket_id, id) WHERE ticket_id IS NOT NULL;
+
+CREATE OR REPLACE FUNCTION archer_audit_row() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    redacted text[] := ARRAY['password_hash', 'search', 'token_hash', 'updated_at', 'version', 'event_seq'];
+    old_row  jsonb;
+    new_row  jsonb;
+    row_     jsonb;
+    b        jsonb;
+    a        jsonb;
+    tenant   uuid;
+    entity   text;
+    ticket   uuid;
+BEGIN
+    IF TG_OP <> 'INSERT' THEN old_row := to_jsonb(OLD) - redacted; END IF;
+    IF TG_OP <> 'DELETE' THEN new_row := to_jsonb(NEW) - redacted; END IF;
+    IF TG_OP = 'UPDATE' THEN
+        SELECT jsonb_object_agg(o.key, o.value), jsonb_object_agg(o.key, n.value)
+          INTO b, a
+          FROM jsonb_each(old_row) o JOIN jsonb_each(new_row) n USING (key)
+         WHERE o.value IS DISTINCT FROM n.value;
+        IF b IS NULL THEN RETURN NULL; END IF; -- nothing audited changed
+    ELSE
+        b := old_row;
+        a := new_row;
+    END IF;
+    row_ := coalesce(new_row, old_row);
+    tenant := COALESCE((row_ ->> 'tenant_id')::uuid,
+                       CASE WHEN TG_TABLE_NAME = 'tenants' THEN (row_ ->> 'id')::uuid END);
+    entity := COALESCE(row_ ->> 'id',
+                       CASE TG_TABLE_NAME
+                           WHEN 'user_roles'   THEN row_ ->> 'user_id'
+                           WHEN 'team_members' THEN row_ ->> 'team_id'
+                           WHEN 'ticket_links' THEN row_ ->> 'from_ticket_id'
+                       END);
+    ticket := CASE TG_TABLE_NAME
+                  WHEN 'tickets'      THEN (row_ ->> 'id')::uuid
+                  WHEN 'ticket_links' THEN (row_ ->> 'from_ticket_id')::uuid
+                  ELSE (row_ ->> 'ticket_id')::uuid
+              END;
+    INSERT INTO audit_log (tenant_id, actor_id, action, entity_type, entity_id, before, after, request_id, ip, ticket_id)
+    VALUES (tenant,
+            nullif(current_setting('archer.actor_id', true), '')::uuid,
+            TG_TABLE_NAME || '.' || lower(TG_OP),
+            TG_TABLE_NAME,
+            entity,
+            b, a,
+            nullif(current_setting('archer.request_id', true), ''),
+            nullif(current_setting('archer.client_ip', true), '')::inet,
+            ticket);
+    RETURN NULL;
+END $$;

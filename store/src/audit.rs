@@ -31,18 +31,21 @@ pub struct Event<'a> {
     pub detail: Option<String>,
 }
 
-/// Records an event that changes no row but has a before and an after (an SLA rebuild).
-pub async fn record_change(
+/// Records an event about a ticket that changes no row but has a before and an after (an
+/// SLA rebuild).
+pub async fn record_ticket_change(
     conn: &mut PgConnection,
     ctx: &AuditContext,
     e: Event<'_>,
+    ticket_id: Uuid,
     before: &serde_json::Value,
     after: &serde_json::Value,
 ) -> Result<()> {
     let ip = ctx.ip.map(ipnet::IpNet::from);
     sqlx::query!(
-        "INSERT INTO audit_log (tenant_id, actor_id, action, entity_type, entity_id, request_id, ip, detail, before, after)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO audit_log (tenant_id, actor_id, action, entity_type, entity_id, request_id, ip, detail, before, after,
+                                ticket_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         e.tenant_id,
         ctx.actor_id,
         e.action,
@@ -52,7 +55,8 @@ pub async fn record_change(
         ip,
         e.detail,
         before,
-        after
+        after,
+        ticket_id
     )
     .execute(conn)
     .await?;
@@ -74,19 +78,15 @@ pub struct TicketHistoryRow {
 
 /// Everything the audit log holds about one ticket, oldest first: the ticket's own rows, its
 /// comments and links, its SLA facts and escalations.
-pub async fn ticket_history(conn: &mut PgConnection, ticket_id: Uuid) -> Result<Vec<TicketHistoryRow>> {
-    let id = ticket_id.to_string();
+pub async fn ticket_history(conn: &mut PgConnection, ticket_id: Uuid, limit: i64) -> Result<Vec<TicketHistoryRow>> {
     Ok(sqlx::query_as!(
         TicketHistoryRow,
         "SELECT id, at, actor_id, action, entity_type, entity_id, before, after, detail FROM audit_log
-          WHERE (entity_type = 'tickets' AND entity_id = $1)
-             OR (entity_type IN ('ticket_comments', 'sla_events', 'sla_escalations')
-                 AND COALESCE(after, before) ->> 'ticket_id' = $1)
-             OR (entity_type = 'ticket_links'
-                 AND $1 IN (COALESCE(after, before) ->> 'from_ticket_id', COALESCE(after, before) ->> 'to_ticket_id'))
-             OR (entity_type = 'ticket_sla' AND entity_id = $1)
-          ORDER BY id",
-        id
+          WHERE ticket_id = $1
+          ORDER BY id
+          LIMIT $2",
+        ticket_id,
+        limit
     )
     .fetch_all(conn)
     .await?)

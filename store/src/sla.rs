@@ -308,6 +308,7 @@ pub struct TicketSlaRow {
     pub state: String,
     pub next_due_at: Option<OffsetDateTime>,
     pub seq: i64,
+    pub event_seq: i64,
     pub updated_at: OffsetDateTime,
 }
 
@@ -353,7 +354,7 @@ pub async fn ticket_slas(conn: &mut PgConnection, ticket_ids: &[Uuid]) -> Result
     Ok(sqlx::query_as!(
         TicketSlaRow,
         "SELECT ticket_id, policy_id, policy_version, calendar_id, calendar_version, assignment, clocks, state,
-                next_due_at, seq, updated_at
+                next_due_at, seq, event_seq, updated_at
            FROM ticket_sla WHERE ticket_id = ANY($1)",
         ticket_ids
     )
@@ -365,7 +366,7 @@ pub async fn ticket_sla(conn: &mut PgConnection, ticket_id: Uuid) -> Result<Opti
     Ok(sqlx::query_as!(
         TicketSlaRow,
         "SELECT ticket_id, policy_id, policy_version, calendar_id, calendar_version, assignment, clocks, state,
-                next_due_at, seq, updated_at
+                next_due_at, seq, event_seq, updated_at
            FROM ticket_sla WHERE ticket_id = $1",
         ticket_id
     )
@@ -378,18 +379,20 @@ pub async fn project(
     conn: &mut PgConnection,
     ticket_id: Uuid,
     seq: i64,
+    event_seq: i64,
     clocks: &serde_json::Value,
     state: &str,
     next_due_at: Option<OffsetDateTime>,
 ) -> Result<bool> {
     let done = sqlx::query!(
-        "UPDATE ticket_sla SET clocks = $3, state = $4, next_due_at = $5, seq = $2, updated_at = now()
+        "UPDATE ticket_sla SET clocks = $3, state = $4, next_due_at = $5, seq = $2, event_seq = $6, updated_at = now()
           WHERE ticket_id = $1 AND seq <= $2",
         ticket_id,
         seq,
         clocks,
         state,
-        next_due_at
+        next_due_at,
+        event_seq
     )
     .execute(conn)
     .await?;

@@ -6,6 +6,7 @@
 //! migrated template), its own tenant slugs and its own task queue, so tests run in parallel.
 
 pub mod http;
+pub mod sla;
 pub mod smtp;
 pub mod temporal;
 
@@ -93,9 +94,10 @@ pub fn unique_slug(prefix: &str) -> String {
 }
 
 /// Configuration for an API and worker of this test.
-pub fn config(database_url: &str, task_queue: &str) -> Config {
+pub fn config(database_url: &str, task_queue: &str, smtp_url: &str) -> Config {
     let s = services();
     Config::figment(None)
+        .set("smtp_url", smtp_url)
         .set("listen", "127.0.0.1:0")
         .set("database_url", database_url)
         .set("database_max_connections", 30)
@@ -120,6 +122,8 @@ impl Default for Options {
 /// An API (with relay) and a worker, on a database and task queue of their own.
 pub struct TestApp {
     pub base: String,
+    /// Every email the app sends arrives here.
+    pub mail: smtp::SmtpSink,
     pub pool: PgPool,
     pub database_url: String,
     pub task_queue: String,
@@ -137,11 +141,13 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     init_logging();
     let database_url = fresh_database().await;
     let task_queue = format!("archer-test-{}", Uuid::new_v4().simple());
-    let mut config = config(&database_url, &task_queue);
+    let mail = smtp::SmtpSink::start().await;
+    let mut config = config(&database_url, &task_queue, mail.url().as_str());
     config.relay = opts.relay;
     let pool = archer_store::connect(&database_url, 10).await.expect("test pool");
     let mut app = TestApp {
         base: String::new(),
+        mail,
         pool,
         database_url,
         task_queue,

@@ -70,7 +70,9 @@ impl TicketActivities {
         }
         let clocks = serde_json::to_value(&input.clocks).map_err(fail)?;
         let due = input.summary.next_due_at.map(odt).transpose()?;
-        sla::project(&mut tx, t.ticket_id, input.seq as i64, &clocks, &input.summary.state, due).await.map_err(fail)?;
+        sla::project(&mut tx, t.ticket_id, input.seq as i64, input.ticket_seq, &clocks, &input.summary.state, due)
+            .await
+            .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
         Ok(())
     }

@@ -541,6 +541,9 @@ pub struct TicketSla {
     /// When these figures were computed.
     #[schema(value_type = String, format = DateTime)]
     pub as_of: Timestamp,
+    /// The ticket's workflow has not yet applied its latest change (the clocks are from just
+    /// before; they catch up within moments).
+    pub stale: bool,
     pub clocks: Vec<ClockReport>,
 }
 
@@ -572,8 +575,36 @@ pub fn view(row: &sla::TicketSlaRow, now: Timestamp) -> ApiResult<TicketSla> {
         state: row.state.clone(),
         next_due_at: row.next_due_at.map(ts),
         as_of: now,
+        stale: false,
         clocks,
     })
+}
+
+/// Histories longer than this are not replayed on reads; the projection is shown as it is
+/// (marked stale) until the workflow catches up, which it does within moments.
+const CATCH_UP_LIMIT: i64 = 500;
+
+/// Brings a stale projection up to date by replaying the ticket's history (not stored).
+/// Returns whether it could.
+pub async fn catch_up(
+    tx: &mut TenantTx,
+    row: &mut sla::TicketSlaRow,
+    ticket: &archer_store::tickets::TicketRow,
+) -> ApiResult<bool> {
+    let assignment: SlaAssignment = serde_json::from_value(row.assignment.clone()).map_err(ApiError::internal)?;
+    let history = archer_store::audit::ticket_history(tx, ticket.id, CATCH_UP_LIMIT + 1).await?;
+    if history.len() as i64 > CATCH_UP_LIMIT {
+        return Ok(false);
+    }
+    let events = archer_store::changes::sla_events_from_history(&history, ticket.requester_id);
+    let now = now();
+    let (engine, _) = SlaEngine::replay(assignment, &events, now);
+    let summary = engine.summary(now);
+    row.clocks = serde_json::to_value(engine.report(now)).map_err(ApiError::internal)?;
+    row.state = summary.state;
+    row.next_due_at = summary.next_due_at.map(archer_store::changes::to_time);
+    row.event_seq = ticket.event_seq;
+    Ok(true)
 }
 
 pub fn now() -> Timestamp {

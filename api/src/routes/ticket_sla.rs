@@ -54,9 +54,14 @@ pub async fn ticket_sla(
     let parsed = changes::parse(&ticket)?;
     let now = now();
     let live = async {
-        let client = state.temporal().await.ok()?;
+        let client =
+            state.temporal().await.map_err(|e| tracing::warn!(error = %e, "no Temporal for a live SLA")).ok()?;
         let h = client.get_workflow_handle::<TicketWorkflow>(wf::workflow_id(&tenant, &parsed.number));
-        h.query(TicketWorkflow::sla, (), WorkflowQueryOptions::default()).await.ok().flatten()
+        h.query(TicketWorkflow::sla, (), WorkflowQueryOptions::default())
+            .await
+            .map_err(|e| tracing::info!(error = %e, "SLA query refused; answering from the projection"))
+            .ok()
+            .flatten()
     }
     .await;
     let mut sla = view(&row, now)?;
@@ -132,7 +137,7 @@ pub async fn rebuild(
         other => other.into(),
     })?;
     let assignment = sla::assignment_for(&mut tx, &policy).await?;
-    let history = audit::ticket_history(&mut tx, ticket.id).await?;
+    let history = audit::ticket_history(&mut tx, ticket.id, i64::MAX).await?;
     let events = changes::sla_events_from_history(&history, ticket.requester_id);
     let now = now();
     let (engine, _) = SlaEngine::replay(assignment.clone(), &events, now);
@@ -160,7 +165,7 @@ pub async fn rebuild(
     .await?;
     let before_json = serde_json::to_value(&before).map_err(ApiError::internal)?;
     let after_json = serde_json::to_value(&after).map_err(ApiError::internal)?;
-    audit::record_change(
+    audit::record_ticket_change(
         &mut tx,
         &ctx,
         audit::Event {
@@ -170,6 +175,7 @@ pub async fn rebuild(
             entity_id: Some(ticket.id.to_string()),
             detail: Some(format!("clocks rebuilt under {} v{}", assignment.policy_name, assignment.policy_version)),
         },
+        ticket.id,
         &before_json,
         &after_json,
     )
@@ -223,7 +229,7 @@ pub async fn timeline(
     }
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let ticket = find(&mut tx, &p, &reference, false).await?;
-    let history = audit::ticket_history(&mut tx, ticket.id).await?;
+    let history = audit::ticket_history(&mut tx, ticket.id, 10_000).await?;
     tx.commit().await?;
     let s = |v: &Option<serde_json::Value>, k: &str| {
         v.as_ref()

@@ -145,10 +145,22 @@ fn to_dto(state: &AppState, tenant: &TenantSlug, row: TicketRow, sla: Option<&sl
     })
 }
 
-/// The ticket as the API shows it, with its SLA.
+/// The ticket as the API shows it, with its SLA. When the workflow has not yet applied the
+/// ticket's latest change, the clocks are recomputed from the ticket's history with the same
+/// engine, so a change's response already shows the due times it causes.
 pub(crate) async fn dto(state: &AppState, tx: &mut TenantTx, tenant: &TenantSlug, row: TicketRow) -> ApiResult<Ticket> {
-    let sla_row = sla::ticket_sla(tx, row.id).await?;
-    to_dto(state, tenant, row, sla_row.as_ref())
+    let mut sla_row = sla::ticket_sla(tx, row.id).await?;
+    let mut stale = false;
+    if let Some(s) = sla_row.as_mut()
+        && s.event_seq < row.event_seq
+    {
+        stale = !super::sla::catch_up(tx, s, &row).await?;
+    }
+    let mut dto = to_dto(state, tenant, row, sla_row.as_ref())?;
+    if let Some(s) = dto.sla.as_mut() {
+        s.stale = stale;
+    }
+    Ok(dto)
 }
 
 pub(crate) fn tenant_slug(p: &Principal) -> ApiResult<TenantSlug> {

@@ -26,6 +26,9 @@ pub struct RecordSla {
     pub ticket: TicketRef,
     /// Increases with every projection the workflow writes; an older one never overwrites a newer.
     pub seq: u64,
+    /// The ticket's event sequence the clocks have applied.
+    #[serde(default)]
+    pub ticket_seq: i64,
     pub facts: Vec<Fact>,
     pub clocks: Vec<ClockReport>,
     pub summary: Summary,

@@ -503,6 +503,7 @@ async fn record_sla(ctx: &mut WorkflowContext<TicketWorkflow>, now: Timestamp, f
         Some(RecordSla {
             ticket: s.ticket_ref(),
             seq: s.projection_seq,
+            ticket_seq: s.ticket.seq,
             facts: facts.to_vec(),
             clocks: engine.report(now),
             summary: engine.summary(now),
@@ -541,19 +542,22 @@ async fn escalate(
     Ok(())
 }
 
-/// Keeps the search attributes ops filter on (next due instant, worst state) current.
+/// Keeps the search attributes ops filter on current: the worst clock state, and the next due
+/// instant while a clock runs (kept at its last value after, since the server refuses to unset
+/// a Datetime attribute; the state says whether it still matters).
 fn publish_sla(ctx: &mut WorkflowContext<TicketWorkflow>, now: Timestamp) {
     let summary = ctx.state(|s| s.sla.as_ref().map(|e| e.summary(now)));
     let Some(summary) = summary else { return };
     if ctx.state(|s| s.published_sla.as_ref() == Some(&summary)) {
         return;
     }
-    let due = summary.next_due_at.map(|t| {
-        search::SLA_DUE
-            .value_set(temporalio_common::search_attributes::Timestamp::new(t.as_second(), t.subsec_nanosecond()))
-    });
     let mut updates = vec![search::SLA_STATE.value_set(summary.state.clone())];
-    updates.push(due.unwrap_or_else(|| search::SLA_DUE.value_unset()));
+    if let Some(t) = summary.next_due_at {
+        updates.push(
+            search::SLA_DUE
+                .value_set(temporalio_common::search_attributes::Timestamp::new(t.as_second(), t.subsec_nanosecond())),
+        );
+    }
     ctx.upsert_search_attributes(updates);
     ctx.state_mut(|s| s.published_sla = Some(summary));
 }

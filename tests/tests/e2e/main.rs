@@ -11,6 +11,7 @@ mod email;
 mod fault;
 mod openapi;
 mod replay;
+mod sla;
 mod tenancy;
 mod tickets;
 mod workflow;
