@@ -2,6 +2,7 @@
 //!
 //! Demo tickets are created through the same service as the API, so each gets its workflow.
 
+use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -123,6 +124,7 @@ pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
         teams::add_member(&mut tx, acme, board, m).await?;
     }
     tx.commit().await?;
+    demo_sla(pool, acme, admin, desk, manager).await?;
 
     let slug = TenantSlug::parse("acme").map_err(|e| SeedError::Other(e.to_string()))?;
     let demo = [
@@ -251,4 +253,84 @@ pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
     .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Acme's office calendar and SLA policies: P1 incidents around the clock, everything else in
+/// office hours, with warnings and escalations that mail people (MailDev shows them).
+async fn demo_sla(pool: &PgPool, tenant: Uuid, admin: Uuid, desk: Uuid, manager: Uuid) -> Result<(), SeedError> {
+    let ctx = AuditContext { actor_id: Some(admin), ..Default::default() };
+    let mut tx = TenantTx::begin(pool, tenant, &ctx).await?;
+    let weekdays = ["monday", "tuesday", "wednesday", "thursday", "friday"];
+    let weekly: Vec<serde_json::Value> =
+        weekdays.iter().map(|d| json!({"day": d, "start": "08:00", "end": "18:00"})).collect();
+    let office = json!({
+        "time_zone": "Europe/Berlin",
+        "weekly": weekly,
+        "holidays": [
+            {"date": "2026-01-01", "recurring": true, "name": "New Year's Day"},
+            {"date": "2026-05-01", "recurring": true, "name": "Labour Day"},
+            {"date": "2026-10-03", "recurring": true, "name": "German Unity Day"},
+            {"date": "2026-12-24", "recurring": true, "name": "Christmas Eve"},
+            {"date": "2026-12-25", "recurring": true, "name": "Christmas Day"},
+            {"date": "2026-12-26", "recurring": true, "name": "Boxing Day"},
+            {"date": "2026-12-31", "recurring": true, "name": "New Year's Eve"}
+        ]
+    });
+    let calendar = Uuid::now_v7();
+    archer_store::sla::create_calendar(&mut tx, tenant, calendar, "Acme office hours", &office, Some(admin)).await?;
+    let escalations = json!([
+        {"name": "Warn the assignee", "when": {"warning": {"percent": 80}},
+         "actions": [{"type": "notify", "to": {"assignee": true, "ticket_team": true}}]},
+        {"name": "Breach: the assignee's manager and an internal note", "when": "breach",
+         "actions": [
+            {"type": "notify", "to": {"assignee": true, "assignee_manager": true, "users": [manager]}},
+            {"type": "internal_comment", "body": "SLA breached: escalated to the service desk manager."}
+         ]},
+        {"name": "Still breached after an hour: raise the priority", "metric": "resolution",
+         "when": {"breach_plus": {"after": "1h"}},
+         "actions": [{"type": "raise_priority", "by": 1}, {"type": "reassign", "team_id": desk}]}
+    ]);
+    let critical = json!({
+        "applies_to": {"kinds": ["incident"], "priorities": [1]},
+        "targets": [
+            {"metric": "first_response", "durations": {"1": "15m", "2": "15m", "3": "15m", "4": "15m"}},
+            {"metric": "next_response", "durations": {"1": "30m", "2": "30m", "3": "30m", "4": "30m"}},
+            {"metric": "resolution", "durations": {"1": "4h", "2": "4h", "3": "4h", "4": "4h"}}
+        ],
+        "escalations": escalations,
+        "escalation_cooldown": "5m"
+    });
+    archer_store::sla::create_policy(
+        &mut tx,
+        tenant,
+        Uuid::now_v7(),
+        "Critical incidents (24×7)",
+        Some(10),
+        &critical,
+        None,
+        Some(admin),
+    )
+    .await?;
+    let standard = json!({
+        "targets": [
+            {"metric": "first_response", "durations": {"1": "30m", "2": "1h", "3": "4h", "4": "8h"}},
+            {"metric": "next_response", "durations": {"1": "1h", "2": "2h", "3": "4h", "4": "8h"}},
+            {"metric": "resolution", "durations": {"1": "8h", "2": "10h", "3": "30h", "4": "50h"}, "warnings": [50, 80]}
+        ],
+        "escalations": escalations,
+        "escalation_cooldown": "5m"
+    });
+    archer_store::sla::create_policy(
+        &mut tx,
+        tenant,
+        Uuid::now_v7(),
+        "Standard (office hours)",
+        Some(20),
+        &standard,
+        Some(calendar),
+        Some(admin),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
 }

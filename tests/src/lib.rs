@@ -285,8 +285,9 @@ pub fn archer_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("archer");
+    // test binaries live in target/<profile>/deps, other binaries beside `archer`
+    let candidates: Vec<PathBuf> = exe.ancestors().skip(1).take(2).map(|d| d.join("archer")).collect();
+    let bin = candidates.iter().find(|p| p.exists()).cloned().unwrap_or_else(|| candidates[0].clone());
     assert!(bin.exists(), "{} is missing: build it with `cargo build --bin archer` (./dev test does)", bin.display());
     bin
 }

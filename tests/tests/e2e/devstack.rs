@@ -22,6 +22,8 @@ struct Ports {
     temporal: u16,
     ui: u16,
     pg: u16,
+    smtp: u16,
+    mail_ui: u16,
 }
 
 fn start(dir: &std::path::Path, p: &Ports) -> Dev {
@@ -33,6 +35,7 @@ fn start(dir: &std::path::Path, p: &Ports) -> Dev {
         .arg(dir)
         .args(["--api-port", &p.api.to_string(), "--temporal-port", &p.temporal.to_string()])
         .args(["--ui-port", &p.ui.to_string(), "--pg-port", &p.pg.to_string()])
+        .args(["--smtp-port", &p.smtp.to_string(), "--mail-ui-port", &p.mail_ui.to_string()])
         .env("ARCHER_TEMPORAL_BIN", temporal_bin)
         .env("ARCHER_LOG", "warn")
         .stdout(Stdio::piped())
@@ -97,6 +100,8 @@ async fn archer_dev_runs_the_system_stops_cleanly_and_keeps_its_data() {
         temporal: free_port().unwrap(),
         ui: free_port().unwrap(),
         pg: free_port().unwrap(),
+        smtp: free_port().unwrap(),
+        mail_ui: free_port().unwrap(),
     };
     let api = format!("http://127.0.0.1:{}", p.api);
 

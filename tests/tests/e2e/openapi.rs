@@ -30,11 +30,32 @@ async fn the_api_serves_an_openapi_3_1_document_covering_every_route() {
         "/api/v1/teams/{id}",
         "/api/v1/teams/{id}/members/{user_id}",
         "/api/v1/audit",
+        "/api/v1/sla/calendars",
+        "/api/v1/sla/calendars/{id}",
+        "/api/v1/sla/policies",
+        "/api/v1/sla/policies/{id}",
+        "/api/v1/sla/preview",
+        "/api/v1/tickets/{ticket}/sla",
+        "/api/v1/tickets/{ticket}/sla/rebuild",
+        "/api/v1/tickets/{ticket}/timeline",
+        "/api/v1/notifications",
+        "/api/v1/notifications/{id}/read",
+        "/api/v1/notifications/read-all",
     ] {
         assert!(paths.contains_key(p), "{p} is not documented");
     }
     let schemas = doc["components"]["schemas"].as_object().unwrap();
-    for s in ["Ticket", "CreateTicket", "Problem", "FieldError", "Status", "TicketKind"] {
+    for s in [
+        "Ticket",
+        "CreateTicket",
+        "Problem",
+        "FieldError",
+        "Status",
+        "TicketKind",
+        "PolicySpec",
+        "CalendarSpec",
+        "ClockReport",
+    ] {
         assert!(schemas.contains_key(s), "schema {s} missing");
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
