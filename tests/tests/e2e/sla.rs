@@ -505,3 +505,66 @@ async fn a_ticket_survives_five_thousand_changes_by_continuing_as_new() {
     assert_eq!(shown.json["status"], status.as_str());
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn escalation_levels_raise_the_priority_reassign_and_note_once_each() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let team = app
+        .post(Some(&t.admin.token), "/api/v1/teams", &json!({"name": "Major incidents", "members": [t.manager.id]}))
+        .await;
+    let team_id = team.json["id"].as_str().unwrap().to_owned();
+    app.policy(
+        &t.admin,
+        json!({"name": "Escalating", "spec": {
+            "targets": [{"metric": "resolution", "durations": durations([2, 2, 2, 2]), "warnings": [50]}],
+            "escalations": [
+                {"name": "Half way: tell the team", "when": {"warning": {"percent": 50}},
+                 "actions": [{"type": "notify", "to": {"teams": [team_id]}, "email": false}]},
+                {"name": "Breached: raise, reassign, note", "when": "breach",
+                 "actions": [
+                    {"type": "raise_priority", "by": 2},
+                    {"type": "reassign", "team_id": team_id},
+                    {"type": "internal_comment", "body": "Escalated: SLA breached."}
+                 ]}
+            ]
+        }}),
+    )
+    .await;
+    let ticket = app
+        .create_ticket(
+            &t.agent,
+            json!({"kind": "incident", "title": "Slow VPN", "impact": 3, "urgency": 3, "assignee_id": t.agent.id}),
+        )
+        .await;
+    let number = ticket["number"].as_str().unwrap().to_owned();
+    archer_tests::eventually(Duration::from_secs(30), "the breach escalation to change the ticket", || async {
+        app.get(Some(&t.agent.token), &format!("/api/v1/tickets/{number}")).await.json["priority"] == 1
+    })
+    .await;
+    let shown = app.get(Some(&t.agent.token), &format!("/api/v1/tickets/{number}")).await.json;
+    assert_eq!(shown["team_id"], team_id.as_str());
+    assert!(shown["assignee_id"].is_null(), "reassigning to a team clears the assignee");
+    assert_eq!(shown["priority_reason"], "escalation: Breached: raise, reassign, note");
+    let comments = app.get(Some(&t.agent.token), &format!("/api/v1/tickets/{number}/comments")).await;
+    let notes: Vec<_> = comments.json.as_array().unwrap().iter().filter(|c| c["internal"] == true).collect();
+    assert_eq!(notes.len(), 1);
+    assert!(notes[0]["author_id"].is_null(), "written by Archer itself");
+    // the team heard of the warning in-app only
+    let inbox = app.get(Some(&t.manager.token), "/api/v1/notifications").await;
+    assert_eq!(inbox.json["items"][0]["kind"], "sla_warning", "{}", inbox.body);
+    assert_eq!(app.mail.count(|_| true), 0);
+    // the workflow heard of the raise like of any change; the levels do not fire again
+    let client = app.temporal().await;
+    let wf = format!("{}/{number}", t.slug);
+    archer_tests::eventually(Duration::from_secs(20), "the workflow to apply the raise", || async {
+        app.workflow_ticket(&client, &wf).await.priority.get() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.count("SELECT count(*) FROM sla_escalations").await, 2);
+    let timeline = app.get(Some(&t.agent.token), &format!("/api/v1/tickets/{number}/timeline")).await;
+    let escalations = timeline.json.as_array().unwrap().iter().filter(|e| e["kind"] == "escalation").count();
+    assert_eq!(escalations, 2);
+    app.stop().await;
+}
