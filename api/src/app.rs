@@ -32,6 +32,10 @@ pub struct Inner {
     pub pool: PgPool,
     pub config: Config,
     pub tokens: TokenKeys,
+    /// Checks the signed decision links of approval emails.
+    pub links: archer_workers::links::LinkSigner,
+    /// The HTML pages behind emailed decision links.
+    pub pages: crate::pages::Pages,
     /// A real Argon2 hash, verified when an email is unknown so that a login takes as long
     /// whether or not the account exists.
     pub dummy_hash: String,
@@ -50,7 +54,17 @@ impl AppState {
     pub fn new(pool: PgPool, config: Config) -> Result<Self, ApiError> {
         let tokens = TokenKeys::new(config.jwt_secret.expose_secret().as_bytes(), config.access_token_ttl());
         let dummy_hash = crate::auth::hash_password("archer: no such account")?;
-        Ok(Self(Arc::new(Inner { pool, config, tokens, dummy_hash, temporal: tokio::sync::OnceCell::new() })))
+        let links = config.link_signer();
+        let pages = crate::pages::Pages::new().map_err(ApiError::internal)?;
+        Ok(Self(Arc::new(Inner {
+            pool,
+            config,
+            tokens,
+            links,
+            pages,
+            dummy_hash,
+            temporal: tokio::sync::OnceCell::new(),
+        })))
     }
 }
 
@@ -83,6 +97,8 @@ pub struct BodyLimit(pub usize);
         (name = "audit", description = "The immutable audit log"),
         (name = "sla", description = "Business calendars, SLA policies and ticket clocks"),
         (name = "notifications", description = "Each user's in-app inbox"),
+        (name = "catalog", description = "The service catalog and requests from it"),
+        (name = "approvals", description = "Approval chains: inboxes, decisions, change routing, out of office"),
         (name = "ops", description = "Health, readiness and this document"),
     )
 )]
@@ -104,6 +120,7 @@ impl utoipa::Modify for BearerAuth {
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::health::router())
+        .merge(routes::approval_pages::router())
         .nest("/api/v1", routes::v1())
         .split_for_parts()
 }

@@ -154,7 +154,15 @@ impl Config {
             database_max_connections: self.database_max_connections.min(10),
             mail: Some(self.mail()),
             public_url: self.public_url.to_string(),
+            links: self.link_signer(),
         }
+    }
+
+    /// Signs and checks approval decision links, with a key derived from `jwt_secret` for that
+    /// purpose alone (rotating the secret invalidates links not yet used).
+    pub fn link_signer(&self) -> archer_workers::links::LinkSigner {
+        use secrecy::ExposeSecret;
+        archer_workers::links::LinkSigner::new(self.jwt_secret.expose_secret().as_bytes())
     }
 
     pub fn temporal(&self) -> TemporalConfig {

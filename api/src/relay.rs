@@ -23,6 +23,7 @@ use temporalio_client::{
 use temporalio_common::search_attributes::SearchAttributes;
 use tokio_util::sync::CancellationToken;
 
+use archer_orchestrator::workflows::approval::{self as wf_approval, ApprovalChainWorkflow, RequestWorkflow};
 use archer_orchestrator::workflows::search;
 use archer_orchestrator::workflows::ticket::{self as wf, TicketWorkflow};
 use archer_store::outbox::{self, OutboxRow};
@@ -161,6 +162,9 @@ async fn deliver_batch(
 async fn deliver(client: &Client, temporal: &TemporalConfig, row: &OutboxRow) -> Result<Option<String>, String> {
     match (row.intent.as_str(), row.name.as_str()) {
         ("start", wf::WORKFLOW_TYPE) => start_ticket(client, temporal, row).await,
+        ("start", wf_approval::REQUEST_TYPE) => start_request(client, temporal, row).await,
+        // the approval chain's signals (the ticket workflow's are named otherwise)
+        ("signal", "decision" | "cancel") => signal_chain(client, row).await,
         ("signal", name) => signal_ticket(client, row, name).await,
         (intent, name) => Err(format!("unknown intent {intent}/{name}")),
     }
@@ -190,6 +194,54 @@ async fn start_ticket(client: &Client, temporal: &TemporalConfig, row: &OutboxRo
         Ok(_) => Ok(None),
         // a closed ticket's workflow: the start was delivered before
         Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(Some("already started".into())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn start_request(client: &Client, temporal: &TemporalConfig, row: &OutboxRow) -> Result<Option<String>, String> {
+    let input: wf_approval::RequestInput =
+        serde_json::from_value(row.payload.clone()).map_err(|e| format!("bad payload: {e}"))?;
+    let attrs = SearchAttributes::new([
+        search::TENANT.value_set(input.ticket.tenant.to_string()),
+        search::NUMBER.value_set(input.ticket.number.to_string()),
+        search::KIND.value_set(input.ticket.number.kind().as_str().to_owned()),
+    ]);
+    let opts = WorkflowStartOptions::new(temporal.task_queue.clone(), row.workflow_id.clone())
+        .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+        .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+        .search_attributes(attrs)
+        .static_summary(format!("{}: approval {}", input.ticket.number, input.seq))
+        .build();
+    match client.start_workflow(RequestWorkflow::run, input, opts).await {
+        Ok(_) => Ok(None),
+        Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(Some("already started".into())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Decisions and cancellation, to an approval chain. The chain is started by its request
+/// workflow; until it exists, delivery is retried.
+async fn signal_chain(client: &Client, row: &OutboxRow) -> Result<Option<String>, String> {
+    let handle = client.get_workflow_handle::<ApprovalChainWorkflow>(row.workflow_id.clone());
+    let opts = WorkflowSignalOptions::builder().request_id(format!("archer-outbox-{}", row.id)).build();
+    let bad = |e: serde_json::Error| format!("bad payload: {e}");
+    let p = row.payload.clone();
+    let sent = match row.name.as_str() {
+        "decision" => {
+            handle.signal(ApprovalChainWorkflow::decision, serde_json::from_value(p).map_err(bad)?, opts).await
+        }
+        "cancel" => handle.signal(ApprovalChainWorkflow::cancel, serde_json::from_value(p).map_err(bad)?, opts).await,
+        other => return Err(format!("unknown signal {other}")),
+    };
+    match sent {
+        Ok(()) => Ok(None),
+        Err(WorkflowInteractionError::NotFound(status)) => {
+            match handle.describe(WorkflowDescribeOptions::default()).await {
+                // the chain ended (its step closed, the ticket was cancelled): nothing to apply
+                Ok(_) => Ok(Some(format!("approval chain already closed: {}", status.message()))),
+                Err(e) => Err(format!("approval chain not started yet: {e}")),
+            }
+        }
         Err(e) => Err(e.to_string()),
     }
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use archer_orchestrator::{Impact, Priority, Status, TenantSlug, TicketKind, Urgency};
 use archer_store::tickets::NewTicket;
-use archer_store::{AuditContext, SystemTx, TenantTx, teams, tenants, users};
+use archer_store::{AuditContext, SystemTx, TenantTx, approvals, catalog, teams, tenants, users};
 
 use crate::auth::hash_password;
 use crate::error::ApiError;
@@ -102,7 +102,8 @@ pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
     let manager =
         provision_user(pool, acme, "manager@acme.example", "Morgan Manager", pw, &["manager", "approver"], None)
             .await?;
-    provision_user(pool, acme, "approver@acme.example", "Avery Approver", pw, &["approver"], Some(manager)).await?;
+    let approver =
+        provision_user(pool, acme, "approver@acme.example", "Avery Approver", pw, &["approver"], Some(manager)).await?;
     let cab = provision_user(pool, acme, "cab@acme.example", "Casey Board", pw, &["cab_member"], Some(manager)).await?;
     let requester =
         provision_user(pool, acme, "requester@acme.example", "Riley Requester", pw, &["requester"], Some(manager))
@@ -123,8 +124,21 @@ pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
     for m in [cab, manager] {
         teams::add_member(&mut tx, acme, board, m).await?;
     }
+    let hardware = Uuid::now_v7();
+    teams::create(
+        &mut tx,
+        acme,
+        hardware,
+        "Hardware Approvers",
+        "Approve computers and other equipment (two of three)",
+    )
+    .await?;
+    for m in [approver, cab, agent2] {
+        teams::add_member(&mut tx, acme, hardware, m).await?;
+    }
     tx.commit().await?;
     demo_sla(pool, acme, admin, desk, manager).await?;
+    demo_catalog(pool, acme, admin, hardware, agent).await?;
 
     let slug = TenantSlug::parse("acme").map_err(|e| SeedError::Other(e.to_string()))?;
     let demo = [
@@ -208,6 +222,11 @@ pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
                 category: None,
                 status: Status::New.as_str().into(),
                 tags: vec!["demo".into()],
+                change_type: (kind == TicketKind::Change).then(|| "normal".into()),
+                risk: (kind == TicketKind::Change).then(|| "medium".into()),
+                catalog_item_id: None,
+                catalog_item_version: None,
+                request_fields: None,
             },
         )
         .await?;
@@ -248,11 +267,95 @@ pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
             category: Some("hardware".into()),
             status: Status::New.as_str().into(),
             tags: vec!["demo".into()],
+            change_type: None,
+            risk: None,
+            catalog_item_id: None,
+            catalog_item_version: None,
+            request_fields: None,
         },
     )
     .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// The demo catalog's form schemas (also in `schemas/catalog/`, where admins read them).
+pub const LAPTOP_SCHEMA: &str = include_str!("../../schemas/catalog/laptop.schema.json");
+pub const SOFTWARE_ACCESS_SCHEMA: &str = include_str!("../../schemas/catalog/software-access.schema.json");
+pub const ONBOARDING_SCHEMA: &str = include_str!("../../schemas/catalog/onboarding.schema.json");
+
+/// The demo laptop item: the requester's manager approves (reminded after 4 and 20 business
+/// hours, escalated to the admins after 24), then two of the three hardware approvers.
+pub fn laptop_item(hardware_team: Uuid) -> Result<serde_json::Value, SeedError> {
+    let schema: serde_json::Value = serde_json::from_str(LAPTOP_SCHEMA).map_err(|e| SeedError::Other(e.to_string()))?;
+    Ok(json!({
+        "description": "A new or replacement laptop, desktop or tablet.",
+        "icon": "laptop",
+        "fulfilment_target": "24h",
+        "form_schema": schema,
+        "approval": {"steps": [
+            {
+                "name": "Manager approval",
+                "approvers": ["requester_manager"],
+                "approve_when": "any",
+                "timeout": {"after": "24h", "reminders": ["4h", "20h"], "clock": "business"},
+                "on_timeout": {"escalate": [{"role": "admin"}]}
+            },
+            {
+                "name": "Hardware approvers",
+                "approvers": [{"team": hardware_team}],
+                "approve_when": {"count": 2}
+            }
+        ]}
+    }))
+}
+
+/// The demo catalog: hardware, software access and onboarding, and the change routing.
+async fn demo_catalog(
+    pool: &PgPool,
+    tenant: Uuid,
+    admin: Uuid,
+    hardware: Uuid,
+    it_owner: Uuid,
+) -> Result<(), SeedError> {
+    let bad = |e: serde_json::Error| SeedError::Other(e.to_string());
+    let mut tx = TenantTx::begin(pool, tenant, &AuditContext { actor_id: Some(admin), ..Default::default() }).await?;
+    let (hw, access, people) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    catalog::create_category(&mut tx, tenant, hw, "Hardware", "Computers, phones and accessories", Some("laptop"), 1)
+        .await?;
+    catalog::create_category(&mut tx, tenant, access, "Access", "Applications and permissions", Some("key"), 2).await?;
+    catalog::create_category(&mut tx, tenant, people, "People", "Joiners, movers and leavers", Some("users"), 3)
+        .await?;
+    catalog::create_item(&mut tx, tenant, Uuid::now_v7(), hw, "Laptop", &laptop_item(hardware)?, Some(admin)).await?;
+    let software = json!({
+        "description": "Access to a business application.",
+        "icon": "key",
+        "owner_id": it_owner,
+        "fulfilment_target": "8h",
+        "form_schema": serde_json::from_str::<serde_json::Value>(SOFTWARE_ACCESS_SCHEMA).map_err(bad)?,
+        "approval": {"steps": [
+            {"name": "Application owner", "approvers": ["item_owner"], "approve_when": "any",
+             "timeout": {"after": "16h", "reminders": ["8h"], "clock": "business"}, "on_timeout": "reject"}
+        ]}
+    });
+    catalog::create_item(&mut tx, tenant, Uuid::now_v7(), access, "Software access", &software, Some(admin)).await?;
+    let onboarding = json!({
+        "description": "Accounts, equipment and access for someone joining.",
+        "icon": "user-plus",
+        "audience": {"roles": ["manager", "admin"]},
+        "fulfilment_target": "40h",
+        "form_schema": serde_json::from_str::<serde_json::Value>(ONBOARDING_SCHEMA).map_err(bad)?,
+        "approval": {"steps": [
+            {"name": "Hiring manager's manager", "approvers": ["requester_manager"], "approve_when": "any"},
+            {"name": "People team", "approvers": [{"role": "admin"}], "approve_when": "any"}
+        ]}
+    });
+    catalog::create_item(&mut tx, tenant, Uuid::now_v7(), people, "New employee onboarding", &onboarding, Some(admin))
+        .await?;
+    let routing = serde_json::to_value(archer_orchestrator::catalog::ChangeRouting::default_routing()).map_err(bad)?;
+    approvals::set_change_routing(&mut tx, tenant, &routing).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Acme's office calendar and SLA policies: P1 incidents around the clock, everything else in

@@ -6,6 +6,8 @@
 //! typed contract shared by the API, the relay and the workers (workflow ids, task queues,
 //! signal and query payloads).
 
+pub mod approval;
+pub mod catalog;
 pub mod ids;
 pub mod priority;
 pub mod sla;

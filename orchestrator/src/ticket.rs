@@ -49,8 +49,11 @@ impl TicketKind {
     pub fn statuses(self) -> &'static [Status] {
         use Status::*;
         match self {
-            Self::Incident | Self::ServiceRequest => &[New, InProgress, WaitingOnCustomer, Resolved, Closed, Cancelled],
-            Self::Change => &[New, Assess, Authorize, Scheduled, Implement, Review, Closed, Cancelled],
+            Self::Incident => &[New, InProgress, WaitingOnCustomer, Resolved, Closed, Cancelled],
+            Self::ServiceRequest => {
+                &[New, PendingApproval, InProgress, WaitingOnCustomer, Resolved, Closed, Cancelled, Rejected]
+            }
+            Self::Change => &[New, Assess, Authorize, Scheduled, Implement, Review, Closed, Cancelled, Rejected],
             Self::Problem => &[New, Assess, RootCauseAnalysis, FixInProgress, Resolved, Closed, Cancelled],
         }
     }
@@ -93,6 +96,9 @@ pub enum Status {
     // problem
     RootCauseAnalysis,
     FixInProgress,
+    // approvals (service requests, changes)
+    PendingApproval,
+    Rejected,
 }
 
 /// A status change the kind's state machine does not allow.
@@ -122,10 +128,12 @@ impl Status {
             Self::Review => "review",
             Self::RootCauseAnalysis => "root_cause_analysis",
             Self::FixInProgress => "fix_in_progress",
+            Self::PendingApproval => "pending_approval",
+            Self::Rejected => "rejected",
         }
     }
 
-    const ALL: [Status; 13] = [
+    const ALL: [Status; 15] = [
         Self::New,
         Self::InProgress,
         Self::WaitingOnCustomer,
@@ -139,18 +147,32 @@ impl Status {
         Self::Review,
         Self::RootCauseAnalysis,
         Self::FixInProgress,
+        Self::PendingApproval,
+        Self::Rejected,
     ];
 
-    /// Closed and cancelled tickets never change again; their workflow completes.
+    /// Closed, cancelled and rejected tickets never change again; their workflow completes.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Closed | Self::Cancelled)
+        matches!(self, Self::Closed | Self::Cancelled | Self::Rejected)
+    }
+
+    /// Transitions only an approval makes (people cannot): into and out of waiting for one.
+    pub fn approval_only(kind: TicketKind, from: Status, to: Status) -> bool {
+        use Status::*;
+        match kind {
+            TicketKind::ServiceRequest => {
+                to == PendingApproval || to == Rejected || (from == PendingApproval && to == InProgress)
+            }
+            TicketKind::Change => from == Authorize && matches!(to, Scheduled | Rejected),
+            _ => false,
+        }
     }
 
     /// The statuses a ticket of `kind` may move to from `self`.
     pub fn allowed_next(self, kind: TicketKind) -> &'static [Status] {
         use Status::*;
         match kind {
-            TicketKind::Incident | TicketKind::ServiceRequest => match self {
+            TicketKind::Incident => match self {
                 New => &[InProgress, WaitingOnCustomer, Resolved, Cancelled],
                 InProgress => &[WaitingOnCustomer, Resolved, Cancelled],
                 WaitingOnCustomer => &[InProgress, Resolved, Cancelled],
@@ -158,11 +180,20 @@ impl Status {
                 Resolved => &[Closed, InProgress],
                 _ => &[],
             },
+            TicketKind::ServiceRequest => match self {
+                New => &[PendingApproval, InProgress, WaitingOnCustomer, Resolved, Cancelled],
+                // an approval moves it on to fulfilment or rejects it
+                PendingApproval => &[InProgress, Rejected, Cancelled],
+                InProgress => &[WaitingOnCustomer, Resolved, Cancelled],
+                WaitingOnCustomer => &[InProgress, Resolved, Cancelled],
+                Resolved => &[Closed, InProgress],
+                _ => &[],
+            },
             TicketKind::Change => match self {
                 New => &[Assess, Cancelled],
                 Assess => &[Authorize, Cancelled],
-                // authorization can send a change back for more assessment
-                Authorize => &[Scheduled, Assess, Cancelled],
+                // authorization approves (scheduled), rejects, or sends it back for more assessment
+                Authorize => &[Scheduled, Rejected, Assess, Cancelled],
                 Scheduled => &[Implement, Cancelled],
                 Implement => &[Review],
                 Review => &[Closed],

@@ -10,7 +10,9 @@
 //! reads the transaction's context ([`AuditContext`]), so no code path can change data
 //! without a trace.
 
+pub mod approvals;
 pub mod audit;
+pub mod catalog;
 pub mod changes;
 pub mod idempotency;
 pub mod notifications;

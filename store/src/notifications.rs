@@ -136,31 +136,69 @@ pub struct QueuedEmail {
     pub template: String,
     pub data: serde_json::Value,
     pub sent_at: Option<OffsetDateTime>,
+    pub sending_since: Option<OffsetDateTime>,
+    pub outcome_unknown_at: Option<OffsetDateTime>,
 }
 
-/// Locks a queued email for sending (a concurrent sender waits, then sees it sent).
-pub async fn lock_email(conn: &mut PgConnection, id: Uuid) -> Result<Option<QueuedEmail>> {
-    Ok(sqlx::query_as!(
+/// What claiming an email for sending found.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// Claimed: send it, then [`email_sent`] or [`email_failed`].
+    Send(QueuedEmail),
+    /// Sent already, or given up on: nothing to do.
+    Done,
+    /// A sender claimed it and stopped (its process died) without saying whether the SMTP
+    /// server took it. It may have gone out, so it is not sent again (an email is never sent
+    /// twice); it is marked `outcome_unknown_at` for operators, who can look its Message-ID up
+    /// in the mail server's log.
+    Unknown(QueuedEmail),
+}
+
+/// Claims a queued email for sending, committing the claim before anything is sent, so that a
+/// sender that dies mid-send leaves a trace instead of a duplicate.
+pub async fn claim_email(conn: &mut PgConnection, id: Uuid) -> Result<Claim> {
+    let Some(mail) = sqlx::query_as!(
         QueuedEmail,
-        "SELECT id, message_id, recipients, template, data, sent_at FROM email_outbox WHERE id = $1 FOR UPDATE",
+        "SELECT id, message_id, recipients, template, data, sent_at, sending_since, outcome_unknown_at
+           FROM email_outbox WHERE id = $1 FOR UPDATE",
         id
     )
-    .fetch_optional(conn)
-    .await?)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(Claim::Done);
+    };
+    if mail.sent_at.is_some() || mail.outcome_unknown_at.is_some() {
+        return Ok(Claim::Done);
+    }
+    if mail.sending_since.is_some() {
+        sqlx::query!(
+            "UPDATE email_outbox SET outcome_unknown_at = now(), sending_since = NULL,
+                    last_error = 'the sender stopped while sending: it may have been delivered, so it is not sent again'
+              WHERE id = $1",
+            id
+        )
+        .execute(conn)
+        .await?;
+        return Ok(Claim::Unknown(mail));
+    }
+    sqlx::query!("UPDATE email_outbox SET sending_since = now(), attempts = attempts + 1 WHERE id = $1", id)
+        .execute(conn)
+        .await?;
+    Ok(Claim::Send(mail))
 }
 
+/// The SMTP server accepted the email.
 pub async fn email_sent(conn: &mut PgConnection, id: Uuid) -> Result<()> {
-    sqlx::query!(
-        "UPDATE email_outbox SET sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
-        id
-    )
-    .execute(conn)
-    .await?;
+    sqlx::query!("UPDATE email_outbox SET sent_at = now(), sending_since = NULL, last_error = NULL WHERE id = $1", id)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
+/// The SMTP server refused the email or could not be reached: it was not sent.
 pub async fn email_failed(conn: &mut PgConnection, id: Uuid, error: &str) -> Result<()> {
-    sqlx::query!("UPDATE email_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1", id, error)
+    sqlx::query!("UPDATE email_outbox SET sending_since = NULL, last_error = $2 WHERE id = $1", id, error)
         .execute(conn)
         .await?;
     Ok(())

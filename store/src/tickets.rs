@@ -30,11 +30,17 @@ pub struct TicketRow {
     pub updated_at: OffsetDateTime,
     pub resolved_at: Option<OffsetDateTime>,
     pub closed_at: Option<OffsetDateTime>,
+    pub change_type: Option<String>,
+    pub risk: Option<String>,
+    pub catalog_item_id: Option<Uuid>,
+    pub catalog_item_version: Option<i32>,
+    pub request_fields: Option<serde_json::Value>,
 }
 
 const COLUMNS: &str = "t.id, t.tenant_id, t.kind, t.number, t.title, t.description, t.requester_id, t.assignee_id, \
      t.team_id, t.impact, t.urgency, t.priority, t.priority_reason, t.category, t.status, t.tags, t.version, \
-     t.event_seq, t.created_at, t.updated_at, t.resolved_at, t.closed_at";
+     t.event_seq, t.created_at, t.updated_at, t.resolved_at, t.closed_at, t.change_type, t.risk, t.catalog_item_id, \
+     t.catalog_item_version, t.request_fields";
 
 /// Tickets with their SLA projection, for filters and sorting on SLA state and due time.
 const FROM: &str = " FROM tickets t LEFT JOIN ticket_sla s ON s.ticket_id = t.id";
@@ -60,6 +66,11 @@ pub struct NewTicket {
     pub category: Option<String>,
     pub status: String,
     pub tags: Vec<String>,
+    pub change_type: Option<String>,
+    pub risk: Option<String>,
+    pub catalog_item_id: Option<Uuid>,
+    pub catalog_item_version: Option<i32>,
+    pub request_fields: Option<serde_json::Value>,
 }
 
 /// Allocates the next number of the tenant's `kind` sequence. The counter row stays locked
@@ -82,11 +93,13 @@ pub async fn create(conn: &mut PgConnection, t: &NewTicket) -> Result<TicketRow>
     Ok(sqlx::query_as!(
         TicketRow,
         "INSERT INTO tickets (id, tenant_id, kind, number, title, description, requester_id, assignee_id,
-                              team_id, impact, urgency, priority, priority_reason, category, status, tags)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                              team_id, impact, urgency, priority, priority_reason, category, status, tags,
+                              change_type, risk, catalog_item_id, catalog_item_version, request_fields)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
          RETURNING id, tenant_id, kind, number, title, description, requester_id, assignee_id, team_id,
                    impact, urgency, priority, priority_reason, category, status, tags, version, event_seq,
-                   created_at, updated_at, resolved_at, closed_at",
+                   created_at, updated_at, resolved_at, closed_at, change_type, risk, catalog_item_id,
+                   catalog_item_version, request_fields",
         t.id,
         t.tenant_id,
         t.kind,
@@ -102,7 +115,12 @@ pub async fn create(conn: &mut PgConnection, t: &NewTicket) -> Result<TicketRow>
         t.priority_reason,
         t.category,
         t.status,
-        &t.tags
+        &t.tags,
+        t.change_type,
+        t.risk,
+        t.catalog_item_id,
+        t.catalog_item_version,
+        t.request_fields
     )
     .fetch_one(conn)
     .await?)
@@ -113,7 +131,8 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<TicketRow> {
         TicketRow,
         "SELECT id, tenant_id, kind, number, title, description, requester_id, assignee_id, team_id,
                 impact, urgency, priority, priority_reason, category, status, tags, version, event_seq,
-                created_at, updated_at, resolved_at, closed_at
+                created_at, updated_at, resolved_at, closed_at, change_type, risk, catalog_item_id,
+                catalog_item_version, request_fields
            FROM tickets WHERE id = $1",
         id
     )
@@ -127,7 +146,8 @@ pub async fn get_by_number(conn: &mut PgConnection, kind: &str, number: i32) -> 
         TicketRow,
         "SELECT id, tenant_id, kind, number, title, description, requester_id, assignee_id, team_id,
                 impact, urgency, priority, priority_reason, category, status, tags, version, event_seq,
-                created_at, updated_at, resolved_at, closed_at
+                created_at, updated_at, resolved_at, closed_at, change_type, risk, catalog_item_id,
+                catalog_item_version, request_fields
            FROM tickets WHERE kind = $1 AND number = $2",
         kind,
         number
@@ -143,7 +163,8 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<TicketRow> {
         TicketRow,
         "SELECT id, tenant_id, kind, number, title, description, requester_id, assignee_id, team_id,
                 impact, urgency, priority, priority_reason, category, status, tags, version, event_seq,
-                created_at, updated_at, resolved_at, closed_at
+                created_at, updated_at, resolved_at, closed_at, change_type, risk, catalog_item_id,
+                catalog_item_version, request_fields
            FROM tickets WHERE id = $1 FOR UPDATE",
         id
     )
@@ -159,11 +180,13 @@ pub async fn save(conn: &mut PgConnection, t: &TicketRow) -> Result<TicketRow> {
         TicketRow,
         "UPDATE tickets SET title = $3, description = $4, assignee_id = $5, team_id = $6, impact = $7,
                 urgency = $8, priority = $9, priority_reason = $10, category = $11, status = $12, tags = $13,
-                event_seq = $14, resolved_at = $15, closed_at = $16, version = version + 1, updated_at = now()
+                event_seq = $14, resolved_at = $15, closed_at = $16, change_type = $17, risk = $18,
+                version = version + 1, updated_at = now()
           WHERE id = $1 AND version = $2
           RETURNING id, tenant_id, kind, number, title, description, requester_id, assignee_id, team_id,
                     impact, urgency, priority, priority_reason, category, status, tags, version, event_seq,
-                    created_at, updated_at, resolved_at, closed_at",
+                    created_at, updated_at, resolved_at, closed_at, change_type, risk, catalog_item_id,
+                    catalog_item_version, request_fields",
         t.id,
         t.version,
         t.title,
@@ -179,7 +202,9 @@ pub async fn save(conn: &mut PgConnection, t: &TicketRow) -> Result<TicketRow> {
         &t.tags,
         t.event_seq,
         t.resolved_at,
-        t.closed_at
+        t.closed_at,
+        t.change_type,
+        t.risk
     )
     .fetch_optional(&mut *conn)
     .await?;

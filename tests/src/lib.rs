@@ -5,6 +5,8 @@
 //! `archer dev --exec`, which `./dev test` uses); each test gets its own database (a copy of a
 //! migrated template), its own tenant slugs and its own task queue, so tests run in parallel.
 
+pub mod approvals;
+pub mod browser;
 pub mod http;
 pub mod sla;
 pub mod smtp;
@@ -170,6 +172,9 @@ impl TestApp {
 
     pub async fn start_server(&mut self) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        // links in emails (approval decisions) point at this server
+        self.config.public_url = format!("http://{addr}").parse().expect("public url");
         let server = archer_api::server::start(self.config.clone(), listener).await.expect("start API");
         self.base = format!("http://{}", server.addr);
         self.server = Some(server);
@@ -206,7 +211,11 @@ impl TestApp {
 
     /// Waits until every outbox row has been delivered to Temporal.
     pub async fn outbox_drained(&self) {
-        eventually(Duration::from_secs(60), "the outbox to drain", || async {
+        self.outbox_drained_within(Duration::from_secs(60)).await
+    }
+
+    pub async fn outbox_drained_within(&self, timeout: Duration) {
+        eventually(timeout, "the outbox to drain", || async {
             let n: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE delivered_at IS NULL")
                 .fetch_one(&self.pool)
                 .await

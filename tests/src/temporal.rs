@@ -12,6 +12,7 @@ use temporalio_common::protos::temporal::api::enums::v1::EventType;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
 
+use archer_orchestrator::workflows::approval::{ApprovalChainWorkflow, RequestWorkflow};
 use archer_orchestrator::workflows::ticket::{TicketLifecycle, TicketWorkflow};
 
 use crate::{TestApp, eventually};
@@ -74,32 +75,45 @@ pub async fn signal_names(client: &Client, workflow_id: &str) -> Vec<String> {
         .collect()
 }
 
+/// A replayer knowing every Archer workflow.
 fn replayer() -> WorkflowReplayer {
-    let opts = WorkflowReplayerOptions::new().register_workflow::<TicketWorkflow>().expect("register workflow").build();
+    let opts = WorkflowReplayerOptions::new()
+        .register_workflow::<TicketWorkflow>()
+        .expect("register ticket workflow")
+        .register_workflow::<RequestWorkflow>()
+        .expect("register request workflow")
+        .register_workflow::<ApprovalChainWorkflow>()
+        .expect("register approval chain workflow")
+        .build();
     WorkflowReplayer::new(opts).expect("replayer")
 }
 
-/// Replays a live workflow's history against the current code, and records it under
-/// `tests/histories/` when `ARCHER_TEST_RECORD_HISTORIES` is set.
+/// Replays a live workflow's history against the current code, and records it as
+/// `tests/histories/<record_as>.json` (`record_as` is `<workflow type>/<name>`) when
+/// `ARCHER_TEST_RECORD_HISTORIES` is set.
 pub async fn replay_live(client: &Client, workflow_id: &str, record_as: &str) {
     let events = history(client, workflow_id).await;
     let history = temporalio_common::protos::temporal::api::history::v1::History { events };
     if std::env::var_os("ARCHER_TEST_RECORD_HISTORIES").is_some() {
         let path = histories_dir().join(format!("{record_as}.json"));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("histories dir");
+        }
         let json = WorkflowHistory::from(history.clone()).to_json().await.expect("history json");
         std::fs::write(&path, json).expect("write history");
     }
     replayer().replay_workflow(WorkflowHistory::from(history)).await.expect("replays against current code");
 }
 
+/// `tests/histories`: one folder per workflow type.
 pub fn histories_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("histories/ticket")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("histories")
 }
 
-/// Replays every recorded history in `dir`; returns how many.
+/// Replays every recorded history in `dir` (a workflow type's folder); returns how many.
 pub async fn replay_recorded(dir: &Path) -> usize {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("histories dir")
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
@@ -109,7 +123,7 @@ pub async fn replay_recorded(dir: &Path) -> usize {
         let bytes = std::fs::read(f).expect("read history");
         let h = WorkflowHistory::from_json(&bytes).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         if let Err(e) = r.replay_workflow(h).await {
-            panic!("{} no longer replays against the current ticket workflow: {e}", f.display());
+            panic!("{} no longer replays against the current workflow code: {e}", f.display());
         }
     }
     files.len()

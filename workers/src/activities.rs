@@ -200,11 +200,22 @@ impl TicketActivities {
         };
         let mut sent = 0;
         for id in &input.ids {
+            // the claim is committed before sending: a sender that dies mid-send leaves it
+            // claimed, and the retry does not send it again (never twice)
             let mut tx = TenantTx::begin(&self.pool, input.tenant_id, &AuditContext::default()).await.map_err(fail)?;
-            let Some(mail) = notifications::lock_email(&mut tx, *id).await.map_err(fail)? else { continue };
-            if mail.sent_at.is_some() {
-                continue;
-            }
+            let claim = notifications::claim_email(&mut tx, *id).await.map_err(fail)?;
+            tx.commit().await.map_err(fail)?;
+            let mail = match claim {
+                notifications::Claim::Send(mail) => mail,
+                notifications::Claim::Done => continue,
+                notifications::Claim::Unknown(mail) => {
+                    tracing::warn!(
+                        message_id = %mail.message_id,
+                        "an earlier attempt stopped mid-send; not sending again (check the mail server's log)"
+                    );
+                    continue;
+                }
+            };
             let stored: Vec<StoredRecipient> = serde_json::from_value(mail.recipients.clone()).map_err(fail)?;
             let to = stored.into_iter().map(|r| Recipient { name: r.name, address: r.address }).collect();
             let out = OutgoingEmail {
@@ -213,7 +224,9 @@ impl TicketActivities {
                 data: mail.data.clone(),
                 message_id: mail.message_id.clone(),
             };
-            match mailer.send(&out).await {
+            let result = mailer.send(&out).await;
+            let mut tx = TenantTx::begin(&self.pool, input.tenant_id, &AuditContext::default()).await.map_err(fail)?;
+            match result {
                 Ok(()) => {
                     notifications::email_sent(&mut tx, *id).await.map_err(fail)?;
                     tx.commit().await.map_err(fail)?;

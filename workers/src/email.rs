@@ -146,7 +146,8 @@ macro_rules! embed {
 }
 
 /// Every email template Archer sends. Add a template's three files and a line here.
-const EMBEDDED: &[Embedded] = &[embed!("sla_breach"), embed!("sla_warning")];
+const EMBEDDED: &[Embedded] =
+    &[embed!("approval_reminder"), embed!("approval_request"), embed!("sla_breach"), embed!("sla_warning")];
 
 /// The email templates, compiled from the embedded sources, in strict mode (a field the
 /// template uses but the data lacks is an error, except under `{{#if}}`).
@@ -365,8 +366,12 @@ mod tests {
     fn every_template_renders_the_sample() {
         let t = Templates::new().unwrap();
         let names: Vec<_> = t.names().collect();
-        assert_eq!(names, ["sla_breach", "sla_warning"]);
-        for name in names {
+        assert_eq!(names, ["approval_reminder", "approval_request", "sla_breach", "sla_warning"]);
+        for &name in &names {
+            let data = if name.starts_with("approval_") { approval_sample() } else { sample() };
+            t.render(name, &data).unwrap();
+        }
+        for name in ["sla_breach", "sla_warning"] {
             let r = t.render(name, &sample()).unwrap();
             assert!(!r.subject.contains('\n'), "{name}: {:?}", r.subject);
             assert!(r.subject.starts_with("[INC-000045] SLA "), "{name}: {:?}", r.subject);
@@ -450,6 +455,149 @@ mod tests {
         data["target"]["label"] = json!("Resolution <&>\r\nBcc: x@example.com");
         let r = t.render("sla_breach", &data).unwrap();
         assert_eq!(r.subject, "[INC-000045] SLA breached: Resolution <&> Bcc: x@example.com (P1)");
+    }
+
+    /// The sample data of `templates/README.md` for `approval_request` and `approval_reminder`.
+    fn approval_sample() -> serde_json::Value {
+        json!({
+            "recipient": {"name": "Morgan Manager"},
+            "ticket": {
+                "number": "REQ-000012",
+                "title": "Laptop for a new starter",
+                "url": "http://127.0.0.1:8080/api/v1/tickets/REQ-000012"
+            },
+            "requester": {"name": "Riley Requester"},
+            "step": {"name": "Manager approval"},
+            "on_behalf_of": "Avery Approver",
+            "fields": [
+                {"label": "Device", "value": "laptop"},
+                {"label": "Justification", "value": "Starts Monday in sales"}
+            ],
+            "approve_url": "http://127.0.0.1:8080/approvals/decide?token=eyJkIjoiYXBwcm92ZSJ9.c2lnLWE",
+            "reject_url": "http://127.0.0.1:8080/approvals/decide?token=eyJkIjoicmVqZWN0In0.c2lnLXI",
+            "expires_at": "2026-11-30 18:00:00 UTC",
+            "reminder": false,
+            "escalated": false
+        })
+    }
+
+    #[test]
+    fn approval_emails_render_the_sample() {
+        let t = Templates::new().unwrap();
+        for (name, subject) in [
+            ("approval_request", "[REQ-000012] Approval needed: Laptop for a new starter"),
+            ("approval_reminder", "[REQ-000012] Reminder: approval needed: Laptop for a new starter"),
+        ] {
+            let mut data = approval_sample();
+            data["reminder"] = json!(name == "approval_reminder");
+            let r = t.render(name, &data).unwrap();
+            assert_eq!(r.subject, subject);
+            for body in [&r.text, &r.html] {
+                for needle in [
+                    "Morgan Manager",
+                    "Riley Requester",
+                    "REQ-000012",
+                    "Laptop for a new starter",
+                    "Manager approval",
+                    "on behalf of Avery Approver",
+                    "Device",
+                    "laptop",
+                    "Justification",
+                    "Starts Monday in sales",
+                    "2026-11-30 18:00:00 UTC",
+                    "confirmation page",
+                    "http://127.0.0.1:8080/api/v1/tickets/REQ-000012",
+                ] {
+                    assert!(body.contains(needle), "{name} lacks {needle:?}:\n{body}");
+                }
+                assert!(!body.contains("{{") && !body.contains("approval_"), "{name} leaks template text:\n{body}");
+                assert!(!body.contains("escalated"), "{name}:\n{body}");
+            }
+            assert!(r.text.starts_with("Hello Morgan Manager,\n"), "{name}:\n{}", r.text);
+            assert!(r.html.starts_with("<!DOCTYPE html>"), "{name}:\n{}", r.html);
+            assert_eq!(r.text.contains("reminder"), name == "approval_reminder", "{name}:\n{}", r.text);
+
+            // The links: each alone on its labelled line in the text part, buttons in the HTML.
+            let lines: Vec<&str> = r.text.lines().collect();
+            assert!(
+                lines.contains(&"Approve: http://127.0.0.1:8080/approvals/decide?token=eyJkIjoiYXBwcm92ZSJ9.c2lnLWE"),
+                "{name}:\n{}",
+                r.text
+            );
+            assert!(
+                lines.contains(&"Reject: http://127.0.0.1:8080/approvals/decide?token=eyJkIjoicmVqZWN0In0.c2lnLXI"),
+                "{name}:\n{}",
+                r.text
+            );
+            // The HTML part escapes `=` too (`&#x3D;`), which a browser reads back as `=`.
+            for (url, label) in [
+                ("http://127.0.0.1:8080/approvals/decide?token&#x3D;eyJkIjoiYXBwcm92ZSJ9.c2lnLWE", "Approve"),
+                ("http://127.0.0.1:8080/approvals/decide?token&#x3D;eyJkIjoicmVqZWN0In0.c2lnLXI", "Reject"),
+            ] {
+                let at = r
+                    .html
+                    .find(&format!("<a href=\"{url}\""))
+                    .unwrap_or_else(|| panic!("{name}: no {label} link:\n{}", r.html));
+                let end = at + r.html[at..].find("</a>").unwrap();
+                assert!(r.html[at..end].ends_with(&format!(">{label}")), "{name}:\n{}", r.html);
+            }
+        }
+    }
+
+    #[test]
+    fn approval_emails_optional_parts() {
+        let t = Templates::new().unwrap();
+        for name in ["approval_request", "approval_reminder"] {
+            // No stand-in, no answers, and `reminder` and `escalated` left out altogether.
+            let mut data = approval_sample();
+            data["on_behalf_of"] = serde_json::Value::Null;
+            data["fields"] = json!([]);
+            let data = without(without(data, "/reminder"), "/escalated");
+            let r = t.render(name, &data).unwrap();
+            for body in [&r.text, &r.html] {
+                for absent in ["on behalf of", "Answers", "Device", "escalated"] {
+                    assert!(!body.contains(absent), "{name} has {absent:?}:\n{body}");
+                }
+                assert!(
+                    body.contains("Riley Requester") && body.contains("2026-11-30 18:00:00 UTC"),
+                    "{name}:\n{body}"
+                );
+            }
+            assert!(r.text.contains("\nApprove: http://"), "{name}:\n{}", r.text);
+            assert!(!r.text.contains("\n\n\n"), "{name}:\n{}", r.text);
+
+            // Escalated to this approver: one sentence says so.
+            let mut data = approval_sample();
+            data["escalated"] = json!(true);
+            let r = t.render(name, &data).unwrap();
+            for body in [&r.text, &r.html] {
+                assert!(body.contains("has been escalated to you."), "{name}:\n{body}");
+            }
+
+            // The rest is required.
+            for pointer in
+                ["/approve_url", "/reject_url", "/expires_at", "/ticket/title", "/step/name", "/recipient/name"]
+            {
+                let e = t.render(name, &without(approval_sample(), pointer)).unwrap_err();
+                assert!(matches!(e, EmailError::Permanent(_)), "{name} without {pointer}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn approval_emails_escape_only_html() {
+        let t = Templates::new().unwrap();
+        let mut data = approval_sample();
+        data["ticket"]["title"] = json!("Laptop <b>now</b> & \"fast\"");
+        data["fields"][0]["value"] = json!("<script>x</script>");
+        for name in ["approval_request", "approval_reminder"] {
+            let r = t.render(name, &data).unwrap();
+            assert!(r.html.contains("Laptop &lt;b&gt;now&lt;/b&gt; &amp; &quot;fast&quot;"), "{name}:\n{}", r.html);
+            assert!(!r.html.contains("<b>now</b>") && !r.html.contains("<script>"), "{name}:\n{}", r.html);
+            assert!(r.text.contains("Laptop <b>now</b> & \"fast\""), "{name}:\n{}", r.text);
+            assert!(r.text.contains("<script>x</script>"), "{name}:\n{}", r.text);
+            assert!(r.subject.ends_with(": Laptop <b>now</b> & \"fast\""), "{name}: {}", r.subject);
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! every activity is idempotent and has an explicit, stable name.
 
 pub mod activities;
+pub mod approvals;
 pub mod email;
+pub mod links;
 pub mod temporal;
 pub mod worker;
 

@@ -6,11 +6,14 @@
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+use archer_orchestrator::workflows::approval::{ApprovalChainWorkflow, RequestWorkflow};
 use archer_orchestrator::workflows::ticket::TicketWorkflow;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
 use crate::activities::TicketActivities;
+use crate::approvals::ApprovalActivities;
 use crate::email::{MailConfig, Mailer};
+use crate::links::LinkSigner;
 use crate::temporal::{self, TemporalConfig, TemporalError};
 
 /// What the activities reach: the database, the SMTP server, the API's public address.
@@ -22,6 +25,8 @@ pub struct WorkerDeps {
     /// `None`: emails are queued but not sent.
     pub mail: Option<MailConfig>,
     pub public_url: String,
+    /// Signs the decision links in approval emails (the API checks them with the same key).
+    pub links: LinkSigner,
 }
 
 /// A running worker. Dropping it without [`WorkerHandle::shutdown`] leaves it running until
@@ -76,11 +81,22 @@ pub fn spawn_worker(cfg: TemporalConfig, deps: WorkerDeps) -> Result<WorkerHandl
                         .map(Mailer::new)
                         .transpose()
                         .map_err(|e| TemporalError::Worker(format!("mail: {e}")))?;
+                    let approvals = ApprovalActivities {
+                        pool: pool.clone(),
+                        links: deps.links.clone(),
+                        public_url: deps.public_url.clone(),
+                    };
                     let activities = TicketActivities { pool, mailer, public_url: deps.public_url.clone() };
+                    let werr = |e: temporalio_sdk::WorkflowRegistrationError| TemporalError::Worker(e.to_string());
                     let options = WorkerOptions::new(cfg.task_queue.clone())
                         .register_workflow::<TicketWorkflow>()
-                        .map_err(|e| TemporalError::Worker(e.to_string()))?
+                        .map_err(werr)?
+                        .register_workflow::<RequestWorkflow>()
+                        .map_err(werr)?
+                        .register_workflow::<ApprovalChainWorkflow>()
+                        .map_err(werr)?
                         .register_activities(activities)
+                        .register_activities(approvals)
                         .build();
                     let worker =
                         Worker::new(&runtime, client, options).map_err(|e| TemporalError::Worker(e.to_string()))?;

@@ -1,7 +1,10 @@
 //! HTTP handlers, one module per resource. Each handler carries its OpenAPI description.
 
+pub mod approval_pages;
+pub mod approvals;
 pub mod audit;
 pub mod auth;
+pub mod catalog;
 pub mod health;
 pub mod notifications;
 pub mod problems;
@@ -26,6 +29,8 @@ pub fn v1() -> OpenApiRouter<AppState> {
         .merge(sla::router())
         .merge(ticket_sla::router())
         .merge(notifications::router())
+        .merge(catalog::router())
+        .merge(approvals::router())
 }
 
 /// Page size bounds shared by list endpoints.

@@ -200,7 +200,7 @@ pub struct TimelineEntry {
     #[schema(value_type = String, format = DateTime)]
     at: OffsetDateTime,
     /// `created`, `changed`, `comment`, `link`, `sla_warning`, `sla_breach`, `escalation`,
-    /// `sla_rebuilt`.
+    /// `sla_rebuilt`, `approval`, `approval_step`, `approval_task`, `approval_decision`.
     kind: String,
     /// Who did it; absent for Archer itself (clocks, escalations).
     actor_id: Option<Uuid>,
@@ -230,6 +230,26 @@ pub async fn timeline(
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let ticket = find(&mut tx, &p, &reference, false).await?;
     let history = audit::ticket_history(&mut tx, ticket.id, 10_000).await?;
+    // names for approval entries: steps by id, approvers by id
+    let mut step_names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut task_users: std::collections::HashMap<String, (String, Option<String>)> = std::collections::HashMap::new();
+    let mut user_names: std::collections::HashMap<Uuid, String> = std::collections::HashMap::new();
+    for a in archer_store::approvals::of_ticket(&mut tx, ticket.id).await? {
+        for step in archer_store::approvals::steps(&mut tx, a.id).await? {
+            step_names.insert(step.id.to_string(), step.name);
+        }
+        for t in archer_store::approvals::tasks_of_approval(&mut tx, a.id).await? {
+            for u in [Some(t.approver_id), t.on_behalf_of].into_iter().flatten() {
+                if let std::collections::hash_map::Entry::Vacant(e) = user_names.entry(u) {
+                    e.insert(archer_store::users::get(&mut tx, u).await.map(|u| u.display_name).unwrap_or_default());
+                }
+            }
+            let name = user_names.get(&t.approver_id).cloned().unwrap_or_default();
+            let behalf = t.on_behalf_of.and_then(|u| user_names.get(&u).cloned());
+            let step = step_names.get(&t.step_id.to_string()).cloned().unwrap_or_default();
+            task_users.insert(t.id.to_string(), (format!("{name} ({step})"), behalf));
+        }
+    }
     tx.commit().await?;
     let s = |v: &Option<serde_json::Value>, k: &str| {
         v.as_ref()
@@ -284,6 +304,57 @@ pub async fn timeline(
                     ("escalation", format!("escalation: {} ({})", s(&h.after, "name"), s(&h.after, "metric")), h.at)
                 }
                 "sla.rebuilt" => ("sla_rebuilt", h.detail.clone().unwrap_or_default(), h.at),
+                "approvals.insert" => ("approval", format!("approval requested: {}", s(&h.after, "source")), h.at),
+                "approvals.update" => {
+                    ("approval", format!("approval {}: {}", s(&h.after, "state"), s(&h.after, "reason")), h.at)
+                }
+                "approval_steps.insert" => ("approval_step", format!("step started: {}", s(&h.after, "name")), h.at),
+                "approval_steps.update" => {
+                    let name = h.entity_id.as_ref().and_then(|id| step_names.get(id)).cloned().unwrap_or_default();
+                    let after = h.after.as_ref();
+                    if after.and_then(|a| a.get("state")).is_some() {
+                        (
+                            "approval_step",
+                            format!("step {}: {name} ({})", s(&h.after, "state"), s(&h.after, "reason")),
+                            h.at,
+                        )
+                    } else if after.and_then(|a| a.get("escalated_at")).is_some() {
+                        ("approval_step", format!("step escalated after its timeout: {name}"), h.at)
+                    } else {
+                        ("approval_step", format!("step scheduled (reminders, timeout): {name}"), h.at)
+                    }
+                }
+                "approval_tasks.insert" => {
+                    let who = h
+                        .entity_id
+                        .as_ref()
+                        .and_then(|id| task_users.get(id))
+                        .map(|(n, _)| n.clone())
+                        .unwrap_or_default();
+                    ("approval_task", format!("approver added: {who}"), h.at)
+                }
+                "approval_tasks.update" => {
+                    let (who, behalf) =
+                        h.entity_id.as_ref().and_then(|id| task_users.get(id)).cloned().unwrap_or_default();
+                    let behalf = behalf.map(|b| format!(" on behalf of {b}")).unwrap_or_default();
+                    let state = s(&h.after, "state");
+                    let summary = match state.as_str() {
+                        "asked" => format!("asked: {who}{behalf}"),
+                        "approved" | "rejected" => {
+                            let via = s(&h.after, "via");
+                            let comment = s(&h.after, "comment");
+                            let comment = if comment.is_empty() || comment == "null" {
+                                String::new()
+                            } else {
+                                format!(": {comment}")
+                            };
+                            format!("{state} by {who}{behalf} (via {via}){comment}")
+                        }
+                        "superseded" => format!("no longer asked: {who}"),
+                        other => format!("{other}: {who}"),
+                    };
+                    ("approval_decision", summary, h.at)
+                }
                 other => ("changed", other.to_owned(), h.at),
             };
             TimelineEntry { at, kind: kind.into(), actor_id: h.actor_id, summary, before: h.before, after: h.after }

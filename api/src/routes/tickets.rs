@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use archer_orchestrator::catalog::{ChangeType, Risk};
 use archer_orchestrator::workflows::ticket::{self as wf, CommentAuthor};
 use archer_orchestrator::{Impact, LinkKind, Priority, Status, TenantSlug, TicketKind, TicketNumber, Urgency};
 use archer_store::tickets::{self as store, AssigneeFilter, Cursor, CursorValue, SortField, TicketFilter, TicketRow};
@@ -77,6 +78,12 @@ pub struct Ticket {
     pub team_id: Option<Uuid>,
     pub category: Option<String>,
     pub tags: Vec<String>,
+    /// Changes: standard (pre-approved), normal (CAB) or emergency (ECAB).
+    pub change_type: Option<ChangeType>,
+    /// Changes: low, medium or high.
+    pub risk: Option<Risk>,
+    /// Service requests from the catalog: the item, the version submitted against, the answers.
+    pub request: Option<CatalogRequest>,
     /// Also the `ETag`; send it back in `If-Match` to change the ticket safely.
     pub version: i32,
     #[serde(with = "time::serde::rfc3339")]
@@ -95,6 +102,18 @@ pub struct Ticket {
     pub workflow: WorkflowRef,
     /// The SLA policy pinned to the ticket and its clocks (absent when no policy applies).
     pub sla: Option<TicketSla>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CatalogRequest {
+    pub item_id: Uuid,
+    pub item_version: i32,
+    #[schema(value_type = Object)]
+    pub fields: serde_json::Value,
+}
+
+fn enum_of<T: serde::de::DeserializeOwned>(v: Option<&str>) -> Option<T> {
+    v.and_then(|s| serde_json::from_value(serde_json::Value::String(s.to_owned())).ok())
 }
 
 #[derive(Serialize, ToSchema)]
@@ -135,6 +154,16 @@ fn to_dto(state: &AppState, tenant: &TenantSlug, row: TicketRow, sla: Option<&sl
         team_id: row.team_id,
         category: row.category,
         tags: row.tags,
+        change_type: enum_of(row.change_type.as_deref()),
+        risk: enum_of(row.risk.as_deref()),
+        request: match (row.catalog_item_id, row.catalog_item_version) {
+            (Some(item_id), Some(item_version)) => Some(CatalogRequest {
+                item_id,
+                item_version,
+                fields: row.request_fields.unwrap_or(serde_json::Value::Null),
+            }),
+            _ => None,
+        },
         version: row.version,
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -223,6 +252,29 @@ pub struct CreateTicket {
     category: Option<String>,
     #[serde(default)]
     tags: Vec<String>,
+    /// Required for changes (and only for them): which approval the change gets.
+    change_type: Option<ChangeType>,
+    /// Required for changes (and only for them).
+    risk: Option<Risk>,
+}
+
+/// Changes carry a type and a risk; other kinds carry neither.
+fn check_change_fields(errors: &mut Errors, kind: TicketKind, change_type: bool, risk: bool) {
+    if kind == TicketKind::Change {
+        if !change_type {
+            errors.add("/change_type", "required", "a change is standard, normal or emergency");
+        }
+        if !risk {
+            errors.add("/risk", "required", "a change's risk is low, medium or high");
+        }
+    } else {
+        if change_type {
+            errors.add("/change_type", "kind", "only changes have a change type");
+        }
+        if risk {
+            errors.add("/risk", "kind", "only changes have a risk");
+        }
+    }
 }
 
 fn check_tags(errors: &mut Errors, tags: &[String]) -> Vec<String> {
@@ -281,6 +333,7 @@ pub async fn create_ticket(
     let urgency = check_level(&mut errors, "/urgency", body.urgency, Urgency::new);
     let category = body.category.as_deref().map(|c| errors.text("/category", c, 1, 100));
     let tags = check_tags(&mut errors, &body.tags);
+    check_change_fields(&mut errors, body.kind, body.change_type.is_some(), body.risk.is_some());
     let override_ = match (body.priority, body.priority_reason.as_deref().map(str::trim)) {
         (None, None) => None,
         (Some(_), None) | (Some(_), Some("")) => {
@@ -335,6 +388,11 @@ pub async fn create_ticket(
         category,
         status: Status::New.as_str().to_owned(),
         tags,
+        change_type: body.change_type.map(|t| t.as_str().to_owned()),
+        risk: body.risk.map(|r| r.as_str().to_owned()),
+        catalog_item_id: None,
+        catalog_item_version: None,
+        request_fields: None,
     };
     let row = service::create(&mut tx, &tenant, &new).await?;
     let version = row.version;
@@ -390,6 +448,10 @@ pub struct UpdateTicket {
     #[schema(value_type = Option<String>)]
     category: Option<Option<String>>,
     tags: Option<Vec<String>>,
+    /// Changes, before authorization. Needs `ticket:update`.
+    change_type: Option<ChangeType>,
+    /// Changes, before authorization. Needs `ticket:update`.
+    risk: Option<Risk>,
 }
 
 /// What a requester may do to their own ticket without `ticket:update`.
@@ -456,7 +518,14 @@ pub async fn update_ticket(
     if body.assignee_id.is_some() || body.team_id.is_some() {
         p.require(&state, &meta, "ticket:assign").await?;
     }
-    if impact.is_some() || urgency.is_some() || override_.is_some() || category.is_some() || tags.is_some() {
+    if impact.is_some()
+        || urgency.is_some()
+        || override_.is_some()
+        || category.is_some()
+        || tags.is_some()
+        || body.change_type.is_some()
+        || body.risk.is_some()
+    {
         p.require(&state, &meta, "ticket:update").await?;
     }
 
@@ -476,9 +545,59 @@ pub async fn update_ticket(
     let mut new = old.clone();
     let mut events = Vec::new();
 
+    if (body.change_type.is_some() || body.risk.is_some()) && parsed.kind != TicketKind::Change {
+        let mut e = Errors::new();
+        check_change_fields(&mut e, parsed.kind, body.change_type.is_some(), body.risk.is_some());
+        e.into_result()?;
+    }
+    let type_changes = body.change_type.is_some_and(|t| old.change_type.as_deref() != Some(t.as_str()))
+        || body.risk.is_some_and(|r| old.risk.as_deref() != Some(r.as_str()));
+    if type_changes && !matches!(parsed.status, Status::New | Status::Assess) {
+        return Err(ApiError::Conflict(format!(
+            "a change's type and risk are settled once it is {}: send it back to assess first",
+            parsed.status
+        )));
+    }
+    if let Some(t) = body.change_type {
+        new.change_type = Some(t.as_str().to_owned());
+    }
+    if let Some(r) = body.risk {
+        new.risk = Some(r.as_str().to_owned());
+    }
+    let mut approval_starts = false;
+    let mut approval_cancelled = None;
     if let Some(to) = body.status.filter(|s| *s != parsed.status) {
         if !is_agent(&p) && !requester_may(parsed.kind, parsed.status, to) {
             p.require(&state, &meta, "ticket:update").await?;
+        }
+        if Status::approval_only(parsed.kind, parsed.status, to) {
+            return Err(ApiError::IllegalTransition {
+                detail: format!(
+                    "only its approval moves a {} from {} to {}; {}",
+                    parsed.kind,
+                    parsed.status,
+                    to,
+                    if parsed.status == Status::Authorize || parsed.status == Status::PendingApproval {
+                        "decide the approval (POST /api/v1/approvals/{id}/approve or reject)"
+                    } else {
+                        "requests from the catalog wait for theirs"
+                    }
+                ),
+                from: parsed.status,
+                to,
+                allowed: parsed
+                    .status
+                    .allowed_next(parsed.kind)
+                    .iter()
+                    .copied()
+                    .filter(|s| !Status::approval_only(parsed.kind, parsed.status, *s))
+                    .collect(),
+            });
+        }
+        approval_starts = parsed.kind == TicketKind::Change && to == Status::Authorize;
+        if matches!(parsed.status, Status::Authorize | Status::PendingApproval) {
+            approval_cancelled =
+                Some(format!("the ticket moved from {} to {} before its approval ended", parsed.status, to));
         }
         parsed.status.transition(parsed.kind, to).map_err(|e| ApiError::IllegalTransition {
             detail: e.to_string(),
@@ -545,11 +664,19 @@ pub async fn update_ticket(
         && new.description == old.description
         && new.category == old.category
         && new.tags == old.tags
+        && new.change_type == old.change_type
+        && new.risk == old.risk
         && new.impact == old.impact
         && new.urgency == old.urgency
         && new.priority_reason == old.priority_reason
         && events.is_empty();
     let row = if unchanged { old } else { service::save(&mut tx, &tenant, &old, new, events, Some(p.user_id)).await? };
+    if let Some(reason) = approval_cancelled {
+        super::approvals::cancel_pending(&mut tx, row.id, &reason).await?;
+    }
+    if approval_starts {
+        super::approvals::start_change_approval(&mut tx, &row, &tenant).await?;
+    }
     let version = row.version;
     let dto = dto(&state, &mut tx, &tenant, row).await?;
     tx.commit().await?;

@@ -123,14 +123,16 @@ pub struct Conditions {
 }
 
 impl Conditions {
-    /// Archer's defaults per metric: waiting on the customer pauses every clock; the first
-    /// public agent reply or work starting stops first response; resolving stops resolution
-    /// and reopening resumes it; cancelling the ticket cancels every clock.
+    /// Archer's defaults per metric: waiting on the customer (or on an approval) pauses every
+    /// clock; the first public agent reply or work starting stops first response; resolving
+    /// stops resolution and reopening resumes it; cancelling or rejecting the ticket cancels
+    /// every clock.
     pub fn default_for(metric: Metric) -> Self {
         use Status::*;
         use Trigger::*;
-        let cancelled = Condition::of(&[], &[Cancelled]);
-        let waiting = Condition::of(&[], &[WaitingOnCustomer]);
+        let cancelled = Condition::of(&[], &[Cancelled, Rejected]);
+        // waiting on the customer, or on an approval: not the service desk's time
+        let waiting = Condition::of(&[], &[WaitingOnCustomer, PendingApproval]);
         match metric {
             Metric::FirstResponse => Conditions {
                 start: Condition::of(&[Created], &[]),

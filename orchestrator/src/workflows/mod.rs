@@ -4,6 +4,7 @@
 //! running workflows, so they never change once shipped.
 
 pub mod activities;
+pub mod approval;
 pub mod search;
 pub mod ticket;
 

@@ -111,6 +111,11 @@ async fn main() {
                     category: None,
                     status: Status::New.as_str().into(),
                     tags: Vec::new(),
+                    change_type: None,
+                    risk: None,
+                    catalog_item_id: None,
+                    catalog_item_version: None,
+                    request_fields: None,
                 };
                 archer_store::changes::create(&mut tx, &tenant, &new).await.expect("create");
                 tx.commit().await.expect("commit");
@@ -120,7 +125,7 @@ async fn main() {
         .collect()
         .await;
     println!("  created {} tickets in {:.1}s", created.len(), started.elapsed().as_secs_f64());
-    app.outbox_drained().await;
+    app.outbox_drained_within(Duration::from_secs(args.lead + args.spread)).await;
     let started_all = started.elapsed().as_secs_f64();
     println!("  every workflow started after {started_all:.1}s");
     if started_all > args.lead as f64 {

@@ -3,8 +3,11 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod approvals;
 mod auth;
 mod bad_input;
+mod browser;
+mod catalog;
 mod concurrency;
 mod devstack;
 mod email;

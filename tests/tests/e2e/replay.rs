@@ -1,9 +1,23 @@
-//! Recorded histories of the ticket workflow replay against the current code, so a change
-//! that would break running workflows fails here. Record new ones with
+//! Recorded histories of every workflow replay against the current code, so a change that
+//! would break running workflows fails here. Record new ones with
 //! `ARCHER_TEST_RECORD_HISTORIES=1 ./dev test`.
+
+use archer_tests::temporal::{histories_dir, replay_recorded};
 
 #[tokio::test]
 async fn recorded_ticket_histories_replay_against_current_code() {
-    let n = archer_tests::temporal::replay_recorded(&archer_tests::temporal::histories_dir()).await;
-    assert!(n >= 2, "expected recorded histories in tests/histories/ticket, found {n}");
+    let n = replay_recorded(&histories_dir().join("ticket")).await;
+    assert!(n >= 3, "expected recorded histories in tests/histories/ticket, found {n}");
+}
+
+#[tokio::test]
+async fn recorded_request_histories_replay_against_current_code() {
+    let n = replay_recorded(&histories_dir().join("request")).await;
+    assert!(n >= 2, "expected recorded histories in tests/histories/request, found {n}");
+}
+
+#[tokio::test]
+async fn recorded_approval_chain_histories_replay_against_current_code() {
+    let n = replay_recorded(&histories_dir().join("approval_chain")).await;
+    assert!(n >= 4, "expected recorded histories in tests/histories/approval_chain, found {n}");
 }

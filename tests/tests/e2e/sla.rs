@@ -88,7 +88,7 @@ async fn a_breach_is_recorded_within_a_second_of_its_deadline_and_escalates_by_e
     app.set_status(&t.agent, number, "closed").await;
     app.wait_for_status(&client, &wf, WorkflowExecutionStatus::Completed).await;
     assert_eq!(app.mail.count(|_| true), 1, "no email twice");
-    replay_live(&client, &wf, "incident_sla_breach_escalated").await;
+    replay_live(&client, &wf, "ticket/incident_sla_breach_escalated").await;
     app.stop().await;
 }
 

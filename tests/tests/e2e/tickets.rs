@@ -171,7 +171,7 @@ async fn lists_filter_sort_and_page_by_offset_and_cursor() {
     app.create_ticket(&t.agent, mk("incident", "Email outage for sales", 1, 1)).await; // P1
     app.create_ticket(&t.agent, mk("service_request", "New monitor please", 4, 4)).await; // P4
     app.create_ticket(&t.agent, mk("problem", "Printers keep jamming", 2, 3)).await; // P3
-    app.create_ticket(&t.agent, json!({"kind": "change", "title": "Swap printer fleet", "impact": 2, "urgency": 2, "tags": ["printers"], "team_id": null})).await; // P2
+    app.create_ticket(&t.agent, json!({"kind": "change", "title": "Swap printer fleet", "impact": 2, "urgency": 2, "tags": ["printers"], "team_id": null, "change_type": "standard", "risk": "low"})).await; // P2
     app.patch(
         Some(&t.agent.token),
         "/api/v1/tickets/INC-000002",

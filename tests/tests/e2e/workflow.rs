@@ -90,7 +90,7 @@ async fn created_ticket_gets_a_workflow_that_hears_every_change_and_completes_on
         .await;
     assert_eq!(found.len(), 1, "{found:?}");
 
-    replay_live(&client, &wf_id, "incident_full_lifecycle").await;
+    replay_live(&client, &wf_id, "ticket/incident_full_lifecycle").await;
     app.stop().await;
 }
 
@@ -101,7 +101,7 @@ async fn workflow_query_reports_the_live_ticket() {
     let ticket = app
         .create_ticket(
             &t.agent,
-            serde_json::json!({"kind": "change", "title": "Patch the firewall", "impact": 2, "urgency": 3}),
+            serde_json::json!({"kind": "change", "title": "Patch the firewall", "impact": 2, "urgency": 3, "change_type": "normal", "risk": "medium"}),
         )
         .await;
     let number = ticket["number"].as_str().unwrap().to_owned();
@@ -117,6 +117,6 @@ async fn workflow_query_reports_the_live_ticket() {
     .await;
     app.set_status(&t.agent, &number, "cancelled").await;
     app.wait_for_status(&client, &wf_id, WorkflowExecutionStatus::Completed).await;
-    replay_live(&client, &wf_id, "change_cancelled").await;
+    replay_live(&client, &wf_id, "ticket/change_cancelled").await;
     app.stop().await;
 }

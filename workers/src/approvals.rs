@@ -1,0 +1,408 @@
+//! The approval activities: opening a step (resolving and asking its approvers, with their
+//! emails and signed decision links), asking the next approver or reminding, escalating a
+//! timed-out step, closing a step or an approval, and moving the ticket on after it.
+//!
+//! Each is idempotent under retries: steps and tasks are keyed by (approval, step) and
+//! (step, approver), emails by a Message-ID derived from their task and purpose, and the
+//! ticket moves only if it still waits for this approval.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde_json::json;
+use sqlx::PgPool;
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use archer_orchestrator::approval::{ApproverSpec, Clock, Decision, Outcome};
+use archer_orchestrator::sla::calendar::{Calendar, CalendarSpec};
+use archer_orchestrator::sla::engine::SlaAssignment;
+use archer_orchestrator::workflows::activities::{
+    ApplyOutcome, Ask, Close, EscalateStep, OpenStep, OpenedStep, StepEscalated, TaskRef, TicketRef,
+};
+use archer_orchestrator::{Status, TicketKind};
+use archer_store::approvals::{self, StepRow, TaskRow};
+use archer_store::changes::{self, Event, to_jiff, to_time};
+use archer_store::{AuditContext, StoreError, TenantTx, notifications, tickets};
+
+use crate::links::{LinkClaims, LinkSigner};
+
+/// What the approval activities need.
+pub struct ApprovalActivities {
+    pub pool: PgPool,
+    pub links: LinkSigner,
+    pub public_url: String,
+}
+
+fn fail(e: impl std::fmt::Display) -> ActivityError {
+    ActivityError::from(anyhow::anyhow!("{e}"))
+}
+
+fn workflow_ctx(t: &TicketRef) -> AuditContext {
+    AuditContext { actor_id: None, request_id: Some(format!("workflow:{}/{}", t.tenant, t.number)), ip: None }
+}
+
+/// Decision links stay valid this long when the step has no timeout.
+const LINK_TTL_SECS: i64 = 14 * 24 * 3600;
+
+impl ApprovalActivities {
+    /// Users a step's approver specs name, in order, without repeats, active, never the
+    /// requester; an approver out of office is replaced by their delegate.
+    async fn resolve(
+        &self,
+        tx: &mut TenantTx,
+        specs: &[ApproverSpec],
+        ticket: &tickets::TicketRow,
+    ) -> Result<Vec<(Uuid, Option<Uuid>)>, StoreError> {
+        let mut ids: Vec<Uuid> = Vec::new();
+        for spec in specs {
+            match spec {
+                ApproverSpec::User(id) => ids.push(*id),
+                ApproverSpec::Role(role) => {
+                    let (users, _) = archer_store::users::list(
+                        tx,
+                        archer_store::users::UserFilter {
+                            q: None,
+                            role: Some(role),
+                            active: Some(true),
+                            limit: 1000,
+                            offset: 0,
+                        },
+                    )
+                    .await?;
+                    ids.extend(users.into_iter().map(|u| u.id));
+                }
+                ApproverSpec::Team(team) => {
+                    if let Ok(t) = archer_store::teams::get(tx, *team).await {
+                        ids.extend(t.members);
+                    }
+                }
+                ApproverSpec::RequesterManager => {
+                    if let Ok(u) = archer_store::users::get(tx, ticket.requester_id).await
+                        && let Some(m) = u.manager_id
+                    {
+                        ids.push(m);
+                    }
+                }
+                ApproverSpec::ItemOwner => {
+                    if let (Some(item), Some(version)) = (ticket.catalog_item_id, ticket.catalog_item_version)
+                        && let Ok(i) = archer_store::catalog::item_version(tx, item, version).await
+                        && let Some(owner) =
+                            i.spec.get("owner_id").and_then(|o| o.as_str()).and_then(|o| Uuid::parse_str(o).ok())
+                    {
+                        ids.push(owner);
+                    }
+                }
+            }
+        }
+        let mut out: Vec<(Uuid, Option<Uuid>)> = Vec::new();
+        for id in ids {
+            let (approver, on_behalf_of) = match approvals::delegate_of(tx, id).await? {
+                Some(d) => (d, Some(id)),
+                None => (id, None),
+            };
+            if approver == ticket.requester_id || out.iter().any(|(a, _)| *a == approver) {
+                continue;
+            }
+            if archer_store::users::get(tx, approver).await.is_ok_and(|u| u.active) {
+                out.push((approver, on_behalf_of));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Queues the email asking (or reminding) an approver, with approve and reject links.
+    async fn email(
+        &self,
+        tx: &mut TenantTx,
+        t: &TicketRef,
+        ticket: &tickets::TicketRow,
+        step: &StepRow,
+        task: &TaskRow,
+        purpose: &str,
+    ) -> Result<Uuid, ActivityError> {
+        let approver = archer_store::users::get(tx, task.approver_id).await.map_err(fail)?;
+        let requester = archer_store::users::get(tx, ticket.requester_id).await.map_err(fail)?;
+        let on_behalf_of = match task.on_behalf_of {
+            Some(u) => archer_store::users::get(tx, u).await.ok().map(|u| u.display_name),
+            None => None,
+        };
+        let exp = step
+            .timeout_at
+            .map(|t| t.unix_timestamp() + 3600)
+            .unwrap_or_else(|| OffsetDateTime::now_utc().unix_timestamp() + LINK_TTL_SECS);
+        let link = |decision: Decision| {
+            let token = self.links.sign(&LinkClaims {
+                jti: Uuid::now_v7(),
+                tenant: t.tenant_id,
+                approval: task.approval_id,
+                step: step.id,
+                task: task.id,
+                approver: task.approver_id,
+                decision,
+                exp,
+            });
+            format!("{}/approvals/decide?token={token}", self.public_url.trim_end_matches('/'))
+        };
+        let fields = form_answers(tx, ticket).await;
+        let number = t.number.to_string();
+        let data = json!({
+            "recipient": {"name": approver.display_name},
+            "ticket": {
+                "number": number,
+                "title": ticket.title,
+                "url": format!("{}/api/v1/tickets/{number}", self.public_url.trim_end_matches('/')),
+            },
+            "requester": {"name": requester.display_name},
+            "step": {"name": step.name},
+            "on_behalf_of": on_behalf_of,
+            "fields": fields,
+            "approve_url": link(Decision::Approve),
+            "reject_url": link(Decision::Reject),
+            "expires_at": OffsetDateTime::from_unix_timestamp(exp).map(|t| t.to_string()).unwrap_or_default(),
+            "reminder": purpose.starts_with("reminder"),
+            "escalated": task.escalation,
+        });
+        let message_id = format!("<approval.{}.{purpose}@archer>", task.id);
+        let recipients = json!([{"name": approver.display_name, "address": approver.email}]);
+        let template = if purpose.starts_with("reminder") { "approval_reminder" } else { "approval_request" };
+        notifications::queue_email(tx, t.tenant_id, &message_id, &recipients, template, &data).await.map_err(fail)
+    }
+}
+
+/// The request's form answers as label/value pairs (labels from the item's schema titles).
+pub async fn form_answers(tx: &mut TenantTx, ticket: &tickets::TicketRow) -> Vec<serde_json::Value> {
+    let Some(fields) = ticket.request_fields.as_ref().and_then(|f| f.as_object()) else { return Vec::new() };
+    let schema = match (ticket.catalog_item_id, ticket.catalog_item_version) {
+        (Some(id), Some(v)) => archer_store::catalog::item_version(tx, id, v).await.ok().map(|i| i.spec),
+        _ => None,
+    };
+    fields
+        .iter()
+        .map(|(k, v)| {
+            let label = schema
+                .as_ref()
+                .and_then(|s| s.pointer(&format!("/form_schema/properties/{k}/title")))
+                .and_then(|t| t.as_str())
+                .unwrap_or(k)
+                .to_owned();
+            let value = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            json!({"label": label, "value": value})
+        })
+        .collect()
+}
+
+/// The calendar approvals count business time in: the one of the ticket's SLA policy, else 24×7.
+async fn calendar_of(tx: &mut TenantTx, ticket_id: Uuid) -> Calendar {
+    let spec = archer_store::sla::ticket_sla(tx, ticket_id)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|s| serde_json::from_value::<SlaAssignment>(s.assignment).ok())
+        .map(|a| a.calendar)
+        .unwrap_or_else(CalendarSpec::always);
+    spec.compile().unwrap_or_else(|_| Calendar::always())
+}
+
+fn after(calendar: &Calendar, clock: Clock, start: Timestamp, secs: u64) -> Timestamp {
+    let d = jiff::SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX));
+    match clock {
+        Clock::Wall => start.checked_add(d).unwrap_or(start),
+        Clock::Business => calendar.add(start, d).unwrap_or(start),
+    }
+}
+
+fn task_refs(tasks: &[TaskRow]) -> Vec<TaskRef> {
+    tasks.iter().map(|t| TaskRef { task_id: t.id, approver_id: t.approver_id }).collect()
+}
+
+#[activities]
+impl ApprovalActivities {
+    #[activity(name = "approval.open_step")]
+    pub async fn open_step(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: OpenStep,
+    ) -> Result<OpenedStep, ActivityError> {
+        let t = &input.ticket;
+        let mut tx = TenantTx::begin(&self.pool, t.tenant_id, &workflow_ctx(t)).await.map_err(fail)?;
+        let ticket = tickets::get(&mut tx, t.ticket_id).await.map_err(fail)?;
+        let spec = serde_json::to_value(&input.step).map_err(fail)?;
+        let (step, new) = approvals::open_step(
+            &mut tx,
+            t.tenant_id,
+            input.approval_id,
+            t.ticket_id,
+            input.index as i32,
+            &input.step.name,
+            &spec,
+        )
+        .await
+        .map_err(fail)?;
+        if new {
+            for (i, (approver, on_behalf_of)) in
+                self.resolve(&mut tx, &input.step.approvers, &ticket).await.map_err(fail)?.into_iter().enumerate()
+            {
+                approvals::add_task(&mut tx, t.tenant_id, &step, i as i32, approver, on_behalf_of, false)
+                    .await
+                    .map_err(fail)?;
+            }
+            if let Some(timeout) = &input.step.timeout {
+                let calendar = calendar_of(&mut tx, t.ticket_id).await;
+                let start = to_jiff(step.started_at);
+                let reminders: Vec<OffsetDateTime> =
+                    timeout.reminders.iter().map(|r| to_time(after(&calendar, timeout.clock, start, r.0))).collect();
+                let until = to_time(after(&calendar, timeout.clock, start, timeout.after.0));
+                approvals::set_schedule(&mut tx, step.id, &reminders, Some(until)).await.map_err(fail)?;
+            }
+        }
+        let step = approvals::step(&mut tx, step.id).await.map_err(fail)?;
+        let tasks = approvals::tasks(&mut tx, step.id).await.map_err(fail)?;
+        let first: Vec<Uuid> = match input.step.mode {
+            archer_orchestrator::approval::Mode::Parallel => tasks.iter().map(|t| t.id).collect(),
+            archer_orchestrator::approval::Mode::Sequential => tasks.iter().take(1).map(|t| t.id).collect(),
+        };
+        approvals::ask(&mut tx, &first).await.map_err(fail)?;
+        let mut emails = Vec::new();
+        for task in approvals::tasks(&mut tx, step.id).await.map_err(fail)? {
+            if task.state == "asked" {
+                emails.push(self.email(&mut tx, t, &ticket, &step, &task, "request").await?);
+            }
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(OpenedStep {
+            step_id: step.id,
+            tasks: task_refs(&tasks),
+            reminders: step.reminders_at.iter().map(|r| to_jiff(*r)).collect(),
+            timeout: step.timeout_at.map(to_jiff),
+            emails,
+        })
+    }
+
+    #[activity(name = "approval.ask")]
+    pub async fn ask(self: Arc<Self>, _ctx: ActivityContext, input: Ask) -> Result<Vec<Uuid>, ActivityError> {
+        let t = &input.ticket;
+        let mut tx = TenantTx::begin(&self.pool, t.tenant_id, &workflow_ctx(t)).await.map_err(fail)?;
+        let ticket = tickets::get(&mut tx, t.ticket_id).await.map_err(fail)?;
+        let step = approvals::step(&mut tx, input.step_id).await.map_err(fail)?;
+        if input.reminder.is_none() {
+            approvals::ask(&mut tx, &input.task_ids).await.map_err(fail)?;
+        }
+        let purpose = match input.reminder {
+            Some(n) => format!("reminder.{n}"),
+            None => "request".to_owned(),
+        };
+        let mut emails = Vec::new();
+        if step.state == "open" {
+            for id in &input.task_ids {
+                let task = approvals::task(&mut tx, *id).await.map_err(fail)?;
+                if task.state == "asked" {
+                    emails.push(self.email(&mut tx, t, &ticket, &step, &task, &purpose).await?);
+                }
+            }
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(emails)
+    }
+
+    #[activity(name = "approval.escalate_step")]
+    pub async fn escalate_step(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: EscalateStep,
+    ) -> Result<StepEscalated, ActivityError> {
+        let t = &input.ticket;
+        let mut tx = TenantTx::begin(&self.pool, t.tenant_id, &workflow_ctx(t)).await.map_err(fail)?;
+        let ticket = tickets::get(&mut tx, t.ticket_id).await.map_err(fail)?;
+        let step = approvals::step(&mut tx, input.step_id).await.map_err(fail)?;
+        let resolved = self.resolve(&mut tx, &input.to, &ticket).await.map_err(fail)?;
+        let base = approvals::tasks(&mut tx, step.id).await.map_err(fail)?.len() as i32;
+        for (i, (approver, on_behalf_of)) in resolved.into_iter().enumerate() {
+            approvals::add_task(&mut tx, t.tenant_id, &step, base + i as i32, approver, on_behalf_of, true)
+                .await
+                .map_err(fail)?;
+        }
+        approvals::mark_escalated(&mut tx, step.id).await.map_err(fail)?;
+        let escalation: Vec<TaskRow> =
+            approvals::tasks(&mut tx, step.id).await.map_err(fail)?.into_iter().filter(|t| t.escalation).collect();
+        let ids: Vec<Uuid> = escalation.iter().map(|t| t.id).collect();
+        approvals::ask(&mut tx, &ids).await.map_err(fail)?;
+        let mut emails = Vec::new();
+        for task in approvals::tasks(&mut tx, step.id).await.map_err(fail)? {
+            if task.escalation && task.state == "asked" {
+                emails.push(self.email(&mut tx, t, &ticket, &step, &task, "escalation").await?);
+            }
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(StepEscalated { tasks: task_refs(&escalation), emails })
+    }
+
+    #[activity(name = "approval.close")]
+    pub async fn close(self: Arc<Self>, _ctx: ActivityContext, input: Close) -> Result<(), ActivityError> {
+        let t = &input.ticket;
+        let mut tx = TenantTx::begin(&self.pool, t.tenant_id, &workflow_ctx(t)).await.map_err(fail)?;
+        let (state, reason) = match &input.outcome {
+            Outcome::Approved { reason } => ("approved", reason),
+            Outcome::Rejected { reason } => ("rejected", reason),
+            Outcome::Cancelled { reason } => ("cancelled", reason),
+        };
+        match input.step_id {
+            Some(step) => {
+                approvals::close_step(&mut tx, step, state, reason).await.map_err(fail)?;
+            }
+            None => {
+                approvals::finish(&mut tx, input.approval_id, state, reason).await.map_err(fail)?;
+                // any step still open (cancellation) closes with it
+                for step in approvals::steps(&mut tx, input.approval_id).await.map_err(fail)? {
+                    if step.state == "open" {
+                        approvals::close_step(&mut tx, step.id, state, reason).await.map_err(fail)?;
+                    }
+                }
+            }
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(())
+    }
+
+    #[activity(name = "request.apply_outcome")]
+    pub async fn apply_outcome(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: ApplyOutcome,
+    ) -> Result<(), ActivityError> {
+        let t = &input.ticket;
+        let mut tx = TenantTx::begin(&self.pool, t.tenant_id, &workflow_ctx(t)).await.map_err(fail)?;
+        let ticket = tickets::lock(&mut tx, t.ticket_id).await.map_err(fail)?;
+        let current: Status = ticket.status.parse().map_err(fail)?;
+        let (to, note) = match &input.outcome {
+            Outcome::Approved { reason } => (input.on_approved, format!("Approved: {reason}.")),
+            Outcome::Rejected { reason } => (input.on_rejected, format!("Rejected: {reason}.")),
+            Outcome::Cancelled { .. } => return Ok(()),
+        };
+        // only a ticket still waiting for this approval moves (a retry finds it moved)
+        if current != input.waiting_in {
+            return Ok(());
+        }
+        let kind: TicketKind = ticket.kind.parse().map_err(fail)?;
+        if current.transition(kind, to).is_err() {
+            return Err(ActivityError::from(anyhow::anyhow!("{kind} cannot go from {current} to {to}")));
+        }
+        let mut new = ticket.clone();
+        new.status = to.as_str().to_owned();
+        let now = archer_store::tx_now(&mut tx).await.map_err(fail)?;
+        if to.is_terminal() {
+            new.closed_at = Some(now);
+        }
+        changes::save(&mut tx, &t.tenant, &ticket, new, vec![Event::Status { from: current, to }], None)
+            .await
+            .map_err(fail)?;
+        tickets::add_comment(&mut tx, t.tenant_id, t.ticket_id, None, &note, false).await.map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+        Ok(())
+    }
+}
