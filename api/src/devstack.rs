@@ -686,6 +686,10 @@ fn print_banner(config: &crate::config::Config, ui: Option<&str>, mail_ui: Optio
         config.temporal_address.as_str().trim_start_matches("http://").trim_end_matches('/')
     );
     println!();
+    println!("  Approvals: as requester@acme.example, POST {api}/api/v1/requests for the Laptop item");
+    println!("    (GET {api}/api/v1/catalog lists it); the manager's email with Approve and Reject");
+    println!("    links arrives in the mail inbox; pending approvals: GET {api}/api/v1/approvals");
+    println!();
     println!("  Ctrl-C stops everything; data stays in .archer/ for the next run.");
     println!();
 }

@@ -310,6 +310,22 @@ pub fn laptop_item(hardware_team: Uuid) -> Result<serde_json::Value, SeedError> 
     }))
 }
 
+/// A demo item passes the checks the API makes when an admin saves one.
+fn checked(spec: &serde_json::Value) -> Result<(), SeedError> {
+    let item: archer_orchestrator::catalog::ItemSpec =
+        serde_json::from_value(spec.clone()).map_err(|e| SeedError::Other(format!("demo item: {e}")))?;
+    let mut problems: Vec<String> = crate::forms::check_schema(&item.form_schema, "/form_schema")
+        .into_iter()
+        .map(|e| format!("{}: {}", e.pointer, e.detail))
+        .collect();
+    if let Some(chain) = &item.approval
+        && let Err(errs) = chain.validate()
+    {
+        problems.extend(errs.into_iter().map(|e| e.to_string()));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(SeedError::Other(format!("demo item: {}", problems.join("; ")))) }
+}
+
 /// The demo catalog: hardware, software access and onboarding, and the change routing.
 async fn demo_catalog(
     pool: &PgPool,
@@ -326,7 +342,9 @@ async fn demo_catalog(
     catalog::create_category(&mut tx, tenant, access, "Access", "Applications and permissions", Some("key"), 2).await?;
     catalog::create_category(&mut tx, tenant, people, "People", "Joiners, movers and leavers", Some("users"), 3)
         .await?;
-    catalog::create_item(&mut tx, tenant, Uuid::now_v7(), hw, "Laptop", &laptop_item(hardware)?, Some(admin)).await?;
+    let laptop = laptop_item(hardware)?;
+    checked(&laptop)?;
+    catalog::create_item(&mut tx, tenant, Uuid::now_v7(), hw, "Laptop", &laptop, Some(admin)).await?;
     let software = json!({
         "description": "Access to a business application.",
         "icon": "key",
@@ -338,6 +356,7 @@ async fn demo_catalog(
              "timeout": {"after": "16h", "reminders": ["8h"], "clock": "business"}, "on_timeout": "reject"}
         ]}
     });
+    checked(&software)?;
     catalog::create_item(&mut tx, tenant, Uuid::now_v7(), access, "Software access", &software, Some(admin)).await?;
     let onboarding = json!({
         "description": "Accounts, equipment and access for someone joining.",
@@ -350,6 +369,7 @@ async fn demo_catalog(
             {"name": "People team", "approvers": [{"role": "admin"}], "approve_when": "any"}
         ]}
     });
+    checked(&onboarding)?;
     catalog::create_item(&mut tx, tenant, Uuid::now_v7(), people, "New employee onboarding", &onboarding, Some(admin))
         .await?;
     let routing = serde_json::to_value(archer_orchestrator::catalog::ChangeRouting::default_routing()).map_err(bad)?;

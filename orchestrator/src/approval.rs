@@ -84,7 +84,7 @@ pub enum OnTimeout {
 pub enum Clock {
     #[default]
     Wall,
-    /// In the tenant's business calendar (the first SLA policy's calendar).
+    /// In business time: the calendar of the ticket's SLA policy (24×7 when none applies).
     Business,
 }
 

@@ -167,7 +167,13 @@ impl ApprovalActivities {
         });
         let message_id = format!("<approval.{}.{purpose}@archer>", task.id);
         let recipients = json!([{"name": approver.display_name, "address": approver.email}]);
-        let template = if purpose.starts_with("reminder") { "approval_reminder" } else { "approval_request" };
+        let template = if purpose.starts_with("reminder") {
+            "approval_reminder"
+        } else if task.escalation {
+            "approval_escalated"
+        } else {
+            "approval_request"
+        };
         notifications::queue_email(tx, t.tenant_id, &message_id, &recipients, template, &data).await.map_err(fail)
     }
 }

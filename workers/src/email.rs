@@ -146,8 +146,13 @@ macro_rules! embed {
 }
 
 /// Every email template Archer sends. Add a template's three files and a line here.
-const EMBEDDED: &[Embedded] =
-    &[embed!("approval_reminder"), embed!("approval_request"), embed!("sla_breach"), embed!("sla_warning")];
+const EMBEDDED: &[Embedded] = &[
+    embed!("approval_escalated"),
+    embed!("approval_reminder"),
+    embed!("approval_request"),
+    embed!("sla_breach"),
+    embed!("sla_warning"),
+];
 
 /// The email templates, compiled from the embedded sources, in strict mode (a field the
 /// template uses but the data lacks is an error, except under `{{#if}}`).
@@ -366,7 +371,7 @@ mod tests {
     fn every_template_renders_the_sample() {
         let t = Templates::new().unwrap();
         let names: Vec<_> = t.names().collect();
-        assert_eq!(names, ["approval_reminder", "approval_request", "sla_breach", "sla_warning"]);
+        assert_eq!(names, ["approval_escalated", "approval_reminder", "approval_request", "sla_breach", "sla_warning"]);
         for &name in &names {
             let data = if name.starts_with("approval_") { approval_sample() } else { sample() };
             t.render(name, &data).unwrap();
@@ -487,6 +492,7 @@ mod tests {
         for (name, subject) in [
             ("approval_request", "[REQ-000012] Approval needed: Laptop for a new starter"),
             ("approval_reminder", "[REQ-000012] Reminder: approval needed: Laptop for a new starter"),
+            ("approval_escalated", "[REQ-000012] Escalated to you: approval needed: Laptop for a new starter"),
         ] {
             let mut data = approval_sample();
             data["reminder"] = json!(name == "approval_reminder");
@@ -511,7 +517,7 @@ mod tests {
                     assert!(body.contains(needle), "{name} lacks {needle:?}:\n{body}");
                 }
                 assert!(!body.contains("{{") && !body.contains("approval_"), "{name} leaks template text:\n{body}");
-                assert!(!body.contains("escalated"), "{name}:\n{body}");
+                assert_eq!(body.contains("escalated"), name == "approval_escalated", "{name}:\n{body}");
             }
             assert!(r.text.starts_with("Hello Morgan Manager,\n"), "{name}:\n{}", r.text);
             assert!(r.html.starts_with("<!DOCTYPE html>"), "{name}:\n{}", r.html);

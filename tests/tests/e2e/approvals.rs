@@ -246,6 +246,7 @@ async fn a_step_reminds_then_times_out_and_escalates_to_the_configured_approver(
     // then the timeout escalates to the backup approver, who approves
     let esc = app.approval_mail(&backup, &number).await;
     assert!(esc.text.contains("escalated"), "{}", esc.text);
+    assert!(esc.subject.contains("Escalated to you"), "its own template: {}", esc.subject);
     let a = app.approval_until(&t.agent, &number, "escalated", |a| step(a, 0)["escalated_at"].is_string()).await;
     assert_eq!(task_of(&a, 0, &slow)["state"], "superseded");
     assert_eq!(task_of(&a, 0, &backup)["escalation"], true);
@@ -699,5 +700,57 @@ async fn the_approvals_api_is_described_and_refuses_bad_input() {
         assert!(doc["paths"].get(path).is_some(), "{path} is not in the OpenAPI document");
     }
     let _ = laptop_schema();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_sequential_step_asks_one_approver_after_another_and_other_tenants_see_nothing() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let owner = app.user(&t, "Olive Owner", &["approver"], None).await;
+    let second = app.user(&t, "Sid Second", &["approver"], None).await;
+    let item = app
+        .catalog_item(
+            &t.admin,
+            "Database access",
+            json!({"owner_id": owner.id, "form_schema": {"type": "object"}, "approval": {"steps": [
+                {"name": "Owner, then security", "approvers": ["item_owner", {"user": second.id}], "mode": "sequential"}
+            ]}}),
+        )
+        .await;
+    let r = app.submit(&t.requester, &item, json!({})).await;
+    let number = r.json["number"].as_str().unwrap().to_owned();
+    // the item's owner first; the second approver waits their turn
+    app.approval_mail(&owner, &number).await;
+    let a = app.approval_until(&t.agent, &number, "open", |a| step(a, 0)["state"] == "open").await;
+    assert_eq!(task_of(&a, 0, &owner)["state"], "asked");
+    assert_eq!(task_of(&a, 0, &second)["state"], "waiting");
+    assert_eq!(app.approval_mails(&second, &number), 0);
+    let id = a["id"].as_str().unwrap().to_owned();
+    let r = app.post(Some(&second.token), &format!("/api/v1/approvals/{id}/approve"), &json!({})).await;
+    assert!(r.problem(409)["detail"].as_str().unwrap().contains("not your turn"), "{}", r.body);
+
+    // another tenant sees and decides nothing of it
+    let other = app.tenant().await;
+    let outsider = app.user(&other, "Out Sider", &["approver"], None).await;
+    app.get(Some(&outsider.token), &format!("/api/v1/approvals/{id}")).await.problem(404);
+    app.post(Some(&outsider.token), &format!("/api/v1/approvals/{id}/approve"), &json!({})).await.problem(404);
+    app.get(Some(&other.admin.token), &format!("/api/v1/tickets/{number}/approvals")).await.problem(404);
+    let inbox = app.get(Some(&outsider.token), "/api/v1/approvals").await;
+    assert_eq!(inbox.json, json!([]));
+
+    // the owner approves; then the second is asked
+    let r = app.post(Some(&owner.token), &format!("/api/v1/approvals/{id}/approve"), &json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    app.approval_mail(&second, &number).await;
+    let r = app.post(Some(&second.token), &format!("/api/v1/approvals/{id}/approve"), &json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    app.ticket_status(&t.requester, &number, "in_progress").await;
+    archer_tests::temporal::replay_live(
+        &app.temporal().await,
+        &format!("{}/{number}/approval/1", t.slug),
+        "approval_chain/sequential_item_owner",
+    )
+    .await;
     app.stop().await;
 }

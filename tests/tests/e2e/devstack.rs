@@ -147,6 +147,56 @@ async fn archer_dev_runs_the_system_stops_cleanly_and_keeps_its_data() {
     .await;
     drop(client);
 
+    // the demo catalog: the requester asks for a laptop; their manager finds it in their inbox
+    let as_user = |email: &'static str| {
+        let (http, api) = (http.clone(), api.clone());
+        async move {
+            let r = http
+                .post(format!("{api}/api/v1/auth/login"))
+                .json(&json!({"email": email, "password": archer_api::seed::DEMO_PASSWORD}))
+                .send()
+                .await
+                .unwrap();
+            r.json::<serde_json::Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let requester = as_user("requester@acme.example").await;
+    let catalog: serde_json::Value =
+        http.get(format!("{api}/api/v1/catalog")).bearer_auth(&requester).send().await.unwrap().json().await.unwrap();
+    let laptop = catalog
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["items"].as_array().unwrap().iter())
+        .find(|i| i["name"] == "Laptop")
+        .unwrap_or_else(|| panic!("no Laptop in the demo catalog: {catalog}"))
+        .clone();
+    let fields = json!({"device_type": "laptop", "os": "linux", "justification": "My old laptop no longer boots"});
+    let r = http
+        .post(format!("{api}/api/v1/requests"))
+        .bearer_auth(&requester)
+        .json(&json!({"item": laptop["id"], "fields": fields}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let req: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(req["status"], "pending_approval");
+    let manager = as_user("manager@acme.example").await;
+    eventually(Duration::from_secs(30), "the manager to be asked", || async {
+        let inbox: serde_json::Value = http
+            .get(format!("{api}/api/v1/approvals"))
+            .bearer_auth(&manager)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        inbox.as_array().is_some_and(|a| a.iter().any(|i| i["ticket"] == req["number"]))
+    })
+    .await;
+
     stop(dev).await;
     for port in [p.api, p.temporal, p.pg] {
         assert!(port_free(port), "port {port} is still held after stopping");
