@@ -238,6 +238,19 @@ impl ApprovalActivities {
         let t = &input.ticket;
         let mut tx = TenantTx::begin(&self.pool, t.tenant_id, &workflow_ctx(t)).await.map_err(fail)?;
         let ticket = tickets::get(&mut tx, t.ticket_id).await.map_err(fail)?;
+        // cancelled before this step opened (the ticket was cancelled): ask nobody
+        let approval = approvals::get(&mut tx, input.approval_id).await.map_err(fail)?;
+        if approval.state != "pending" {
+            let reason = approval.reason.unwrap_or_else(|| format!("the approval is {}", approval.state));
+            return Ok(OpenedStep {
+                step_id: Uuid::nil(),
+                tasks: Vec::new(),
+                reminders: Vec::new(),
+                timeout: None,
+                emails: Vec::new(),
+                closed: Some(reason),
+            });
+        }
         let spec = serde_json::to_value(&input.step).map_err(fail)?;
         let (step, new) = approvals::open_step(
             &mut tx,
@@ -287,6 +300,7 @@ impl ApprovalActivities {
             reminders: step.reminders_at.iter().map(|r| to_jiff(*r)).collect(),
             timeout: step.timeout_at.map(to_jiff),
             emails,
+            closed: None,
         })
     }
 

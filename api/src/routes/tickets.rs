@@ -462,6 +462,7 @@ fn requester_may(kind: TicketKind, from: Status, to: Status) -> bool {
             (Status::Resolved, Status::Closed)
                 | (Status::Resolved, Status::InProgress)
                 | (Status::New, Status::Cancelled)
+                | (Status::PendingApproval, Status::Cancelled)
         ),
         _ => false,
     }

@@ -111,6 +111,10 @@ pub struct OpenedStep {
     pub reminders: Vec<Timestamp>,
     pub timeout: Option<Timestamp>,
     pub emails: Vec<Uuid>,
+    /// The approval ended before this step could open (the ticket was cancelled meanwhile):
+    /// why. Nobody was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<String>,
 }
 
 /// Asks approvers of an open step (the next one of a sequential step) and queues their emails;

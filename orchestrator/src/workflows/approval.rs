@@ -159,7 +159,10 @@ impl ApprovalChainWorkflow {
                     effects(),
                 )
                 .await?;
-            send(ctx, &ticket, opened.emails).await?;
+            if let Some(reason) = opened.closed.clone() {
+                return finish(ctx, &ticket, approval_id, Outcome::Cancelled { reason }).await;
+            }
+            send(ctx, &ticket, opened.emails.clone()).await?;
             let mut reminders = opened.reminders.clone();
             let mut timeout = opened.timeout;
             let mut asked_sequentially = 0usize;

@@ -434,6 +434,37 @@ async fn delegates_stand_in_requesters_never_approve_their_own_and_cancelling_en
         app.patch(Some(&t.agent.token), &format!("/api/v1/tickets/{third}"), &json!({"status": "in_progress"})).await;
     let p = r.problem(409);
     assert!(p["detail"].as_str().unwrap().contains("only its approval"), "{p}");
+    // but its requester may withdraw it while it waits
+    app.approval_mail(&deputy, &third).await;
+    let r =
+        app.patch(Some(&employee.token), &format!("/api/v1/tickets/{third}"), &json!({"status": "cancelled"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let a = app.approval_of(&t.agent, &third).await;
+    assert_eq!(a["state"], "cancelled");
+    assert!(a["pending"].as_array().unwrap().is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_cancelled_before_its_chain_starts_asks_nobody() {
+    let mut app = spawn_app().await;
+    let Laptop { t, employee, item, .. } = laptop(&app).await;
+    app.stop_worker().await;
+    let number = submit(&app, &employee, &item).await;
+    app.set_status(&employee, &number, "cancelled").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.start_worker().await;
+    let client = app.temporal().await;
+    let request = format!("{}/{number}/request/1", t.slug);
+    app.wait_for_status(&client, &request, temporalio_client::WorkflowExecutionStatus::Completed).await;
+    let a = app.approval_of(&t.agent, &number).await;
+    assert_eq!(a["state"], "cancelled");
+    assert!(a["steps"].as_array().unwrap().iter().all(|s| s["state"] == "upcoming"), "no step opened: {a:#}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(app.approval_mails(&t.manager, &number), 0, "nobody asked");
+    assert_eq!(app.get(Some(&employee.token), &format!("/api/v1/tickets/{number}")).await.json["status"], "cancelled");
+    let chain = format!("{}/{number}/approval/1", t.slug);
+    archer_tests::temporal::replay_live(&client, &chain, "approval_chain/cancelled_before_start").await;
     app.stop().await;
 }
 
