@@ -190,19 +190,7 @@ impl ApprovalChainWorkflow {
                     && current > asked_sequentially
                 {
                     let task = ctx.state(|s| s.state.tasks[current].task_id);
-                    let emails = ctx
-                        .execute_activity(
-                            ApprovalActivities::ask,
-                            Ask {
-                                ticket: ticket.clone(),
-                                step_id: opened.step_id,
-                                task_ids: vec![task],
-                                reminder: None,
-                            },
-                            effects(),
-                        )
-                        .await?;
-                    send(ctx, &ticket, emails).await?;
+                    ask(ctx, &ticket, opened.step_id, vec![task], None).await?;
                     asked_sequentially = current;
                     continue;
                 }
@@ -222,19 +210,7 @@ impl ApprovalChainWorkflow {
                             .map(|(t, _)| t.task_id)
                             .collect::<Vec<_>>()
                     });
-                    let emails = ctx
-                        .execute_activity(
-                            ApprovalActivities::ask,
-                            Ask {
-                                ticket: ticket.clone(),
-                                step_id: opened.step_id,
-                                task_ids: pending,
-                                reminder: Some(reminders_sent),
-                            },
-                            effects(),
-                        )
-                        .await?;
-                    send(ctx, &ticket, emails).await?;
+                    ask(ctx, &ticket, opened.step_id, pending, Some(reminders_sent)).await?;
                     continue;
                 }
                 if let Some(at) = timeout
@@ -331,6 +307,24 @@ impl ApprovalChainWorkflow {
     pub fn state(&self, _ctx: &WorkflowContextView) -> ChainState {
         self.state.clone()
     }
+}
+
+/// Asks (or, with `reminder`, reminds) approvers of a step and sends their emails.
+async fn ask<W>(
+    ctx: &mut WorkflowContext<W>,
+    ticket: &TicketRef,
+    step_id: Uuid,
+    task_ids: Vec<Uuid>,
+    reminder: Option<u32>,
+) -> WorkflowResult<()> {
+    let emails = ctx
+        .execute_activity(
+            ApprovalActivities::ask,
+            Ask { ticket: ticket.clone(), step_id, task_ids, reminder },
+            effects(),
+        )
+        .await?;
+    send(ctx, ticket, emails).await
 }
 
 async fn send<W>(ctx: &mut WorkflowContext<W>, ticket: &TicketRef, emails: Vec<Uuid>) -> WorkflowResult<()> {

@@ -11,6 +11,7 @@ mod catalog;
 mod concurrency;
 mod devstack;
 mod email;
+mod exact;
 mod fault;
 mod openapi;
 mod replay;
