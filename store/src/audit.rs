@@ -41,7 +41,38 @@ pub async fn record_ticket_change(
     before: &serde_json::Value,
     after: &serde_json::Value,
 ) -> Result<()> {
+    insert(conn, ctx, e, Some((ticket_id, before, after))).await
+}
+
+/// Everything the audit log holds about one ticket, oldest first: the ticket's own rows, its
+/// comments and links, its SLA facts and escalations.
+pub async fn ticket_history(conn: &mut PgConnection, ticket_id: Uuid, limit: i64) -> Result<Vec<AuditEntry>> {
+    Ok(sqlx::query_as!(
+        AuditEntry,
+        "SELECT id, at, actor_id, action, entity_type, entity_id, before, after, request_id, ip, detail FROM audit_log
+          WHERE ticket_id = $1
+          ORDER BY id
+          LIMIT $2",
+        ticket_id,
+        limit
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+pub async fn record(conn: &mut PgConnection, ctx: &AuditContext, e: Event<'_>) -> Result<()> {
+    insert(conn, ctx, e, None).await
+}
+
+/// One explicit audit row; `change` is the ticket it concerns with a before and an after.
+async fn insert(
+    conn: &mut PgConnection,
+    ctx: &AuditContext,
+    e: Event<'_>,
+    change: Option<(Uuid, &serde_json::Value, &serde_json::Value)>,
+) -> Result<()> {
     let ip = ctx.ip.map(ipnet::IpNet::from);
+    let (ticket_id, before, after) = change.map_or((None, None, None), |(t, b, a)| (Some(t), Some(b), Some(a)));
     sqlx::query!(
         "INSERT INTO audit_log (tenant_id, actor_id, action, entity_type, entity_id, request_id, ip, detail, before, after,
                                 ticket_id)
@@ -57,54 +88,6 @@ pub async fn record_ticket_change(
         before,
         after,
         ticket_id
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-#[derive(Debug, Clone)]
-pub struct TicketHistoryRow {
-    pub id: i64,
-    pub at: OffsetDateTime,
-    pub actor_id: Option<Uuid>,
-    pub action: String,
-    pub entity_type: String,
-    pub entity_id: Option<String>,
-    pub before: Option<serde_json::Value>,
-    pub after: Option<serde_json::Value>,
-    pub detail: Option<String>,
-}
-
-/// Everything the audit log holds about one ticket, oldest first: the ticket's own rows, its
-/// comments and links, its SLA facts and escalations.
-pub async fn ticket_history(conn: &mut PgConnection, ticket_id: Uuid, limit: i64) -> Result<Vec<TicketHistoryRow>> {
-    Ok(sqlx::query_as!(
-        TicketHistoryRow,
-        "SELECT id, at, actor_id, action, entity_type, entity_id, before, after, detail FROM audit_log
-          WHERE ticket_id = $1
-          ORDER BY id
-          LIMIT $2",
-        ticket_id,
-        limit
-    )
-    .fetch_all(conn)
-    .await?)
-}
-
-pub async fn record(conn: &mut PgConnection, ctx: &AuditContext, e: Event<'_>) -> Result<()> {
-    let ip = ctx.ip.map(ipnet::IpNet::from);
-    sqlx::query!(
-        "INSERT INTO audit_log (tenant_id, actor_id, action, entity_type, entity_id, request_id, ip, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        e.tenant_id,
-        ctx.actor_id,
-        e.action,
-        e.entity_type,
-        e.entity_id,
-        ctx.request_id,
-        ip,
-        e.detail
     )
     .execute(conn)
     .await?;

@@ -205,7 +205,7 @@ pub async fn comment(
 /// The ticket events the SLA clocks saw, reconstructed from the audit log (for rebuilds): the
 /// creation, each status, priority and assignment change, and each public comment.
 pub fn sla_events_from_history(
-    history: &[crate::audit::TicketHistoryRow],
+    history: &[crate::audit::AuditEntry],
     requester_id: Uuid,
 ) -> Vec<archer_orchestrator::sla::engine::SlaEvent> {
     use archer_orchestrator::sla::engine::{SlaEvent, status_triggers};
