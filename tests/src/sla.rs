@@ -16,6 +16,11 @@ pub struct Recorded {
     pub recorded_at: OffsetDateTime,
 }
 
+/// A duration in seconds, for bounds and messages.
+pub fn secs(d: time::Duration) -> f64 {
+    d.as_seconds_f64()
+}
+
 /// `{"1": p1, "2": p2, ...}` in seconds.
 pub fn durations(p: [u64; 4]) -> Value {
     json!({"1": p[0], "2": p[1], "3": p[2], "4": p[3]})

@@ -7,15 +7,12 @@
 
 use std::time::Duration;
 
+use archer_tests::sla::secs;
 use archer_tests::spawn_app;
 use archer_tests::temporal::replay_live;
 use serde_json::json;
 use temporalio_client::WorkflowExecutionStatus;
 use time::OffsetDateTime;
-
-fn secs(d: time::Duration) -> f64 {
-    d.as_seconds_f64()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_breach_is_recorded_within_a_second_of_its_deadline_and_escalates_by_email_and_inbox() {

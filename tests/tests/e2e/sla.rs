@@ -4,15 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use archer_tests::sla::durations;
+use archer_tests::sla::{durations, secs};
 use archer_tests::spawn_app;
 use serde_json::json;
 use temporalio_client::WorkflowExecutionStatus;
 use time::OffsetDateTime;
-
-fn secs(d: time::Duration) -> f64 {
-    d.as_seconds_f64()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn breaches_that_fall_due_while_the_worker_is_down_are_recorded_once_with_their_true_instants() {
