@@ -27,6 +27,15 @@ pub struct Config {
     pub database_url: SecretString,
     /// Connections per process.
     pub database_max_connections: u32,
+    /// A database session left inside a transaction without sending anything for this long is
+    /// ended by the server (its locks released), in seconds.
+    pub database_idle_in_transaction_timeout_secs: u64,
+    /// How long a statement waits for a lock before it gives up (503, `Retry-After`), in
+    /// seconds.
+    pub database_lock_timeout_secs: u64,
+    /// `/ready` fails while the oldest undelivered workflow intent in the outbox is older than
+    /// this, in seconds.
+    pub outbox_max_age_secs: u64,
     /// Temporal frontend, e.g. `http://127.0.0.1:7233`.
     pub temporal_address: Url,
     pub temporal_namespace: String,
@@ -71,6 +80,9 @@ listen = "127.0.0.1:8080"
 public_url = "http://127.0.0.1:8080"
 database_url = "postgres://archer@127.0.0.1:54329/archer"
 database_max_connections = 20
+database_idle_in_transaction_timeout_secs = 30
+database_lock_timeout_secs = 10
+outbox_max_age_secs = 60
 temporal_address = "http://127.0.0.1:7233"
 temporal_namespace = "default"
 task_queue = "archer"
@@ -140,6 +152,12 @@ impl Config {
         if self.login_max_failures < 1 {
             return Err(ConfigError::Invalid("login_max_failures must be at least 1".into()));
         }
+        if self.database_idle_in_transaction_timeout_secs == 0 || self.database_lock_timeout_secs == 0 {
+            return Err(ConfigError::Invalid("database timeouts must be positive (0 would mean wait forever)".into()));
+        }
+        if self.outbox_max_age_secs == 0 {
+            return Err(ConfigError::Invalid("outbox_max_age_secs must be positive".into()));
+        }
         if !matches!(self.smtp_url.scheme(), "smtp" | "smtps") {
             return Err(ConfigError::Invalid("smtp_url must be an smtp:// or smtps:// URL".into()));
         }
@@ -152,6 +170,7 @@ impl Config {
         archer_workers::WorkerDeps {
             database_url: self.database_url.expose_secret().to_owned(),
             database_max_connections: self.database_max_connections.min(10),
+            database_limits: self.database_limits(),
             mail: Some(self.mail()),
             public_url: self.public_url.to_string(),
             links: self.link_signer(),
@@ -176,6 +195,19 @@ impl Config {
     /// Where and as whom to send email (`archer_workers::email::Mailer::new` checks it).
     pub fn mail(&self) -> MailConfig {
         MailConfig { smtp_url: self.smtp_url.clone(), from: self.mail_from.clone() }
+    }
+
+    /// The limits every database session of this process runs under.
+    pub fn database_limits(&self) -> archer_store::SessionLimits {
+        archer_store::SessionLimits {
+            idle_in_transaction: Duration::from_secs(self.database_idle_in_transaction_timeout_secs),
+            lock_wait: Duration::from_secs(self.database_lock_timeout_secs),
+        }
+    }
+
+    /// Connects this process's database pool.
+    pub async fn connect_database(&self, max_connections: u32) -> Result<sqlx::PgPool, archer_store::StoreError> {
+        archer_store::connect_with(self.database_url.expose_secret(), max_connections, self.database_limits()).await
     }
 
     pub fn access_token_ttl(&self) -> Duration {

@@ -177,6 +177,9 @@ impl IntoResponse for ApiError {
                     resp.headers_mut().insert(header::RETRY_AFTER, v);
                 }
             }
+            ApiError::Unavailable(_) => {
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
             _ => {}
         }
         resp
@@ -199,6 +202,10 @@ impl From<StoreError> for ApiError {
                 Some(err) => err,
                 None => ApiError::Internal(format!("constraint {constraint} refused a write").into()),
             },
+            StoreError::Busy(reason) => {
+                tracing::warn!(%reason, "database busy");
+                ApiError::Unavailable("the database is busy; try again in a moment".into())
+            }
             other => ApiError::internal(other),
         }
     }

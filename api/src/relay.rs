@@ -9,7 +9,7 @@
 //! - signals carry a request id derived from the outbox row, which Temporal deduplicates, and a
 //!   sequence number the workflow checks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -36,6 +36,11 @@ use archer_store::changes::StartTicket;
 const BATCH: i64 = 200;
 /// Workflows delivered to at once.
 const CONCURRENCY: usize = 16;
+/// One delivery to Temporal may take this long before it counts as failed (and is retried).
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
+/// A row delivered but found locked when marking it is left alone this long, then delivered
+/// again (harmless) and marked.
+const HOLD_LOCKED: Duration = Duration::from_secs(30);
 /// Idempotency keys are kept this long.
 const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
 
@@ -97,16 +102,24 @@ async fn lead(pool: &PgPool, temporal: &TemporalConfig, shutdown: &CancellationT
         tracing::warn!(error = %e, "could not register search attributes; starts fail until they exist");
     }
     let mut last_housekeeping = tokio::time::Instant::now() - Duration::from_secs(3600);
+    // rows delivered whose mark found them locked by another session: not picked up again
+    // until their hold ends, so one stuck row never stalls the rest
+    let mut held: HashMap<i64, tokio::time::Instant> = HashMap::new();
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
         }
+        let now = tokio::time::Instant::now();
+        held.retain(|_, until| *until > now);
+        let skip: Vec<i64> = held.keys().copied().collect();
         // the lock connection doubles as the relay's connection: if it breaks, leadership is
         // lost and the outer loop starts over
-        let rows = outbox::due(&mut lock_conn, BATCH).await?;
+        let rows = outbox::due(&mut lock_conn, BATCH, &skip).await?;
         let full = rows.len() as i64 == BATCH;
         if !rows.is_empty() {
-            deliver_batch(pool, &client, temporal, rows).await?;
+            for id in deliver_batch(pool, &client, temporal, rows).await? {
+                held.insert(id, now + HOLD_LOCKED);
+            }
         }
         if last_housekeeping.elapsed() > Duration::from_secs(600) {
             let n = idempotency::expire(&mut lock_conn, IDEMPOTENCY_TTL).await?;
@@ -125,37 +138,54 @@ async fn lead(pool: &PgPool, temporal: &TemporalConfig, shutdown: &CancellationT
     }
 }
 
+/// Delivers a batch, concurrently across workflows and in order within one. Returns the rows
+/// that could not be marked (locked by another session).
 async fn deliver_batch(
     pool: &PgPool,
     client: &Client,
     temporal: &TemporalConfig,
     rows: Vec<OutboxRow>,
-) -> Result<(), RelayError> {
+) -> Result<Vec<i64>, RelayError> {
     let mut by_workflow: BTreeMap<String, Vec<OutboxRow>> = BTreeMap::new();
     for row in rows {
         by_workflow.entry(row.workflow_id.clone()).or_default().push(row);
     }
-    let results: Vec<Result<(), RelayError>> = futures::stream::iter(by_workflow.into_values())
+    let results: Vec<Result<Vec<i64>, RelayError>> = futures::stream::iter(by_workflow.into_values())
         .map(|rows| async move {
             let mut conn = pool.acquire().await?;
+            let mut unmarked = Vec::new();
             for row in rows {
-                match deliver(client, temporal, &row).await {
-                    Ok(note) => outbox::mark_delivered(&mut conn, row.id, note.as_deref()).await?,
+                let outcome = tokio::time::timeout(DELIVERY_TIMEOUT, deliver(client, temporal, &row))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("no answer from Temporal within {DELIVERY_TIMEOUT:?}")));
+                match outcome {
+                    Ok(note) => {
+                        if !outbox::mark_delivered(&mut conn, row.id, note.as_deref()).await? {
+                            tracing::warn!(outbox_id = row.id, workflow_id = %row.workflow_id, "delivered, but the row is locked by another session: moving on");
+                            unmarked.push(row.id);
+                        }
+                    }
                     Err(error) => {
                         let wait = time::Duration::seconds(2_i64.saturating_pow(row.attempts.clamp(0, 5) as u32));
                         tracing::warn!(outbox_id = row.id, workflow_id = %row.workflow_id, %error, attempts = row.attempts + 1, "delivery failed; will retry");
-                        outbox::mark_failed(&mut conn, row.id, &error, wait).await?;
+                        if !outbox::mark_failed(&mut conn, row.id, &error, wait).await? {
+                            unmarked.push(row.id);
+                        }
                         // later intents for this workflow wait for this one
                         break;
                     }
                 }
             }
-            Ok(())
+            Ok(unmarked)
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    results.into_iter().collect()
+    let mut unmarked = Vec::new();
+    for r in results {
+        unmarked.extend(r?);
+    }
+    Ok(unmarked)
 }
 
 /// Delivers one intent. `Ok(Some(note))` when it was delivered earlier or is moot.

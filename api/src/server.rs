@@ -45,8 +45,7 @@ impl RunningServer {
 
 /// Connects to the database and serves on `listener` (and runs the relay if configured).
 pub async fn start(config: Config, listener: TcpListener) -> Result<RunningServer, ServeError> {
-    use secrecy::ExposeSecret;
-    let pool = archer_store::connect(config.database_url.expose_secret(), config.database_max_connections).await?;
+    let pool = config.connect_database(config.database_max_connections).await?;
     if !archer_store::migrations_current(&pool).await.unwrap_or(false) {
         tracing::warn!("database migrations are pending: run `archer migrate`; /ready reports not ready until then");
     }

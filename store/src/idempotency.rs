@@ -80,9 +80,13 @@ pub async fn complete(
 }
 
 /// Forgets keys older than `max_age` (run by the relay's housekeeping).
+/// Never waits for a lock: a key held by a transaction still in flight is skipped.
 pub async fn expire(conn: &mut PgConnection, max_age: time::Duration) -> Result<u64> {
     let done = sqlx::query!(
-        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+        "DELETE FROM idempotency_keys
+          WHERE ctid = ANY (ARRAY(SELECT ctid FROM idempotency_keys
+                                   WHERE created_at < now() - make_interval(secs => $1)
+                                   FOR UPDATE SKIP LOCKED))",
         max_age.as_seconds_f64()
     )
     .execute(conn)

@@ -50,6 +50,10 @@ pub enum StoreError {
     /// Stored data that no longer passes the domain's checks.
     #[error("{0}")]
     Invalid(String),
+    /// The database gave up waiting (a lock held too long, a conflict with a concurrent
+    /// transaction, a cancelled statement): nothing was written; trying again later may work.
+    #[error("the database is busy: {0}")]
+    Busy(String),
     #[error(transparent)]
     Database(sqlx::Error),
     #[error(transparent)]
@@ -77,6 +81,13 @@ impl From<sqlx::Error> for StoreError {
                 };
                 StoreError::Constraint { constraint: db.constraint().unwrap_or_default().to_owned(), kind }
             }
+            // lock_not_available (lock_timeout), query_canceled (statement_timeout),
+            // serialization_failure, deadlock_detected
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("55P03" | "57014" | "40001" | "40P01")) =>
+            {
+                StoreError::Busy(db.message().to_owned())
+            }
             _ => StoreError::Database(e),
         }
     }
@@ -84,15 +95,73 @@ impl From<sqlx::Error> for StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Connects a pool. `max_connections` bounds what one process holds.
+/// Limits every Archer database session runs under (PostgreSQL settings sent at connect).
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// `idle_in_transaction_session_timeout`: the server ends a session that sits inside an
+    /// open transaction without sending anything for this long, releasing its locks. Nothing in
+    /// Archer keeps a transaction open while it waits on something else for long, so a session
+    /// idle that long was abandoned (a cancelled request, a stuck process).
+    pub idle_in_transaction: Duration,
+    /// `lock_timeout`: a statement that waits this long for a row or table lock fails (SQLSTATE
+    /// 55P03, answered 503 with `Retry-After`) instead of waiting forever behind a stuck holder.
+    pub lock_wait: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits { idle_in_transaction: Duration::from_secs(30), lock_wait: Duration::from_secs(10) }
+    }
+}
+
+/// Connects a pool with the default [`SessionLimits`]. `max_connections` bounds what one
+/// process holds.
 pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
-    let opts = PgConnectOptions::from_str(url)?.application_name("archer");
+    connect_with(url, max_connections, SessionLimits::default()).await
+}
+
+/// Connects a pool whose sessions run under `limits` and which never hands out a connection
+/// that is inside a transaction.
+///
+/// A request future dropped at an await (a client disconnects, a timeout fires) can leave its
+/// connection inside a transaction that nothing will roll back: in sqlx 0.9.0 a future
+/// cancelled during `BEGIN` returns the connection to the pool with the server-side
+/// transaction open (sqlx issues 4385 and 4393), holding whatever it locked; the next user of
+/// the connection would then run its statements inside that transaction, and they would never
+/// commit. Archer does not rely on the driver for this: when a connection comes back to the
+/// pool, [`released_clean`] asks the server whether it is inside a transaction block, and a
+/// connection that is (or that cannot answer) is closed, never reused; closing it ends the
+/// transaction and releases its locks. `idle_in_transaction_session_timeout` bounds the damage
+/// of any path this check does not see (a detached connection).
+pub async fn connect_with(url: &str, max_connections: u32, limits: SessionLimits) -> Result<PgPool> {
+    let opts = PgConnectOptions::from_str(url)?.application_name("archer").options([
+        ("idle_in_transaction_session_timeout", format!("{}ms", limits.idle_in_transaction.as_millis())),
+        ("lock_timeout", format!("{}ms", limits.lock_wait.as_millis())),
+    ]);
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
+        .after_release(|conn, _meta| Box::pin(released_clean(conn)))
         .connect_with(opts)
         .await?;
     Ok(pool)
+}
+
+/// Whether a connection coming back to the pool is outside any transaction block, asked of
+/// the server (not of the driver's bookkeeping). Sent with the simple query protocol, so the
+/// query is the first command of its own transaction unless one is already open: then
+/// `statement_timestamp()` is later than `transaction_timestamp()` (PostgreSQL documents both
+/// as equal during a transaction's first command). In a failed transaction the query errors,
+/// which also keeps the connection out of the pool.
+pub async fn released_clean(conn: &mut PgConnection) -> std::result::Result<bool, sqlx::Error> {
+    use sqlx::Row;
+    let row =
+        sqlx::raw_sql("SELECT statement_timestamp() = transaction_timestamp() AS clean").fetch_one(&mut *conn).await?;
+    let clean: bool = row.try_get("clean")?;
+    if !clean {
+        tracing::warn!("a connection came back to the pool inside a transaction; closing it");
+    }
+    Ok(clean)
 }
 
 /// Applies every pending migration.

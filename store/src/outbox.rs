@@ -54,54 +54,69 @@ pub async fn enqueue(
     .await?)
 }
 
-/// The oldest undelivered rows that are due, in id order. Rows of a workflow that has an
-/// earlier row waiting for a retry are held back, so a workflow's intents stay in order.
-pub async fn due(conn: &mut PgConnection, limit: i64) -> Result<Vec<OutboxRow>> {
+/// The oldest undelivered rows that are due, in id order, except those in `skip` (delivered,
+/// but not yet marked so). Rows of a workflow that has an earlier row waiting for a retry, or
+/// an earlier row in `skip`, are held back, so a workflow's intents stay in order.
+pub async fn due(conn: &mut PgConnection, limit: i64, skip: &[i64]) -> Result<Vec<OutboxRow>> {
     Ok(sqlx::query_as!(
         OutboxRow,
         "SELECT o.id, o.tenant_id, o.workflow_id, o.intent, o.name, o.payload, o.created_at, o.attempts
            FROM outbox o
-          WHERE o.delivered_at IS NULL AND o.available_at <= now()
+          WHERE o.delivered_at IS NULL AND o.available_at <= now() AND o.id <> ALL($2)
             AND NOT EXISTS (SELECT 1 FROM outbox e
                              WHERE e.workflow_id = o.workflow_id AND e.delivered_at IS NULL
-                               AND e.id < o.id AND e.available_at > now())
+                               AND e.id < o.id AND (e.available_at > now() OR e.id = ANY($2)))
           ORDER BY o.id
           LIMIT $1",
-        limit
+        limit,
+        skip
     )
     .fetch_all(conn)
     .await?)
 }
 
-pub async fn mark_delivered(conn: &mut PgConnection, id: i64, note: Option<&str>) -> Result<()> {
-    sqlx::query!(
-        "UPDATE outbox SET delivered_at = now(), attempts = attempts + 1, last_error = $2 WHERE id = $1",
+/// Marks a row delivered. Never waits for a lock: a row locked by another session (a
+/// transaction that should not exist, see `connect_with`) is left as it is and `false` is
+/// returned; the relay moves on and delivers it again later, which is harmless.
+pub async fn mark_delivered(conn: &mut PgConnection, id: i64, note: Option<&str>) -> Result<bool> {
+    let r = sqlx::query!(
+        "UPDATE outbox SET delivered_at = now(), attempts = attempts + 1, last_error = $2
+          WHERE id = (SELECT id FROM outbox WHERE id = $1 FOR UPDATE SKIP LOCKED)",
         id,
         note
     )
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(r.rows_affected() == 1)
 }
 
-/// Records a failed attempt and when to try again.
-pub async fn mark_failed(conn: &mut PgConnection, id: i64, error: &str, retry_in: time::Duration) -> Result<()> {
-    sqlx::query!(
+/// Records a failed attempt and when to try again. Never waits for a lock (as
+/// [`mark_delivered`]): `false` when the row was locked by another session.
+pub async fn mark_failed(conn: &mut PgConnection, id: i64, error: &str, retry_in: time::Duration) -> Result<bool> {
+    let r = sqlx::query!(
         "UPDATE outbox SET attempts = attempts + 1, last_error = $2,
                 available_at = now() + make_interval(secs => $3)
-          WHERE id = $1",
+          WHERE id = (SELECT id FROM outbox WHERE id = $1 FOR UPDATE SKIP LOCKED)",
         id,
         error,
         retry_in.as_seconds_f64()
     )
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(r.rows_affected() == 1)
 }
 
-/// Undelivered rows, for readiness and metrics.
-pub async fn pending(conn: &mut PgConnection) -> Result<i64> {
-    Ok(sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM outbox WHERE delivered_at IS NULL"#).fetch_one(conn).await?)
+/// How far behind delivery is: the number of undelivered rows and the age in seconds of the
+/// oldest one (0 when none waits).
+pub async fn backlog(conn: &mut PgConnection) -> Result<(i64, f64)> {
+    let row = sqlx::query!(
+        r#"SELECT count(*) AS "pending!",
+                  COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) AS "oldest_age!"
+             FROM outbox WHERE delivered_at IS NULL"#
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok((row.pending, row.oldest_age))
 }
 
 /// Takes the relay's leader lock on this session if free (one relay delivers at a time, so

@@ -22,6 +22,8 @@ use crate::temporal::{self, TemporalConfig, TemporalError};
 pub struct WorkerDeps {
     pub database_url: String,
     pub database_max_connections: u32,
+    /// Timeouts every database session of the worker runs under.
+    pub database_limits: archer_store::SessionLimits,
     /// `None`: emails are queued but not sent.
     pub mail: Option<MailConfig>,
     pub public_url: String,
@@ -72,9 +74,13 @@ pub fn spawn_worker(cfg: TemporalConfig, deps: WorkerDeps) -> Result<WorkerHandl
                     let client = temporal::connect(&cfg).await?;
                     let runtime = Runtime::from_current_tokio(Default::default())
                         .map_err(|e| TemporalError::Worker(e.to_string()))?;
-                    let pool = archer_store::connect(&deps.database_url, deps.database_max_connections)
-                        .await
-                        .map_err(|e| TemporalError::Worker(format!("database: {e}")))?;
+                    let pool = archer_store::connect_with(
+                        &deps.database_url,
+                        deps.database_max_connections,
+                        deps.database_limits,
+                    )
+                    .await
+                    .map_err(|e| TemporalError::Worker(format!("database: {e}")))?;
                     let mailer = deps
                         .mail
                         .as_ref()

@@ -33,6 +33,20 @@ pub struct Readiness {
     database: Check,
     migrations: Check,
     temporal: Check,
+    outbox: OutboxCheck,
+}
+
+/// Whether workflow intents are being delivered: fails while the oldest undelivered one is
+/// older than `outbox_max_age_secs` (no relay running, Temporal refusing, delivery stuck).
+#[derive(Serialize, ToSchema)]
+pub struct OutboxCheck {
+    ok: bool,
+    /// Intents not yet delivered to Temporal.
+    pending: i64,
+    /// Age in seconds of the oldest undelivered intent (0 when none waits).
+    oldest_undelivered_secs: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -52,7 +66,9 @@ impl Check {
     }
 }
 
-/// Ready to serve: the database answers, every migration is applied and Temporal answers.
+/// Ready to serve: the database answers, every migration is applied, Temporal answers and the
+/// outbox is being delivered (its oldest undelivered intent is younger than
+/// `outbox_max_age_secs`).
 #[utoipa::path(get, path = "/ready", tag = "ops", responses(
     (status = 200, body = Readiness, description = "ready"),
     (status = 503, body = Readiness, description = "not ready; the failing checks say why"),
@@ -73,13 +89,29 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
         Ok::<bool, String>(true)
     }
     .await;
+    let max_age = state.config.outbox_max_age_secs as f64;
+    let outbox = match state.pool.acquire().await {
+        Ok(mut conn) => match archer_store::outbox::backlog(&mut conn).await {
+            Ok((pending, age)) => OutboxCheck {
+                ok: age <= max_age,
+                pending,
+                oldest_undelivered_secs: (age * 10.0).round() / 10.0,
+                detail: (age > max_age).then(|| {
+                    format!("the oldest undelivered workflow intent is {age:.0} s old (limit {max_age:.0} s)")
+                }),
+            },
+            Err(e) => OutboxCheck { ok: false, pending: 0, oldest_undelivered_secs: 0.0, detail: Some(e.to_string()) },
+        },
+        Err(e) => OutboxCheck { ok: false, pending: 0, oldest_undelivered_secs: 0.0, detail: Some(e.to_string()) },
+    };
     let r = Readiness {
         database: Check::from(database, "database unreachable"),
         migrations: Check::from(migrations, "migrations pending: run `archer migrate`"),
         temporal: Check::from(temporal, "Temporal unreachable"),
+        outbox,
         ready: false,
     };
-    let ready = r.database.ok && r.migrations.ok && r.temporal.ok;
+    let ready = r.database.ok && r.migrations.ok && r.temporal.ok && r.outbox.ok;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(Readiness { ready, ..r }))
 }
