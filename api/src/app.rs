@@ -117,17 +117,17 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// The routes and the OpenAPI document generated from them.
-pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+pub fn api(config: &Config) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::health::router())
         .merge(routes::approval_pages::router())
-        .nest("/api/v1", routes::v1())
+        .nest("/api/v1", routes::v1(config))
         .split_for_parts()
 }
 
 /// The whole HTTP service.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = api();
+    let (api, openapi) = api(&state.config);
     let openapi = Arc::new(openapi);
     let limit = state.config.body_limit_bytes;
     let request_span = |req: &Request| {

@@ -53,6 +53,10 @@ pub struct Config {
     pub login_max_failures: i32,
     /// How long a locked account stays locked, in seconds.
     pub login_lockout_secs: u64,
+    /// Logins one client address may attempt at once, before `login_rate_per_minute` applies.
+    pub login_rate_burst: u32,
+    /// Logins one client address may attempt per minute, sustained (429 beyond).
+    pub login_rate_per_minute: u32,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
     /// Whether `archer serve` also runs the outbox relay (one relay delivers at a time; extra
@@ -91,6 +95,8 @@ access_token_ttl_secs = 900
 refresh_token_ttl_secs = 2592000
 login_max_failures = 5
 login_lockout_secs = 900
+login_rate_burst = 20
+login_rate_per_minute = 30
 body_limit_bytes = 262144
 relay = true
 smtp_url = "smtp://127.0.0.1:1025"
@@ -151,6 +157,11 @@ impl Config {
         }
         if self.login_max_failures < 1 {
             return Err(ConfigError::Invalid("login_max_failures must be at least 1".into()));
+        }
+        if self.login_rate_burst == 0 || self.login_rate_per_minute == 0 || self.login_rate_per_minute > 60_000 {
+            return Err(ConfigError::Invalid(
+                "login_rate_burst must be positive and login_rate_per_minute between 1 and 60000".into(),
+            ));
         }
         if self.database_idle_in_transaction_timeout_secs == 0 || self.database_lock_timeout_secs == 0 {
             return Err(ConfigError::Invalid("database timeouts must be positive (0 would mean wait forever)".into()));

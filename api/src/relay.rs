@@ -123,7 +123,8 @@ async fn lead(pool: &PgPool, temporal: &TemporalConfig, shutdown: &CancellationT
         }
         if last_housekeeping.elapsed() > Duration::from_secs(600) {
             let n = idempotency::expire(&mut lock_conn, IDEMPOTENCY_TTL).await?;
-            tracing::debug!(expired = n, "idempotency keys expired");
+            let m = archer_store::users::expire_login_attempts(&mut lock_conn, IDEMPOTENCY_TTL).await?;
+            tracing::debug!(expired = n, login_attempts = m, "idempotency keys and login throttles expired");
             last_housekeeping = tokio::time::Instant::now();
         }
         if full {

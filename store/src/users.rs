@@ -28,8 +28,6 @@ pub struct LoginAccount {
     pub email: String,
     pub password_hash: Option<String>,
     pub active: bool,
-    pub failed_logins: i32,
-    pub locked_until: Option<OffsetDateTime>,
 }
 
 pub struct NewUser<'a> {
@@ -199,8 +197,7 @@ pub async fn find_for_login(
 ) -> Result<Vec<LoginAccount>> {
     Ok(sqlx::query_as!(
         LoginAccount,
-        r#"SELECT u.id, u.tenant_id, t.slug AS tenant_slug, u.email, u.password_hash, u.active,
-                  u.failed_logins, u.locked_until
+        r#"SELECT u.id, u.tenant_id, t.slug AS tenant_slug, u.email, u.password_hash, u.active
              FROM users u JOIN tenants t ON t.id = u.tenant_id
             WHERE lower(u.email) = lower($1) AND ($2::text IS NULL OR t.slug = $2)
             ORDER BY t.slug"#,
@@ -211,38 +208,72 @@ pub async fn find_for_login(
     .await?)
 }
 
-/// Counts a failed login and locks the account once `max_failures` is reached.
-/// Returns the lock's end if the account is now locked.
-pub async fn record_login_failure(
+/// What the login throttle says about one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginGate {
+    /// Check the password. `locks` when this attempt used the window's last slot (so the email
+    /// is now locked unless the password is right).
+    Open { locks: bool },
+    /// Refuse without checking anything, until then.
+    Locked { until: OffsetDateTime },
+}
+
+/// Reserves a slot for one login attempt for `email` (any email, known or not), in one
+/// statement: at most `max_failures` attempts get a slot per lock window, whatever the
+/// concurrency; the attempt that takes the last slot starts the lock. A lock that has run out
+/// starts a new window. [`clear_login_attempts`] after a right password gives the slots back.
+pub async fn reserve_login_attempt(
     conn: &mut PgConnection,
-    user_id: Uuid,
+    email: &str,
     max_failures: i32,
     lockout: time::Duration,
-) -> Result<Option<OffsetDateTime>> {
-    let locked_until = sqlx::query_scalar!(
-        "UPDATE users SET
-            failed_logins = CASE WHEN failed_logins + 1 >= $2 THEN 0 ELSE failed_logins + 1 END,
-            locked_until  = CASE WHEN failed_logins + 1 >= $2 THEN now() + make_interval(secs => $3) ELSE locked_until END
-          WHERE id = $1
-          RETURNING locked_until",
-        user_id,
+) -> Result<LoginGate> {
+    let key = email.trim().to_lowercase();
+    let reserved = sqlx::query!(
+        r#"INSERT INTO login_attempts AS a (email, failures, locked_until)
+           VALUES ($1, 1, CASE WHEN 1 >= $2 THEN now() + make_interval(secs => $3) END)
+           ON CONFLICT (email) DO UPDATE SET
+               failures = CASE WHEN a.locked_until IS NOT NULL THEN 1 ELSE a.failures + 1 END,
+               locked_until = CASE WHEN (CASE WHEN a.locked_until IS NOT NULL THEN 1 ELSE a.failures + 1 END) >= $2
+                                   THEN now() + make_interval(secs => $3) END,
+               updated_at = now()
+             WHERE a.locked_until IS NULL OR a.locked_until <= now()
+           RETURNING a.locked_until"#,
+        key,
         max_failures,
         lockout.as_seconds_f64()
     )
-    .fetch_one(conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(locked_until.filter(|t| *t > OffsetDateTime::now_utc()))
+    if let Some(row) = reserved {
+        return Ok(LoginGate::Open { locks: row.locked_until.is_some() });
+    }
+    let until = sqlx::query_scalar!("SELECT locked_until FROM login_attempts WHERE email = $1", key)
+        .fetch_one(conn)
+        .await?
+        .unwrap_or_else(OffsetDateTime::now_utc);
+    Ok(LoginGate::Locked { until })
 }
 
-pub async fn record_login_success(conn: &mut PgConnection, user_id: Uuid) -> Result<()> {
-    sqlx::query!(
-        "UPDATE users SET failed_logins = 0, locked_until = NULL
-          WHERE id = $1 AND (failed_logins <> 0 OR locked_until IS NOT NULL)",
-        user_id
+/// A right password: the email's failures are forgotten.
+pub async fn clear_login_attempts(conn: &mut PgConnection, email: &str) -> Result<()> {
+    sqlx::query!("DELETE FROM login_attempts WHERE email = $1", email.trim().to_lowercase()).execute(conn).await?;
+    Ok(())
+}
+
+/// Forgets throttle rows untouched for `max_age` whose lock has run out (housekeeping).
+pub async fn expire_login_attempts(conn: &mut PgConnection, max_age: time::Duration) -> Result<u64> {
+    let done = sqlx::query!(
+        "DELETE FROM login_attempts
+          WHERE email = ANY (ARRAY(SELECT email FROM login_attempts
+                                    WHERE updated_at < now() - make_interval(secs => $1)
+                                      AND (locked_until IS NULL OR locked_until < now())
+                                    FOR UPDATE SKIP LOCKED))",
+        max_age.as_seconds_f64()
     )
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected())
 }
 
 /// Whether an account exists and is active (checked on refresh, so a deactivated user's

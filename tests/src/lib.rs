@@ -106,6 +106,8 @@ pub fn config(database_url: &str, task_queue: &str, smtp_url: &str) -> Config {
         .set("temporal_address", s.temporal_address)
         .set("task_queue", task_queue)
         .set("jwt_secret", JWT_SECRET)
+        // every test logs in from 127.0.0.1; the per-address limit has its own test
+        .set("login_rate_burst", 10_000)
         .extract()
         .expect("test configuration")
 }

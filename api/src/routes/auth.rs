@@ -11,13 +11,60 @@ use uuid::Uuid;
 
 use archer_store::{SystemTx, TenantTx, audit, teams, tenants, tokens, users};
 
+use std::sync::Arc;
+
+use axum::response::IntoResponse;
+use governor::clock::QuantaInstant;
+use governor::middleware::NoOpMiddleware;
+use tower_governor::governor::GovernorConfigBuilder;
+use tower_governor::key_extractor::PeerIpKeyExtractor;
+use tower_governor::{GovernorError, GovernorLayer};
+
 use crate::app::AppState;
 use crate::auth::{self, Principal, audit_refusal};
+use crate::config::Config;
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::extract::{AppJson, RequestMeta};
 
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(login)).routes(routes!(refresh)).routes(routes!(logout)).routes(routes!(me))
+pub fn router(config: &Config) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .layer(login_rate_limit(config))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+        .routes(routes!(me))
+}
+
+/// Per client address: `login_rate_burst` logins at once, then `login_rate_per_minute`, so one
+/// address cannot spray passwords over many accounts (each email has its own lockout too).
+fn login_rate_limit(
+    config: &Config,
+) -> GovernorLayer<PeerIpKeyExtractor, NoOpMiddleware<QuantaInstant>, axum::body::Body> {
+    let period_ms = (60_000 / u64::from(config.login_rate_per_minute.max(1))).max(1);
+    let governor = GovernorConfigBuilder::default()
+        .per_millisecond(period_ms)
+        .burst_size(config.login_rate_burst.max(1))
+        .finish()
+        .map(Arc::new)
+        .unwrap_or_default();
+    // forget addresses that have been quiet for a while, so the table stays small
+    let limiter = Arc::clone(governor.limiter());
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                limiter.retain_recent();
+            }
+        });
+    }
+    GovernorLayer::new(governor).error_handler(|e| match e {
+        GovernorError::TooManyRequests { wait_time, .. } => ApiError::TooManyRequests {
+            detail: "too many logins from this address: wait and try again".into(),
+            retry_after_secs: wait_time.max(1),
+        }
+        .into_response(),
+        other => ApiError::internal(other).into_response(),
+    })
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -56,8 +103,12 @@ const BAD_CREDENTIALS: &str = "invalid email or password";
 
 /// Log in with email and password.
 ///
-/// Repeated failures lock the account for a while (429 with `Retry-After`). Every refusal that
-/// concerns an existing account is audited.
+/// `login_max_failures` failed attempts for an email, known or not, lock it for
+/// `login_lockout_secs` (429 with `Retry-After`): no more passwords are checked for it until
+/// then, whatever the concurrency. Each address may try `login_rate_burst` logins at once, then
+/// `login_rate_per_minute` (429 with `Retry-After`). An unknown email, a deactivated account,
+/// one without a password and a wrong password get the same answer in the same time. Every
+/// refusal that concerns an existing account is audited.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginRequest, responses(
     (status = 200, body = TokenResponse),
     (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -79,54 +130,63 @@ pub async fn login(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
+    // One slot per attempt, reserved before anything is checked (see users::reserve_login_attempt):
+    // unknown emails are counted and locked like known ones, so neither the status, the body
+    // nor the time of a refusal says whether an account exists.
     let mut conn = state.pool.acquire().await.map_err(|e| ApiError::internal(archer_store::StoreError::from(e)))?;
+    let gate = users::reserve_login_attempt(
+        &mut conn,
+        &req.email,
+        state.config.login_max_failures,
+        time::Duration::seconds(state.config.login_lockout_secs as i64),
+    )
+    .await?;
     let accounts = users::find_for_login(&mut conn, req.email.trim(), req.tenant.as_deref()).await?;
     drop(conn);
-    if accounts.is_empty() {
-        // Spend the same time as a real check so that response times do not reveal accounts.
-        let _ = auth::verify_password(&req.password, &state.dummy_hash);
-        return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
-    }
     let now = OffsetDateTime::now_utc();
-    let mut matched = Vec::new();
-    for account in &accounts {
-        let ctx = meta.audit(Some(account.id));
-        if let Some(until) = account.locked_until.filter(|u| *u > now) {
-            audit_refusal(
-                &state,
-                &meta,
-                account.tenant_id,
-                Some(account.id),
-                "auth.login_locked",
-                "user",
-                Some(account.id.to_string()),
-                "login refused: account locked",
-            )
-            .await;
-            if accounts.len() == 1 {
-                return Err(ApiError::TooManyRequests {
-                    detail: "too many failed logins: this account is locked for a while".into(),
-                    retry_after_secs: (until - now).whole_seconds().max(1) as u64,
-                });
+    let locks = match gate {
+        users::LoginGate::Locked { until } => {
+            for account in &accounts {
+                audit_refusal(
+                    &state,
+                    &meta,
+                    account.tenant_id,
+                    Some(account.id),
+                    "auth.login_locked",
+                    "user",
+                    Some(account.id.to_string()),
+                    "login refused: too many failed logins for this email",
+                )
+                .await;
             }
-            continue;
+            return Err(locked(until, now));
         }
-        let ok =
-            account.active && account.password_hash.as_deref().is_some_and(|h| auth::verify_password(&req.password, h));
+        users::LoginGate::Open { locks } => locks,
+    };
+    let mut matched = Vec::new();
+    if accounts.is_empty() {
+        // Spend the same time as a real check (the hash, and a transaction like the one that
+        // audits a refusal) so that response times do not reveal accounts.
+        let _ = auth::verify_password(&req.password, &state.dummy_hash);
+        SystemTx::begin(&state.pool, None, &meta.audit(None)).await?.commit().await?;
+    }
+    for account in &accounts {
+        // deactivated and password-less accounts are checked against the dummy hash: same time
+        let hash = account.password_hash.as_deref().filter(|_| account.active).unwrap_or(&state.dummy_hash);
+        let ok = auth::verify_password(&req.password, hash) && account.active && account.password_hash.is_some();
         if ok {
             matched.push(account);
             continue;
         }
+        let ctx = meta.audit(Some(account.id));
         let mut tx = SystemTx::begin(&state.pool, Some(account.tenant_id), &ctx).await?;
-        let locked = users::record_login_failure(
-            &mut tx,
-            account.id,
-            state.config.login_max_failures,
-            time::Duration::seconds(state.config.login_lockout_secs as i64),
-        )
-        .await?;
-        let detail =
-            if !account.active { "login refused: account deactivated" } else { "login refused: wrong password" };
+        let detail = if !account.active {
+            "login refused: account deactivated"
+        } else if account.password_hash.is_none() {
+            "login refused: account has no password"
+        } else {
+            "login refused: wrong password"
+        };
         audit::record(
             &mut tx,
             &ctx,
@@ -139,7 +199,7 @@ pub async fn login(
             },
         )
         .await?;
-        if locked.is_some() {
+        if locks {
             audit::record(
                 &mut tx,
                 &ctx,
@@ -162,7 +222,7 @@ pub async fn login(
     };
     let ctx = meta.audit(Some(account.id));
     let mut tx = SystemTx::begin(&state.pool, Some(account.tenant_id), &ctx).await?;
-    users::record_login_success(&mut tx, account.id).await?;
+    users::clear_login_attempts(&mut tx, &req.email).await?;
     let pair = issue_pair(&state, &mut tx, account.id, account.tenant_id, &account.tenant_slug, Uuid::now_v7()).await?;
     audit::record(
         &mut tx,
@@ -178,6 +238,13 @@ pub async fn login(
     .await?;
     tx.commit().await?;
     Ok(Json(pair))
+}
+
+fn locked(until: OffsetDateTime, now: OffsetDateTime) -> ApiError {
+    ApiError::TooManyRequests {
+        detail: "too many failed logins for this email: try again later".into(),
+        retry_after_secs: (until - now).whole_seconds().max(1) as u64,
+    }
 }
 
 async fn issue_pair(

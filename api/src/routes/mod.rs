@@ -19,9 +19,9 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::app::AppState;
 
 /// Everything under `/api/v1`.
-pub fn v1() -> OpenApiRouter<AppState> {
+pub fn v1(config: &crate::config::Config) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .merge(auth::router())
+        .merge(auth::router(config))
         .merge(users::router())
         .merge(teams::router())
         .merge(tickets::router())

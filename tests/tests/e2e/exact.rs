@@ -174,3 +174,49 @@ async fn raising_the_priority_keeps_the_elapsed_time_and_breaches_on_the_new_tar
     assert_eq!(shown.json["sla"]["state"], "breached");
     app.stop().await;
 }
+
+/// Issue 8, item 2: an unknown email, a deactivated account, one without a password and a
+/// wrong password take the same time to refuse (here: medians within 10 ms).
+#[tokio::test(flavor = "multi_thread")]
+async fn login_refusals_take_the_same_time_whatever_the_reason() {
+    let mut app = spawn_app().await;
+    let t = app.tenant().await;
+    app.config.login_max_failures = 1000;
+    app.stop_server().await;
+    app.start_server().await;
+    app.delete(Some(&t.admin.token), &format!("/api/v1/users/{}", t.requester.id)).await;
+    sqlx::query("UPDATE users SET password_hash = NULL WHERE id = $1")
+        .bind(t.manager.id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let cases = [
+        ("unknown", "nobody@nowhere.example", "whatever"),
+        ("deactivated", t.requester.email.as_str(), archer_tests::PASSWORD),
+        ("no password", t.manager.email.as_str(), archer_tests::PASSWORD),
+        ("wrong password", t.agent.email.as_str(), "wrong"),
+    ];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    for round in 0..13 {
+        for (i, (_, email, password)) in cases.iter().enumerate() {
+            let started = std::time::Instant::now();
+            let r = app.post(None, "/api/v1/auth/login", &json!({"email": email, "password": password})).await;
+            let took = started.elapsed().as_secs_f64() * 1000.0;
+            assert_eq!(r.status, 401, "{}", r.body);
+            if round > 0 {
+                times[i].push(took);
+            }
+        }
+    }
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect();
+    let spread = medians.iter().copied().fold(f64::MIN, f64::max) - medians.iter().copied().fold(f64::MAX, f64::min);
+    let named: Vec<String> = cases.iter().zip(&medians).map(|((n, _, _), m)| format!("{n}: {m:.1} ms")).collect();
+    assert!(spread < 10.0, "median refusal times differ by {spread:.1} ms: {named:?}");
+    app.stop().await;
+}
