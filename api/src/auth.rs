@@ -206,17 +206,30 @@ impl FromRequestParts<AppState> for Principal {
                 Ok(Principal { user_id: c.sub, tenant_id: c.tid, tenant: c.ten, roles: c.roles, permissions: c.perms })
             }
             Err(TokenError::Expired(c)) => {
-                audit_refusal(
-                    state,
-                    &meta,
-                    c.tid,
-                    Some(c.sub),
-                    "auth.token_expired",
-                    "user",
-                    Some(c.sub.to_string()),
-                    "access token expired",
-                )
-                .await;
+                // audited once per token, then only counted: a client that keeps sending an
+                // expired token must not write an audit row per request
+                let first = async {
+                    let mut conn = state.pool.acquire().await?;
+                    archer_store::tokens::count_expired_use(&mut conn, c.jti, c.tid, c.sub).await
+                }
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not count an expired token's use");
+                    false
+                });
+                if first {
+                    audit_refusal(
+                        state,
+                        &meta,
+                        c.tid,
+                        Some(c.sub),
+                        "auth.token_expired",
+                        "user",
+                        Some(c.sub.to_string()),
+                        &format!("access token {} expired", c.jti),
+                    )
+                    .await;
+                }
                 Err(ApiError::Unauthorized("the access token has expired; refresh it".into()))
             }
             Err(TokenError::Invalid(why)) => {

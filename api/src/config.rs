@@ -64,11 +64,39 @@ pub struct Config {
     pub relay: bool,
     /// The SMTP server Archer sends email through: `smtp://host:port` (plain; local catchers),
     /// `smtp://user:pass@host:587?tls=required` (STARTTLS) or `smtps://user:pass@host:465`.
-    pub smtp_url: Url,
+    pub smtp_url: SmtpUrl,
     /// The `From` of the email Archer sends, a mailbox such as `Archer <archer@example.com>`.
     pub mail_from: String,
     /// `pretty` or `json`.
     pub log_format: LogFormat,
+}
+
+/// The SMTP URL, which may carry a password: shown (`Debug`, `Display`) without it.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct SmtpUrl(pub Url);
+
+impl std::ops::Deref for SmtpUrl {
+    type Target = Url;
+    fn deref(&self) -> &Url {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for SmtpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("[REDACTED]"));
+        }
+        f.write_str(shown.as_str())
+    }
+}
+
+impl std::fmt::Debug for SmtpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "\"{self}\"")
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -205,7 +233,7 @@ impl Config {
 
     /// Where and as whom to send email (`archer_workers::email::Mailer::new` checks it).
     pub fn mail(&self) -> MailConfig {
-        MailConfig { smtp_url: self.smtp_url.clone(), from: self.mail_from.clone() }
+        MailConfig { smtp_url: self.smtp_url.0.clone(), from: self.mail_from.clone() }
     }
 
     /// The limits every database session of this process runs under.
@@ -227,5 +255,29 @@ impl Config {
 
     pub fn refresh_token_ttl(&self) -> Duration {
         Duration::from_secs(self.refresh_token_ttl_secs)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Issue 8, item 6: no secret in what configuration prints.
+    #[test]
+    fn debug_and_display_show_no_secret() {
+        let config = Config::figment(None)
+            .set("smtp_url", "smtps://mailer:smtp-hunter2@mail.example:465")
+            .set("database_url", "postgres://archer:db-hunter2@db.example/archer")
+            .set("jwt_secret", "jwt-hunter2-jwt-hunter2-jwt-hunter2-0123")
+            .extract()
+            .unwrap();
+        let shown = format!("{config:?} {} {:?} {:?}", config.smtp_url, config.mail(), config.worker_deps());
+        for secret in ["smtp-hunter2", "db-hunter2", "jwt-hunter2"] {
+            assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        }
+        assert!(shown.contains("mail.example"), "{shown}");
+        // the URL itself still carries the password for the mailer
+        assert_eq!(config.mail().smtp_url.password(), Some("smtp-hunter2"));
     }
 }

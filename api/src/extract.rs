@@ -55,8 +55,18 @@ where
     }
 }
 
-/// Deserializes JSON, turning serde's first complaint into a problem with a pointer.
+/// Deserializes JSON, turning serde's first complaint into a problem with a pointer. Text with
+/// a NUL character (`\u0000`, which PostgreSQL cannot store) is refused, every such field named.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if contains_ignore_case(bytes, b"\\u0000") {
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
+            let mut errors = Vec::new();
+            nul_fields(&value, &mut String::new(), &mut errors);
+            if !errors.is_empty() {
+                return Err(ApiError::Validation(errors));
+            }
+        }
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),
@@ -72,6 +82,43 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                 }
             }
         }
+    }
+}
+
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+const NUL_DETAIL: &str = "must not contain the NUL character (\\u0000)";
+
+/// Every string (value or key) in `value` that contains NUL, by pointer.
+fn nul_fields(value: &serde_json::Value, path: &mut String, out: &mut Vec<FieldError>) {
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => {
+            out.push(FieldError::new(if path.is_empty() { "/" } else { path.as_str() }, "nul", NUL_DETAIL));
+        }
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("/{i}"));
+                nul_fields(item, path, out);
+                path.truncate(len);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let len = path.len();
+                path.push('/');
+                path.push_str(&k.replace('~', "~0").replace('/', "~1"));
+                if k.contains('\0') {
+                    out.push(FieldError::new(path.clone(), "nul", NUL_DETAIL));
+                } else {
+                    nul_fields(v, path, out);
+                }
+                path.truncate(len);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -133,6 +180,13 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
+        let nul: Vec<FieldError> = form_urlencoded::parse(query.as_bytes())
+            .filter(|(k, v)| k.contains('\0') || v.contains('\0'))
+            .map(|(k, _)| FieldError::new(format!("?{}", k.replace('\0', "")), "nul", NUL_DETAIL))
+            .collect();
+        if !nul.is_empty() {
+            return Err(ApiError::Validation(nul));
+        }
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
         serde_path_to_error::deserialize::<_, T>(de).map(AppQuery).map_err(|err| {
             let name = err.path().to_string();
@@ -179,6 +233,12 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // a NUL character cannot be in any id or number (and PostgreSQL refuses it)
+        let raw =
+            axum::extract::RawPathParams::from_request_parts(parts, state).await.map_err(|_| ApiError::NotFound)?;
+        if raw.iter().any(|(_, v)| v.contains('\0')) {
+            return Err(ApiError::NotFound);
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| AppPath(p.0))

@@ -70,10 +70,10 @@ pub fn page(errors: &mut Errors, page: Option<i64>, limit: Option<i64>) -> (i64,
     if !(1..=super::routes::MAX_LIMIT).contains(&limit) {
         errors.add("?limit", "range", format!("must be between 1 and {}", super::routes::MAX_LIMIT));
     }
-    if page < 1 {
-        errors.add("?page", "range", "must be at least 1");
+    if !(1..=super::routes::MAX_PAGE).contains(&page) {
+        errors.add("?page", "range", format!("must be between 1 and {}", super::routes::MAX_PAGE));
     }
-    (page.max(1), limit.clamp(1, super::routes::MAX_LIMIT))
+    (page.clamp(1, super::routes::MAX_PAGE), limit.clamp(1, super::routes::MAX_LIMIT))
 }
 
 #[cfg(test)]

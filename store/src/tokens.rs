@@ -77,3 +77,18 @@ pub async fn revoke_user(conn: &mut PgConnection, user_id: Uuid) -> Result<u64> 
             .await?;
     Ok(done.rows_affected())
 }
+
+/// Counts a use of an expired access token; `true` the first time this token is seen (audit
+/// it then; later uses are only counted).
+pub async fn count_expired_use(conn: &mut PgConnection, jti: Uuid, tenant_id: Uuid, user_id: Uuid) -> Result<bool> {
+    Ok(sqlx::query_scalar!(
+        r#"INSERT INTO expired_token_uses AS e (jti, tenant_id, user_id) VALUES ($1, $2, $3)
+           ON CONFLICT (jti) DO UPDATE SET uses = e.uses + 1, last_at = now()
+           RETURNING e.uses = 1 AS "first!""#,
+        jti,
+        tenant_id,
+        user_id
+    )
+    .fetch_one(conn)
+    .await?)
+}

@@ -18,7 +18,7 @@ use crate::temporal::{self, TemporalConfig, TemporalError};
 
 /// What the activities reach: the database, the SMTP server, the API's public address.
 /// The worker opens its own connections on its own runtime.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerDeps {
     pub database_url: String,
     pub database_max_connections: u32,
@@ -29,6 +29,28 @@ pub struct WorkerDeps {
     pub public_url: String,
     /// Signs the decision links in approval emails (the API checks them with the same key).
     pub links: LinkSigner,
+}
+
+impl std::fmt::Debug for WorkerDeps {
+    /// Without the database password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let database = match url::Url::parse(&self.database_url) {
+            Ok(mut u) => {
+                if u.password().is_some() {
+                    let _ = u.set_password(Some("[REDACTED]"));
+                }
+                u.to_string()
+            }
+            Err(_) => "[unparsable]".to_owned(),
+        };
+        f.debug_struct("WorkerDeps")
+            .field("database_url", &database)
+            .field("database_max_connections", &self.database_max_connections)
+            .field("database_limits", &self.database_limits)
+            .field("mail", &self.mail)
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A running worker. Dropping it without [`WorkerHandle::shutdown`] leaves it running until

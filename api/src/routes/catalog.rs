@@ -362,7 +362,8 @@ pub async fn create_item(
     Ok((StatusCode::CREATED, Json(item.try_into()?)))
 }
 
-/// One item (its current version).
+/// One item (its current version): any item for `catalog:admin`, otherwise only an active
+/// item the caller may request (404 for the rest).
 #[utoipa::path(get, path = "/catalog/items/{id}", tag = "catalog", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
     (status = 200, body = Item),
     (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -374,9 +375,19 @@ pub async fn get_item(
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<Json<Item>> {
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
-    let item = catalog::item(&mut tx, id).await?;
+    let row = catalog::item(&mut tx, id).await?;
+    let active = row.active;
+    let item: Item = row.try_into()?;
+    // catalog admins see every item; anyone else only the active ones they may request, and
+    // what they may not see does not exist for them (as everywhere else)
+    if !p.can("catalog:admin") {
+        let my_teams = teams::of_user(&mut tx, p.user_id).await?;
+        if !active || !item.spec.audience.admits(&p.roles, &my_teams) {
+            return Err(ApiError::NotFound);
+        }
+    }
     tx.commit().await?;
-    Ok(Json(item.try_into()?))
+    Ok(Json(item))
 }
 
 #[derive(Deserialize, ToSchema)]

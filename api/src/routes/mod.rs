@@ -36,3 +36,5 @@ pub fn v1(config: &crate::config::Config) -> OpenApiRouter<AppState> {
 /// Page size bounds shared by list endpoints.
 pub const DEFAULT_LIMIT: i64 = 25;
 pub const MAX_LIMIT: i64 = 200;
+/// The highest page number a list accepts (deeper: use the cursor).
+pub const MAX_PAGE: i64 = 1_000_000;

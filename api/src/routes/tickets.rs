@@ -858,8 +858,8 @@ pub async fn list_tickets(
     if q.page.is_some() && q.cursor.is_some() {
         errors.add("?cursor", "conflict", "use either page or cursor, not both");
     }
-    if q.page.is_some_and(|p| p < 1) {
-        errors.add("?page", "range", "must be at least 1");
+    if q.page.is_some_and(|p| !(1..=super::MAX_PAGE).contains(&p)) {
+        errors.add("?page", "range", format!("must be between 1 and {}", super::MAX_PAGE));
     }
     let after = match q.cursor.as_deref() {
         None => None,

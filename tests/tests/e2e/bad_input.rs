@@ -148,3 +148,83 @@ async fn problems_carry_the_request_id_and_are_documented() {
     assert!(doc.text().await.unwrap().contains("allowed"));
     app.stop().await;
 }
+
+/// Issue 8, item 5: no input gets a 500. PostgreSQL cannot store NUL, and page numbers
+/// overflowed the offset.
+#[tokio::test(flavor = "multi_thread")]
+async fn nul_characters_and_huge_page_numbers_are_refused_with_the_field() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let ticket = app.incident(&t.agent, "baseline").await;
+    let number = ticket["number"].as_str().unwrap().to_owned();
+    let before = footprint(&app).await;
+    let agent = Some(t.agent.token.as_str());
+    let admin = Some(t.admin.token.as_str());
+
+    let r = app
+        .post(
+            agent,
+            "/api/v1/tickets",
+            &json!({"kind": "incident", "title": "a\u{0}b", "impact": 3, "urgency": 3, "tags": ["ok", "x\u{0}"]}),
+        )
+        .await;
+    let mut pointers = r.pointers();
+    pointers.sort();
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(pointers, vec!["/tags/1", "/title"], "{}", r.body);
+    assert!(r.body.contains("NUL"), "{}", r.body);
+    let r = app.patch(agent, &format!("/api/v1/tickets/{number}"), &json!({"category": "net\u{0}work"})).await;
+    assert_eq!((r.status, r.pointers()), (422, vec!["/category".to_owned()]), "{}", r.body);
+    let r = app.post(agent, &format!("/api/v1/tickets/{number}/comments"), &json!({"body": "\u{0}"})).await;
+    assert_eq!((r.status, r.pointers()), (422, vec!["/body".to_owned()]), "{}", r.body);
+    for (path, param) in [
+        ("/api/v1/tickets?q=pr%00inter", "?q"),
+        ("/api/v1/tickets?category=a%00", "?category"),
+        ("/api/v1/tickets?tag=%00", "?tag"),
+        ("/api/v1/audit?action=ticket%00", "?action"),
+        ("/api/v1/audit?entity_id=%00", "?entity_id"),
+    ] {
+        let token = if path.contains("audit") { admin } else { agent };
+        let r = app.get(token, path).await;
+        assert_eq!((r.status, r.pointers()), (422, vec![param.to_owned()]), "{path}: {}", r.body);
+    }
+    // a NUL in a path names nothing that exists
+    app.get(agent, "/api/v1/tickets/INC-%00").await.problem(404);
+    // page numbers past the bound
+    for path in [
+        "/api/v1/tickets?page=9223372036854775807",
+        "/api/v1/users?page=9223372036854775807",
+        "/api/v1/tickets?page=1000001",
+    ] {
+        let token = if path.contains("users") { admin } else { agent };
+        let r = app.get(token, path).await;
+        assert_eq!((r.status, r.pointers()), (422, vec!["?page".to_owned()]), "{path}: {}", r.body);
+    }
+    assert_eq!(footprint(&app).await, before, "nothing written");
+    app.stop().await;
+}
+
+/// Issue 8, item 5: an expired token is audited once, not once per request.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_token_is_audited_once_however_often_it_is_sent() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = json!({"sub": t.agent.id, "tid": t.id, "ten": t.slug, "roles": ["agent"], "perms": ["ticket:create"],
+        "iss": "archer", "aud": "archer-api", "iat": now - 7200, "exp": now - 3600, "jti": uuid::Uuid::new_v4()});
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(archer_tests::JWT_SECRET.as_bytes()),
+    )
+    .unwrap();
+    for _ in 0..20 {
+        app.get(Some(&token), "/api/v1/tickets").await.problem(401);
+    }
+    let rows = app.count("SELECT count(*) FROM audit_log WHERE action = 'auth.token_expired'").await;
+    assert_eq!(rows, 1);
+    let uses = app.count("SELECT uses FROM expired_token_uses").await;
+    assert_eq!(uses, 20, "later uses are counted");
+    app.stop().await;
+}

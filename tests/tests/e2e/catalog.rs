@@ -254,5 +254,15 @@ async fn the_catalog_shows_each_user_what_they_may_request() {
     // and the API refuses a request for an item outside the user's audience
     app.submit(&t.requester, &agents_only, json!({})).await.problem(403);
     assert_eq!(app.count("SELECT count(*) FROM tickets").await, 0);
+    // issue 8 item 6: reading an item outside one's audience is a 404, like anything else one
+    // cannot see (its spec names approvers); catalog admins read every item
+    let path = format!("/api/v1/catalog/items/{}", agents_only["id"].as_str().unwrap());
+    app.get(Some(&t.requester.token), &path).await.problem(404);
+    assert_eq!(app.get(Some(&t.agent.token), &path).await.status, 200);
+    assert_eq!(app.get(Some(&t.admin.token), &path).await.status, 200);
+    // a withdrawn item is gone for requesters, still there for admins
+    assert_eq!(app.delete(Some(&t.admin.token), &path).await.status, 204);
+    app.get(Some(&t.agent.token), &path).await.problem(404);
+    assert_eq!(app.get(Some(&t.admin.token), &path).await.status, 200);
     app.stop().await;
 }
