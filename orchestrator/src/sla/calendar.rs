@@ -22,6 +22,10 @@
 //! - Configuration has a precision of one second; arithmetic on instants is exact to the nanosecond. Nothing is
 //!   rounded.
 //! - The built-in 24x7 calendar ([`Calendar::always`]) has no gap at all.
+//! - N business days ([`Calendar::add_business_days`]) end at the same local time of day on the Nth working day
+//!   after the day the clock starts (a clock started outside business time starts at the next opening), placed
+//!   within that day: at its close if the day closes earlier, at its opening if it opens later; or, if asked, at
+//!   the close of that day.
 //!
 //! The work is done day by day over local dates (never second by second), so spans of months cost a few hundred
 //! time-zone conversions.
@@ -421,6 +425,93 @@ impl Calendar {
             }
         }
         None
+    }
+
+    /// When `days` business days from `t` end: the same local time of day on the `days`-th working day after the
+    /// day the clock starts, or with `end_of_day` the close of that day.
+    ///
+    /// - A *working day* is a local date (in the calendar's zone) with business time on it: not a holiday, with at
+    ///   least one interval. The part of a night shift after midnight belongs to the next date. The first opening and
+    ///   the close of a working day are the start of its first and the end of its last business time.
+    /// - The clock starts at `t` if `t` is business time, else at the next opening (`t` in the evening, at the
+    ///   weekend, on a holiday or in a lunch break): the start's local date and time of day are those of that opening.
+    /// - On the target day the time of day is taken in local time, so a DST change in between does not shift it. A
+    ///   time of day the target day does not have (skipped at spring-forward) moves forward by the gap, one it has
+    ///   twice (fall-back) means its first occurrence: jiff's compatible disambiguation, as for interval bounds.
+    /// - The result is then placed within the target day: after the day's close (a shorter day), the close; before
+    ///   its first opening, that opening; in a break, the opening after it. In business time an opening is the same
+    ///   instant as the close before it, so [`Calendar::add`] of the business time up to the result answers that
+    ///   earlier close: see [`Calendar::business_days_budget`].
+    /// - `days == 0` is the start itself, or with `end_of_day` the close of the day the clock starts.
+    ///
+    /// Errors (pointer "") like [`Calendar::add`]: "empty" when no working day comes within 20 years of the last
+    /// one, "range" when the result would be more than 100 years after `t`.
+    pub fn add_business_days(&self, t: Timestamp, days: u32, end_of_day: bool) -> Result<Timestamp, CalendarError> {
+        let no_time = || CalendarError::new("", "empty", "the calendar has no business time within 20 years");
+        let start = self.next_open(t).ok_or_else(no_time)?;
+        let local = self.inner.tz.to_datetime(start);
+        let (mut date, time_of_day) = (local.date(), local.time());
+        let mut segments = Vec::new();
+        if days == 0 {
+            if !end_of_day {
+                return Ok(start);
+            }
+            // The start is business time, so its date is a working day.
+            return self.working_day(date, &mut segments).map(|(_, close)| close).ok_or_else(past_the_end);
+        }
+        let limit = t.checked_add(MAX_SCAN).unwrap_or(Timestamp::MAX);
+        let (mut remaining, mut last_seen) = (days, start);
+        let (open, close) = loop {
+            date = date.tomorrow().map_err(|_| past_the_end())?;
+            let midnight = self.instant(date, Time::midnight()).ok_or_else(past_the_end)?;
+            if midnight > limit {
+                return Err(CalendarError::new("", "range", "the result would be more than 100 years away"));
+            }
+            if midnight.duration_since(last_seen) > HORIZON {
+                return Err(no_time());
+            }
+            if let Some((open, close)) = self.working_day(date, &mut segments) {
+                last_seen = close;
+                remaining -= 1;
+                if remaining == 0 {
+                    break (open, close);
+                }
+            }
+        };
+        if end_of_day {
+            return Ok(close);
+        }
+        let Some(same_time) = self.instant(date, time_of_day) else { return Ok(close) };
+        Ok(if same_time <= open {
+            open
+        } else if same_time >= close {
+            close
+        } else {
+            // Within the day: the time itself, or the opening after the break it falls in.
+            self.next_open(same_time).filter(|&next| next < close).unwrap_or(close)
+        })
+    }
+
+    /// The business time from `t` to the end of `days` business days ([`Calendar::add_business_days`]): the budget
+    /// a clock started at `t` has, so that `add(t, budget)` is when those days end. That is the result of
+    /// `add_business_days` itself, except that where it is an opening (the day's time of day was before it or in a
+    /// break, or the clock started outside business hours), `add` answers the close before it, the same business
+    /// instant, as for every target that runs out at a close.
+    pub fn business_days_budget(
+        &self,
+        t: Timestamp,
+        days: u32,
+        end_of_day: bool,
+    ) -> Result<SignedDuration, CalendarError> {
+        self.add_business_days(t, days, end_of_day).map(|end| self.elapsed(t, end))
+    }
+
+    /// The first opening and the close of `date` if it is a working day (it has business time).
+    fn working_day(&self, date: Date, segments: &mut Vec<(Timestamp, Timestamp)>) -> Option<(Timestamp, Timestamp)> {
+        let from = self.instant(date, Time::midnight())?;
+        let until = self.instant(date.tomorrow().ok()?, Time::midnight())?;
+        self.segments(from, until, segments);
+        Some((segments.first()?.0, segments.last()?.1))
     }
 
     /// The instant of a local date and time, by jiff's compatible disambiguation: a time skipped by a gap moves
@@ -1038,6 +1129,197 @@ mod tests {
         assert!(!calendar.is_open(ts("2026-11-01T01:15:00-05:00")));
     }
 
+    // --- Business days ----------------------------------------------------------------------------------------
+
+    /// Mon-Fri 08:00-18:00 in Berlin, Good Friday and Easter Monday 2026 off.
+    fn berlin_8_to_6() -> Calendar {
+        compile(json!({
+            "time_zone": "Europe/Berlin",
+            "weekly": intervals(&WEEKDAYS, &[("08:00", "18:00")]),
+            "holidays": [{"date": "2026-04-03"}, {"date": "2026-04-06"}],
+        }))
+    }
+
+    /// New York: Monday 10:00-17:00, Tuesday-Thursday 09:00-17:00, a short Friday 09:00-13:00; Thanksgiving 2026 off.
+    fn new_york_short_friday() -> Calendar {
+        let mut weekly = vec![one("monday", "10:00", "17:00")];
+        weekly.extend(intervals(&["tuesday", "wednesday", "thursday"], &[("09:00", "17:00")]));
+        weekly.push(one("friday", "09:00", "13:00"));
+        compile(json!({"time_zone": "America/New_York", "weekly": weekly, "holidays": [{"date": "2026-11-26"}]}))
+    }
+
+    /// (end of the days, budget, when `add` of the budget falls due) for `days` business days from `start`.
+    fn business_days(
+        calendar: &Calendar,
+        start: &str,
+        days: u32,
+        end_of_day: bool,
+    ) -> (Timestamp, SignedDuration, Timestamp) {
+        let end = calendar.add_business_days(ts(start), days, end_of_day).unwrap();
+        let budget = calendar.business_days_budget(ts(start), days, end_of_day).unwrap();
+        assert_eq!(budget, calendar.elapsed(ts(start), end));
+        (end, budget, calendar.add(ts(start), budget).unwrap())
+    }
+
+    #[test]
+    fn business_days_end_at_the_same_local_time_on_the_nth_working_day() {
+        let calendar = berlin_8_to_6();
+        // Wednesday 10:00 + 1 = Thursday 10:00; + 3 = Monday 10:00 (over the weekend).
+        let (end, budget, due) = business_days(&calendar, "2026-03-04T10:00:00+01:00", 1, false);
+        assert_eq!((end, budget, due), (ts("2026-03-05T10:00:00+01:00"), hours(10), ts("2026-03-05T10:00:00+01:00")));
+        let (end, budget, _) = business_days(&calendar, "2026-03-04T10:00:00+01:00", 3, false);
+        assert_eq!((end, budget), (ts("2026-03-09T10:00:00+01:00"), hours(30)));
+        // `d` is different: 3 days of business time are 72 hours, over 7 working days.
+        assert_eq!(calendar.add(ts("2026-03-04T10:00:00+01:00"), hours(72)).unwrap(), ts("2026-03-13T12:00:00+01:00"));
+        // End of day: the close of the Nth working day.
+        let (end, budget, due) = business_days(&calendar, "2026-03-04T10:00:00+01:00", 1, true);
+        assert_eq!((end, budget, due), (ts("2026-03-05T18:00:00+01:00"), hours(18), ts("2026-03-05T18:00:00+01:00")));
+        // Zero days to the end of the day: today's close.
+        let (end, _, _) = business_days(&calendar, "2026-03-04T10:00:00+01:00", 0, true);
+        assert_eq!(end, ts("2026-03-04T18:00:00+01:00"));
+        assert_eq!(
+            calendar.add_business_days(ts("2026-03-04T10:00:00+01:00"), 0, false).unwrap(),
+            ts("2026-03-04T10:00:00+01:00")
+        );
+    }
+
+    #[test]
+    fn business_days_keep_the_local_time_across_dst_changes() {
+        let calendar = berlin_8_to_6();
+        // Friday 10:00 CET + 1 = Monday 10:00 CEST: 71 hours later, not 72.
+        let (end, budget, due) = business_days(&calendar, "2026-03-27T10:00:00+01:00", 1, false);
+        assert_eq!((end, budget, due), (ts("2026-03-30T10:00:00+02:00"), hours(10), ts("2026-03-30T08:00:00Z")));
+        // Friday 10:00 CEST + 1 = Monday 10:00 CET: 73 hours later.
+        let (end, budget, _) = business_days(&calendar, "2026-10-23T10:00:00+02:00", 1, false);
+        assert_eq!((end, budget), (ts("2026-10-26T10:00:00+01:00"), hours(10)));
+        assert_eq!(end, ts("2026-10-26T09:00:00Z"));
+        // New York, across 2026-03-08; Monday opens at 10:00 there.
+        let calendar = new_york_short_friday();
+        let (end, budget, due) = business_days(&calendar, "2026-03-05T15:00:00-05:00", 2, false);
+        assert_eq!((end, budget, due), (ts("2026-03-09T15:00:00-04:00"), hours(2 + 4 + 5), ts("2026-03-09T19:00:00Z")));
+        let (end, budget, _) = business_days(&calendar, "2026-03-06T11:00:00-05:00", 1, false);
+        assert_eq!((end, budget), (ts("2026-03-09T11:00:00-04:00"), hours(2 + 1)));
+    }
+
+    #[test]
+    fn a_time_of_day_missing_on_the_target_day_moves_forward_by_the_gap() {
+        // Round the clock in Berlin: 02:30 does not exist on 2026-03-29 and means 03:30 CEST, as a bound would.
+        let calendar = every_day("Europe/Berlin", "00:00", "24:00");
+        let (end, budget, due) = business_days(&calendar, "2026-03-28T02:30:00+01:00", 1, false);
+        assert_eq!((end, budget, due), (ts("2026-03-29T03:30:00+02:00"), hours(24), ts("2026-03-29T03:30:00+02:00")));
+        // 02:30 on 2026-10-25 happens twice: the first one (CEST) counts.
+        let (end, budget, _) = business_days(&calendar, "2026-10-24T02:30:00+02:00", 1, false);
+        assert_eq!((end, budget), (ts("2026-10-25T02:30:00+02:00"), hours(24)));
+        // From the second one, the next day's 02:30 is a day and an hour away.
+        let (end, budget, _) = business_days(&calendar, "2026-10-25T02:30:00+01:00", 1, false);
+        assert_eq!((end, budget), (ts("2026-10-26T02:30:00+01:00"), hours(24)));
+        let (end, budget, _) = business_days(&calendar, "2026-10-24T02:30:00+02:00", 2, false);
+        assert_eq!((end, budget), (ts("2026-10-26T02:30:00+01:00"), hours(49)));
+        // New York's gap, 2026-03-08 02:00-03:00.
+        let calendar = every_day("America/New_York", "00:00", "24:00");
+        let (end, budget, _) = business_days(&calendar, "2026-03-07T02:30:00-05:00", 1, false);
+        assert_eq!((end, budget), (ts("2026-03-08T03:30:00-04:00"), hours(24)));
+    }
+
+    #[test]
+    fn business_days_skip_holidays() {
+        let calendar = berlin_8_to_6();
+        // Thursday before Easter + 1 = Tuesday (Good Friday and Easter Monday off); + 2 = Wednesday.
+        let (end, budget, _) = business_days(&calendar, "2026-04-02T16:00:00+02:00", 1, false);
+        assert_eq!((end, budget), (ts("2026-04-07T16:00:00+02:00"), hours(10)));
+        let (end, _, _) = business_days(&calendar, "2026-04-02T16:00:00+02:00", 2, false);
+        assert_eq!(end, ts("2026-04-08T16:00:00+02:00"));
+        let calendar = new_york_short_friday();
+        // Wednesday before Thanksgiving + 1 = Friday, same time; to the end of the day = Friday's early close.
+        let (end, budget, _) = business_days(&calendar, "2026-11-25T10:00:00-05:00", 1, false);
+        assert_eq!((end, budget), (ts("2026-11-27T10:00:00-05:00"), hours(7 + 1)));
+        let (end, budget, _) = business_days(&calendar, "2026-11-25T10:00:00-05:00", 1, true);
+        assert_eq!((end, budget), (ts("2026-11-27T13:00:00-05:00"), hours(7 + 4)));
+    }
+
+    #[test]
+    fn a_shorter_target_day_ends_at_its_close() {
+        let calendar = new_york_short_friday();
+        // Thursday 15:00 + 1: Friday closes at 13:00.
+        let (end, budget, due) = business_days(&calendar, "2026-03-05T15:00:00-05:00", 1, false);
+        assert_eq!(
+            (end, budget, due),
+            (ts("2026-03-06T13:00:00-05:00"), hours(2 + 4), ts("2026-03-06T13:00:00-05:00"))
+        );
+        let (end, _, _) = business_days(&calendar, "2026-11-25T15:00:00-05:00", 1, false);
+        assert_eq!(end, ts("2026-11-27T13:00:00-05:00"));
+    }
+
+    #[test]
+    fn a_time_before_the_target_days_opening_is_that_opening_the_same_business_instant_as_the_close_before() {
+        let calendar = new_york_short_friday();
+        // Friday 09:30 + 1: Monday opens at 10:00. Monday 10:00 and Friday 13:00 are the same business instant, and
+        // the budget (3.5 hours) runs out at the earlier one.
+        let (end, budget, due) = business_days(&calendar, "2026-03-06T09:30:00-05:00", 1, false);
+        assert_eq!((end, budget, due), (ts("2026-03-09T10:00:00-04:00"), mins(210), ts("2026-03-06T13:00:00-05:00")));
+        // Monday 12:30 + 1: Tuesday 12:30 is in its lunch break, so the opening after it.
+        let calendar = compile(json!({
+            "time_zone": "Europe/Berlin",
+            "weekly": [one("monday", "08:00", "17:00"), one("tuesday", "08:00", "12:00"), one("tuesday", "13:00", "17:00")],
+        }));
+        let (end, budget, due) = business_days(&calendar, "2026-03-02T12:30:00+01:00", 1, false);
+        assert_eq!(
+            (end, budget, due),
+            (ts("2026-03-03T13:00:00+01:00"), mins(270 + 240), ts("2026-03-03T12:00:00+01:00"))
+        );
+    }
+
+    #[test]
+    fn a_clock_started_outside_hours_counts_from_the_next_opening() {
+        let calendar = berlin_8_to_6();
+        // Friday 20:00 and Saturday noon: the clock starts Monday 08:00; one business day later is Tuesday 08:00,
+        // which in business time is Monday's close: one whole working day.
+        for start in ["2026-03-06T20:00:00+01:00", "2026-03-07T12:00:00+01:00", "2026-03-09T07:00:00+01:00"] {
+            let (end, budget, due) = business_days(&calendar, start, 1, false);
+            assert_eq!(
+                (end, budget, due),
+                (ts("2026-03-10T08:00:00+01:00"), hours(10), ts("2026-03-09T18:00:00+01:00"))
+            );
+            let (end, _, _) = business_days(&calendar, start, 1, true);
+            assert_eq!(end, ts("2026-03-10T18:00:00+01:00"), "{start}");
+            let (end, _, _) = business_days(&calendar, start, 0, true);
+            assert_eq!(end, ts("2026-03-09T18:00:00+01:00"), "{start}");
+        }
+    }
+
+    #[test]
+    fn a_clock_started_on_a_holiday_counts_from_the_next_opening() {
+        let calendar = berlin_8_to_6();
+        // Good Friday 11:00: the clock starts Tuesday 08:00; two business days later is Thursday 08:00, the same
+        // business instant as Wednesday's close.
+        let (end, budget, due) = business_days(&calendar, "2026-04-03T11:00:00+02:00", 2, false);
+        assert_eq!((end, budget, due), (ts("2026-04-09T08:00:00+02:00"), hours(20), ts("2026-04-08T18:00:00+02:00")));
+        let (end, _, _) = business_days(&calendar, "2026-04-03T11:00:00+02:00", 2, true);
+        assert_eq!(end, ts("2026-04-09T18:00:00+02:00"));
+        // Thanksgiving 11:00 in New York: from Friday 09:00 to Monday, which opens at 10:00.
+        let calendar = new_york_short_friday();
+        let (end, budget, due) = business_days(&calendar, "2026-11-26T11:00:00-05:00", 1, false);
+        assert_eq!((end, budget, due), (ts("2026-11-30T10:00:00-05:00"), hours(4), ts("2026-11-27T13:00:00-05:00")));
+    }
+
+    #[test]
+    fn business_days_round_the_clock_are_days() {
+        let calendar = Calendar::always();
+        let (end, budget, _) = business_days(&calendar, "2026-03-04T10:00:00Z", 3, false);
+        assert_eq!((end, budget), (ts("2026-03-07T10:00:00Z"), hours(72)));
+        let (end, _, _) = business_days(&calendar, "2026-03-04T10:00:00Z", 1, true);
+        assert_eq!(end, ts("2026-03-06T00:00:00Z"));
+    }
+
+    #[test]
+    fn business_days_far_away_are_found_or_refused() {
+        let calendar = berlin_8_to_6();
+        // 2500 working days (the most a policy allows) from 2026-03-04: ten years, a few milliseconds.
+        let end = calendar.add_business_days(ts("2026-03-04T10:00:00+01:00"), 2500, false).unwrap();
+        assert!(end > ts("2035-06-01T00:00:00Z") && end < ts("2036-01-01T00:00:00Z"), "{end}");
+        assert_eq!(calendar.elapsed(ts("2026-03-04T10:00:00+01:00"), end), hours(10 * 2500), "each working day once");
+    }
+
     // --- Validation --------------------------------------------------------------------------------------------
 
     fn office_with(weekly: Vec<Value>) -> Value {
@@ -1260,6 +1542,15 @@ mod tests {
         let error = calendar.add(t, hours(1)).unwrap_err();
         assert_eq!((error.pointer.as_str(), error.code), ("", "empty"));
         assert_eq!(calendar.next_open(t), None);
+        let error = calendar.add_business_days(t, 1, false).unwrap_err();
+        assert_eq!((error.pointer.as_str(), error.code), ("", "empty"));
+        // From 2025 the clock starts on 2044-02-29, and the next working day is beyond 20 years.
+        let error = calendar.add_business_days(ts("2025-01-01T00:00:00Z"), 1, false).unwrap_err();
+        assert_eq!((error.pointer.as_str(), error.code), ("", "empty"));
+        assert_eq!(
+            calendar.add_business_days(ts("2025-01-01T00:00:00Z"), 0, true).unwrap(),
+            ts("2044-03-01T00:00:00Z")
+        );
         // Within 20 years it is found.
         assert_eq!(calendar.next_open(ts("2025-01-01T00:00:00Z")), Some(ts("2044-02-29T00:00:00Z")));
         assert_eq!(calendar.add(ts("2025-01-01T00:00:00Z"), hours(1)).unwrap(), ts("2044-02-29T01:00:00Z"));
@@ -1483,6 +1774,45 @@ mod tests {
                 prop_assert_eq!(next == t, open);
                 prop_assert_eq!(calendar.add(t, NANO).unwrap(), next + NANO);
             }
+        }
+
+        #[test]
+        fn business_days_land_on_the_nth_working_day_in_order(spec in arb_spec(), t in arb_start(), n in 1..12u32) {
+            let (calendar, t) = (spec.compile().unwrap(), start_in(&spec, t));
+            let (Ok(same), Ok(close), Ok(next)) = (
+                calendar.add_business_days(t, n, false),
+                calendar.add_business_days(t, n, true),
+                calendar.add_business_days(t, n + 1, false),
+            ) else {
+                // Only for a calendar with a few working days in decades.
+                return Ok(());
+            };
+            // (a close at midnight can be the next day's opening)
+            prop_assert!(t <= same && same <= close && close <= next);
+            // Both are in (or at the end of) business time.
+            for end in [same, close] {
+                prop_assert!(calendar.is_open(end) || calendar.elapsed(end - NANO, end) == NANO);
+            }
+            // That day is the nth working day after the day the clock starts.
+            let local = |u: Timestamp| calendar.inner.tz.to_datetime(u).date();
+            let working = |d: Date| {
+                let (from, until) = (calendar.instant(d, Time::midnight()), calendar.instant(d.tomorrow().unwrap(), Time::midnight()));
+                calendar.elapsed(from.unwrap(), until.unwrap()).is_positive()
+            };
+            let first = local(calendar.next_open(t).unwrap());
+            let last = local(close - NANO);
+            prop_assert_eq!(local(if calendar.is_open(same) { same } else { same - NANO }), last);
+            let mut date = first;
+            let mut count = 0;
+            while date < last {
+                date = date.tomorrow().unwrap();
+                count += u32::from(working(date));
+            }
+            prop_assert_eq!(count, n);
+            // The budget is the business time to the end, and `add` gives it back (at the same business instant).
+            let budget = calendar.business_days_budget(t, n, false).unwrap();
+            prop_assert_eq!(calendar.elapsed(t, calendar.add(t, budget).unwrap()), budget);
+            prop_assert!(calendar.add(t, budget).unwrap() <= same);
         }
     }
 }

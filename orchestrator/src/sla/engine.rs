@@ -249,8 +249,30 @@ impl SlaEngine {
         self.state.assignment.policy.targets.iter().find(|t| t.metric == metric)
     }
 
-    fn budget(&self, metric: Metric) -> SignedDuration {
-        self.target(metric).map(|t| t.duration(self.state.priority)).unwrap_or(SignedDuration::ZERO)
+    /// The budget of a cycle of `metric` that started at `start`, under the current priority: the
+    /// target's business time, or for a target in business days the business time from `start`
+    /// to the end of those days ([`Calendar::business_days_budget`]). Converted from the cycle's
+    /// start every time it is needed, so a priority or policy change converts the new target
+    /// from the same start; a pure function of the state, so replays agree.
+    fn budget_from(&self, metric: Metric, start: Timestamp) -> SignedDuration {
+        let Some(target) = self.target(metric) else { return SignedDuration::ZERO };
+        let p = self.state.priority;
+        match target.business_days(p) {
+            None => target.duration(p),
+            Some(days) => self
+                .calendar
+                .business_days_budget(start, u32::from(days.days), days.end_of_day)
+                // only for a calendar with no business time for decades: the stand-in
+                .unwrap_or_else(|_| target.duration(p)),
+        }
+    }
+
+    /// The budget of a clock as reported: its current cycle's, else its last completed one's
+    /// (under the current priority), else as if a cycle started `now`.
+    fn clock_budget(&self, clock: &Clock, now: Timestamp) -> SignedDuration {
+        let current = clock.current.as_ref().map(|c| c.started_at);
+        let start = current.or_else(|| clock.closed.last().map(|c| c.cycle.started_at));
+        self.budget_from(clock.metric, start.unwrap_or(now))
     }
 
     fn elapsed(&self, cycle: &Cycle, now: Timestamp) -> SignedDuration {
@@ -305,7 +327,7 @@ impl SlaEngine {
         for (ci, clock) in self.state.clocks.iter().enumerate() {
             let Some(cycle) = &clock.current else { continue };
             let Some(target) = self.target(clock.metric) else { continue };
-            let budget = target.duration(self.state.priority);
+            let budget = self.budget_from(clock.metric, cycle.started_at);
             if cycle.state != CycleState::Stopped {
                 for &p in &target.warnings {
                     if !cycle.warned.iter().any(|(w, _)| *w == p)
@@ -403,13 +425,12 @@ impl SlaEngine {
 
     fn apply_to_clock(&mut self, ci: usize, c: &Conditions, ev: &SlaEvent, at: Timestamp) {
         let holds = |cond: &crate::sla::policy::Condition| cond.holds(&ev.triggers, ev.status);
-        let budget = self.budget(self.state.clocks[ci].metric);
         let state = self.state.clocks[ci].current.as_ref().map(|c| c.state);
         match state {
             None => {
                 if holds(&c.start) {
                     self.begin_cycle(ci, at, holds(&c.pause));
-                    self.after_start(ci, c, ev, at, budget);
+                    self.after_start(ci, c, ev, at);
                 }
             }
             Some(CycleState::Stopped) => {
@@ -425,16 +446,16 @@ impl SlaEngine {
                         cycle.segments.push((at, None));
                     }
                 } else if holds(&c.start) {
-                    self.close_cycle(ci, at, None, budget);
+                    self.close_cycle(ci, at, None);
                     self.begin_cycle(ci, at, holds(&c.pause));
-                    self.after_start(ci, c, ev, at, budget);
+                    self.after_start(ci, c, ev, at);
                 }
             }
             Some(_) => {
                 if holds(&c.cancel) {
-                    self.close_cycle(ci, at, Some(Outcome::Cancelled), budget);
+                    self.close_cycle(ci, at, Some(Outcome::Cancelled));
                 } else if holds(&c.reset) {
-                    self.close_cycle(ci, at, Some(Outcome::Reset), budget);
+                    self.close_cycle(ci, at, Some(Outcome::Reset));
                     self.begin_cycle(ci, at, holds(&c.pause));
                 } else if holds(&c.stop) {
                     let cycle = self.state.clocks[ci].current.as_mut().expect("checked");
@@ -463,10 +484,10 @@ impl SlaEngine {
     }
 
     /// A cycle that starts on an event that also stops or cancels it ends at once.
-    fn after_start(&mut self, ci: usize, c: &Conditions, ev: &SlaEvent, at: Timestamp, budget: SignedDuration) {
+    fn after_start(&mut self, ci: usize, c: &Conditions, ev: &SlaEvent, at: Timestamp) {
         let holds = |cond: &crate::sla::policy::Condition| cond.holds(&ev.triggers, ev.status);
         if holds(&c.cancel) {
-            self.close_cycle(ci, at, Some(Outcome::Cancelled), budget);
+            self.close_cycle(ci, at, Some(Outcome::Cancelled));
         } else if holds(&c.stop) {
             let cycle = self.state.clocks[ci].current.as_mut().expect("just started");
             end_open(cycle, at);
@@ -491,8 +512,9 @@ impl SlaEngine {
     }
 
     /// Ends the current cycle for good. `outcome: None` derives met/breached from the cycle.
-    fn close_cycle(&mut self, ci: usize, at: Timestamp, outcome: Option<Outcome>, budget: SignedDuration) {
+    fn close_cycle(&mut self, ci: usize, at: Timestamp, outcome: Option<Outcome>) {
         let Some(mut cycle) = self.state.clocks[ci].current.take() else { return };
+        let budget = self.budget_from(self.state.clocks[ci].metric, cycle.started_at);
         end_open(&mut cycle, at);
         if let Some(p) = cycle.pauses.last_mut()
             && p.to.is_none()
@@ -531,7 +553,7 @@ impl SlaEngine {
             .clocks
             .iter()
             .map(|clock| {
-                let budget = self.budget(clock.metric);
+                let budget = self.clock_budget(clock, now);
                 let ongoing = clock.current.as_ref().filter(|c| c.state != CycleState::Stopped);
                 let stopped = clock.current.as_ref().filter(|c| c.state == CycleState::Stopped);
                 let mut completed: Vec<CycleReport> = clock.closed.iter().map(|cc| self.closed_report(cc)).collect();
@@ -920,6 +942,204 @@ mod tests {
         assert_eq!(e.next_wakeup(), Some(t("2026-11-23T10:00:07Z")), "its escalation waits for the cooldown");
         let f = e.advance(t("2026-11-23T10:00:07Z"));
         assert_eq!(fired(&f), vec![(1, t("2026-11-23T10:00:07Z"))]);
+    }
+
+    /// Resolution in business days on Mon-Fri 08:00-18:00 in Berlin: P1 one, P2 one to the end of
+    /// the day, P3 three, P4 five; first response 1h; next response two business days.
+    fn business_days_assignment() -> SlaAssignment {
+        let mut a = assignment(serde_json::json!({}));
+        a.policy = policy(serde_json::json!({"targets": [
+            {"metric": "first_response", "durations": {"1": "1h", "2": "1h", "3": "1h", "4": "1h"}},
+            {"metric": "resolution", "durations": {"1": "1 business day", "2": "1bd end_of_day", "3": "3bd", "4": "5bd"},
+             "warnings": [50]},
+            {"metric": "next_response", "durations": {"1": "2bd", "2": "2bd", "3": "2bd", "4": "2bd"}}
+        ]}));
+        let weekly = ["monday", "tuesday", "wednesday", "thursday", "friday"]
+            .map(|day| serde_json::json!({"day": day, "start": "08:00", "end": "18:00"}));
+        a.calendar =
+            serde_json::from_value(serde_json::json!({"time_zone": "Europe/Berlin", "weekly": weekly})).unwrap();
+        a
+    }
+
+    fn resolution(e: &SlaEngine, at: &str) -> ClockReport {
+        e.report(t(at)).into_iter().find(|c| c.metric == Metric::Resolution).unwrap()
+    }
+
+    #[test]
+    fn business_days_are_converted_at_the_clock_start_and_pauses_extend_them() {
+        // Friday 10:00 CET + 1 business day = Monday 10:00 CEST (DST in between): 10 business hours.
+        let mut e =
+            SlaEngine::start(business_days_assignment(), t("2026-03-27T10:00:00+01:00"), Status::InProgress, p(1));
+        let r = resolution(&e, "2026-03-27T10:00:00+01:00");
+        assert_eq!((r.due_at, r.target_seconds), (Some(t("2026-03-30T10:00:00+02:00")), 36_000));
+        let facts = e.advance(t("2026-03-27T18:00:00+01:00"));
+        assert!(facts.contains(&Fact::Warning {
+            metric: Metric::Resolution,
+            cycle: 1,
+            percent: 50,
+            at: t("2026-03-27T15:00:00+01:00")
+        }));
+        // Waiting on the customer Monday 09:00-11:00 moves it to 12:00.
+        step(&mut e, ev("2026-03-30T09:00:00+02:00", Status::WaitingOnCustomer, 1, &[]));
+        step(&mut e, ev("2026-03-30T11:00:00+02:00", Status::InProgress, 1, &[]));
+        assert_eq!(resolution(&e, "2026-03-30T11:00:00+02:00").due_at, Some(t("2026-03-30T12:00:00+02:00")));
+        let facts = e.advance(t("2026-03-30T13:00:00+02:00"));
+        assert_eq!(breaches(&facts), vec![(Metric::Resolution, t("2026-03-30T12:00:00+02:00"))]);
+        // Resolved: the completed cycle keeps its converted target.
+        step(&mut e, ev("2026-03-30T13:00:00+02:00", Status::Resolved, 1, &[]));
+        let r = resolution(&e, "2026-03-30T13:00:00+02:00");
+        assert_eq!((r.state.as_str(), r.target_seconds, r.elapsed_seconds), ("breached", 36_000, 39_600));
+    }
+
+    #[test]
+    fn a_priority_change_converts_the_new_business_days_from_the_cycle_start() {
+        // Wednesday 10:00 at P3: three business days, due Monday 10:00.
+        let mut e =
+            SlaEngine::start(business_days_assignment(), t("2026-03-04T10:00:00+01:00"), Status::InProgress, p(3));
+        let r = resolution(&e, "2026-03-04T10:00:00+01:00");
+        assert_eq!((r.due_at, r.target_seconds), (Some(t("2026-03-09T10:00:00+01:00")), 30 * 3600));
+        // Thursday 09:00, raised to P2: one business day to the end of the day from Wednesday 10:00.
+        step(&mut e, ev("2026-03-05T09:00:00+01:00", Status::InProgress, 2, &[Trigger::PriorityChanged]));
+        let r = resolution(&e, "2026-03-05T09:00:00+01:00");
+        assert_eq!((r.due_at, r.target_seconds), (Some(t("2026-03-05T18:00:00+01:00")), 18 * 3600));
+        // Thursday 12:00, raised to P1: one business day from Wednesday 10:00 ran out Thursday 10:00.
+        let facts = step(&mut e, ev("2026-03-05T12:00:00+01:00", Status::InProgress, 1, &[Trigger::PriorityChanged]));
+        assert!(breaches(&facts).is_empty());
+        let facts = e.advance(t("2026-03-05T12:00:00+01:00"));
+        assert_eq!(breaches(&facts), vec![(Metric::Resolution, t("2026-03-05T10:00:00+01:00"))]);
+    }
+
+    #[test]
+    fn business_days_from_outside_hours_count_from_the_next_opening() {
+        // Saturday noon: the clock counts from Monday 08:00, so one business day is Monday's whole day, and to
+        // the end of the day it is Tuesday's close.
+        let e = SlaEngine::start(business_days_assignment(), t("2026-03-07T12:00:00+01:00"), Status::New, p(1));
+        assert_eq!(resolution(&e, "2026-03-07T12:00:00+01:00").due_at, Some(t("2026-03-09T18:00:00+01:00")));
+        let e = SlaEngine::start(business_days_assignment(), t("2026-03-07T12:00:00+01:00"), Status::New, p(2));
+        assert_eq!(resolution(&e, "2026-03-07T12:00:00+01:00").due_at, Some(t("2026-03-10T18:00:00+01:00")));
+        // An idle clock reports its target as if it started now, a cancelled one that of its last cycle.
+        let mut e = SlaEngine::start(business_days_assignment(), t("2026-03-04T10:00:00+01:00"), Status::New, p(4));
+        let next_response = e.report(t("2026-03-04T10:00:00+01:00"))[2].clone();
+        assert_eq!((next_response.state.as_str(), next_response.target_seconds), ("idle", 20 * 3600));
+        step(&mut e, ev("2026-03-04T11:00:00+01:00", Status::Cancelled, 4, &[]));
+        let r = resolution(&e, "2026-03-06T11:00:00+01:00");
+        assert_eq!(
+            (r.state.as_str(), r.target_seconds, r.completed[0].remaining_seconds),
+            ("cancelled", 50 * 3600, 49 * 3600)
+        );
+    }
+
+    #[test]
+    fn business_days_replay_and_continue_as_new_like_living_them() {
+        let a = business_days_assignment();
+        let events = vec![
+            ev("2026-03-27T10:00:00+01:00", Status::New, 3, &[Trigger::Created]),
+            ev("2026-03-27T11:00:00+01:00", Status::InProgress, 3, &[]),
+            ev("2026-03-30T09:00:00+02:00", Status::WaitingOnCustomer, 3, &[]),
+            ev("2026-03-31T09:00:00+02:00", Status::InProgress, 1, &[Trigger::PriorityChanged]),
+        ];
+        let now = t("2026-04-03T12:00:00+02:00");
+        let (replayed, facts) = SlaEngine::replay(a.clone(), &events, now);
+        let mut live = SlaEngine::start(a, events[0].at, events[0].status, events[0].priority);
+        for e in &events[1..] {
+            step(&mut live, e.clone());
+        }
+        live.advance(now);
+        assert_eq!(replayed.report(now), live.report(now));
+        // P1 from Friday 10:00 is 10 business hours; 8 ran on Friday, the pause held Monday 09:00 to Tuesday 09:00
+        // (Monday 08:00-09:00 ran): due Tuesday 10:00.
+        assert!(breaches(&facts).contains(&(Metric::Resolution, t("2026-03-31T10:00:00+02:00"))), "{facts:?}");
+        let json = serde_json::to_string(live.state()).unwrap();
+        let back = SlaEngine::from_state(serde_json::from_str(&json).unwrap());
+        assert_eq!(back.state(), live.state());
+        assert_eq!(back.report(now), live.report(now));
+    }
+
+    mod validation_model {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::sla::policy::{Condition, Phase};
+        use crate::ticket::TicketKind;
+
+        fn statuses() -> Vec<Status> {
+            let mut all: Vec<Status> = Vec::new();
+            for s in TicketKind::ALL.iter().flat_map(|k| k.statuses()) {
+                if !all.contains(s) {
+                    all.push(*s);
+                }
+            }
+            all
+        }
+
+        fn arb_condition() -> impl Strategy<Value = Condition> {
+            (
+                prop::collection::vec(prop::sample::select(Trigger::ALL.to_vec()), 0..3),
+                prop::collection::vec(prop::sample::select(statuses()), 0..5),
+            )
+                .prop_map(|(on, status_in)| Condition { on, status_in })
+        }
+
+        fn arb_conditions() -> impl Strategy<Value = Conditions> {
+            let c = arb_condition;
+            (c(), c(), c(), c(), c(), c()).prop_map(|(start, pause, resume, stop, cancel, reset)| Conditions {
+                start,
+                pause,
+                resume,
+                stop,
+                cancel,
+                reset,
+            })
+        }
+
+        fn arb_event() -> impl Strategy<Value = (Option<Trigger>, Status)> {
+            (prop::option::of(prop::sample::select(Trigger::ALL.to_vec())), prop::sample::select(statuses()))
+        }
+
+        fn phase(e: &SlaEngine) -> Phase {
+            match e.state().clocks[0].current.as_ref().map(|c| c.state) {
+                None => Phase::Idle,
+                Some(CycleState::Running) => Phase::Running,
+                Some(CycleState::Paused) => Phase::Paused,
+                Some(CycleState::Stopped) => Phase::Stopped,
+            }
+        }
+
+        proptest! {
+            /// Policy validation decides whether a clock can run by playing its conditions through
+            /// `Conditions::next_phase`; this holds that model to what the engine does.
+            #[test]
+            fn the_validation_model_moves_like_the_engine(
+                conditions in arb_conditions(),
+                created in prop::sample::select(statuses()),
+                events in prop::collection::vec(arb_event(), 0..16),
+            ) {
+                let mut a = assignment(serde_json::json!({}));
+                a.policy = Policy {
+                    targets: vec![Target {
+                        metric: Metric::Resolution,
+                        durations: [SignedDuration::from_hours(1); 4],
+                        business_days: [None; 4],
+                        warnings: Vec::new(),
+                        conditions: conditions.clone(),
+                    }],
+                    escalations: Vec::new(),
+                    max_escalations: 10,
+                    escalation_cooldown: SignedDuration::ZERO,
+                };
+                let mut at = t("2026-11-23T10:00:00Z");
+                let mut e = SlaEngine::start(a, at, created, p(3));
+                let mut model = conditions.next_phase(Phase::Idle, &[Trigger::Created], created);
+                prop_assert_eq!(phase(&e), model);
+                for (trigger, status) in events {
+                    at += SignedDuration::from_mins(1);
+                    let triggers: Vec<Trigger> = trigger.into_iter().collect();
+                    step(&mut e, SlaEvent { at, triggers: triggers.clone(), status, priority: p(3) });
+                    model = conditions.next_phase(model, &triggers, status);
+                    prop_assert_eq!(phase(&e), model);
+                }
+            }
+        }
     }
 
     #[test]
