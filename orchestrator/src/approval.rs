@@ -53,12 +53,13 @@ pub enum Rule {
 }
 
 impl Rule {
-    /// How many of `of` approvers it takes.
+    /// How many of `of` approvers it takes. A count is never lowered to the approvers there
+    /// are: "any two" with one approver needs two, and so cannot be met (the step fails closed).
     pub fn needed(self, of: u32) -> u32 {
         match self {
             Rule::All => of,
             Rule::Any => of.min(1),
-            Rule::Count(n) => n.min(of),
+            Rule::Count(n) => n,
             Rule::Percent(p) => (of * u32::from(p)).div_ceil(100).min(of),
         }
     }
@@ -243,6 +244,9 @@ impl StepTally {
         let (approved, rejected) = (self.count(Decision::Approve), self.count(Decision::Reject));
         let pending = of - approved - rejected;
         let needed = step.approve_when.needed(of);
+        if needed > of {
+            return Some(Outcome::Rejected { reason: unsatisfiable(needed, of) });
+        }
         if approved >= needed {
             return Some(Outcome::Approved { reason: format!("{approved} of {of} approved") });
         }
@@ -260,6 +264,11 @@ impl StepTally {
         None
     }
 
+    /// Whether a step with this many approvers can ever be approved by its rule.
+    pub fn satisfiable(step: &StepSpec, approvers: usize) -> bool {
+        step.approve_when.needed(approvers as u32) <= approvers as u32 && approvers > 0
+    }
+
     /// Sequential steps ask one approver at a time: the first who has not decided.
     pub fn current(&self, step: &StepSpec) -> Option<usize> {
         match step.mode {
@@ -267,6 +276,12 @@ impl StepTally {
             Mode::Parallel => None,
         }
     }
+}
+
+/// Why a step whose rule asks for more approvals than it has approvers is rejected.
+pub fn unsatisfiable(needed: u32, of: u32) -> String {
+    let found = if of == 1 { "only 1 approver was".to_owned() } else { format!("only {of} approvers were") };
+    format!("this step needs {needed} approvals but {found} found: it cannot be approved")
 }
 
 #[cfg(test)]
@@ -283,6 +298,27 @@ mod tests {
     }
 
     use Decision::*;
+
+    /// Issue 8, item 7: "any two" with one approver is not authorized by one person.
+    #[test]
+    fn a_count_is_never_lowered_to_the_approvers_there_are() {
+        let s = step(
+            serde_json::json!({"name": "ECAB", "approvers": [{"role": "cab_member"}], "approve_when": {"count": 2}}),
+        );
+        let o = tally(&[None]).outcome(&s).unwrap();
+        assert!(
+            matches!(o, Outcome::Rejected { ref reason } if reason.contains("needs 2 approvals but only 1 approver")),
+            "{o:?}"
+        );
+        let o = tally(&[Some(Approve)]).outcome(&s).unwrap();
+        assert!(!o.is_approved(), "{o:?}");
+        assert!(!StepTally::satisfiable(&s, 1));
+        assert!(StepTally::satisfiable(&s, 2));
+        assert!(tally(&[Some(Approve), Some(Approve)]).outcome(&s).unwrap().is_approved());
+        let all = step(serde_json::json!({"name": "all", "approvers": [{"role": "x"}]}));
+        assert!(!StepTally::satisfiable(&all, 0));
+        assert!(StepTally::satisfiable(&all, 1));
+    }
 
     #[test]
     fn quorum_two_of_three() {

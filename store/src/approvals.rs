@@ -392,9 +392,26 @@ pub struct InboxRow {
     pub timeout_at: Option<OffsetDateTime>,
 }
 
-/// An approver's open tasks (`pending`), oldest first; or their decisions, newest first.
-pub async fn inbox(conn: &mut PgConnection, approver_id: Uuid, pending: bool, limit: i64) -> Result<Vec<InboxRow>> {
-    Ok(sqlx::query_as!(
+/// An approver's open tasks (`pending`), oldest first; or their decisions, newest first: one
+/// page of them, and how many there are in all.
+pub async fn inbox(
+    conn: &mut PgConnection,
+    approver_id: Uuid,
+    pending: bool,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<InboxRow>, i64)> {
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!"
+             FROM approval_tasks t JOIN approval_steps s ON s.id = t.step_id
+            WHERE t.approver_id = $1
+              AND CASE WHEN $2 THEN t.state = 'asked' AND s.state = 'open' ELSE t.state IN ('approved', 'rejected') END"#,
+        approver_id,
+        pending
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let rows = sqlx::query_as!(
         InboxRow,
         "SELECT t.id AS task_id, t.approval_id, s.name AS step_name, k.id AS ticket_id, k.kind AS ticket_kind,
                 k.number AS ticket_number, k.title, k.requester_id, t.on_behalf_of, t.state, t.asked_at, t.decided_at,
@@ -403,13 +420,15 @@ pub async fn inbox(conn: &mut PgConnection, approver_id: Uuid, pending: bool, li
           WHERE t.approver_id = $1
             AND CASE WHEN $2 THEN t.state = 'asked' AND s.state = 'open' ELSE t.state IN ('approved', 'rejected') END
           ORDER BY CASE WHEN $2 THEN t.asked_at END ASC, CASE WHEN NOT $2 THEN t.decided_at END DESC, t.id
-          LIMIT $3",
+          LIMIT $3 OFFSET $4",
         approver_id,
         pending,
-        limit
+        limit,
+        offset
     )
     .fetch_all(conn)
-    .await?)
+    .await?;
+    Ok((rows, total))
 }
 
 /// Every task of an approval, by step and position.

@@ -257,8 +257,20 @@ pub struct InboxQuery {
     /// `pending` (default): what waits for your decision, oldest first; `decided`: what you
     /// decided, newest first.
     state: Option<String>,
-    /// 1–200, default 50.
+    /// Page number, from 1.
+    page: Option<i64>,
+    /// Items per page, 1–200 (default 25).
     limit: Option<i64>,
+}
+
+/// One page of an approvals inbox.
+#[derive(Serialize, ToSchema)]
+pub struct InboxPage {
+    items: Vec<InboxItem>,
+    page: i64,
+    limit: i64,
+    /// Items on every page together.
+    total: i64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -286,9 +298,10 @@ pub struct InboxItem {
     pub timeout_at: Option<OffsetDateTime>,
 }
 
-/// Your approvals inbox. Needs `approval:decide`.
+/// Your approvals inbox: the tasks you are asked to decide (being asked is the permission,
+/// whatever your roles), or those you decided; paged like every list.
 #[utoipa::path(get, path = "/approvals", tag = "approvals", params(InboxQuery), security(("bearer" = [])), responses(
-    (status = 200, body = Vec<InboxItem>),
+    (status = 200, body = InboxPage),
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn inbox(
@@ -296,8 +309,7 @@ pub async fn inbox(
     meta: RequestMeta,
     p: Principal,
     AppQuery(q): AppQuery<InboxQuery>,
-) -> ApiResult<Json<Vec<InboxItem>>> {
-    p.require(&state, &meta, "approval:decide").await?;
+) -> ApiResult<Json<InboxPage>> {
     let mut errors = Errors::new();
     let pending = match q.state.as_deref().unwrap_or("pending") {
         "pending" => true,
@@ -307,13 +319,10 @@ pub async fn inbox(
             true
         }
     };
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        errors.add("?limit", "range", "1 to 200");
-    }
+    let (page, limit) = crate::validate::page(&mut errors, q.page, q.limit);
     errors.into_result()?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
-    let rows = approvals::inbox(&mut tx, p.user_id, pending, limit).await?;
+    let (rows, total) = approvals::inbox(&mut tx, p.user_id, pending, limit, (page - 1) * limit).await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let kind: TicketKind = r.ticket_kind.parse().map_err(ApiError::internal)?;
@@ -338,7 +347,7 @@ pub async fn inbox(
         });
     }
     tx.commit().await?;
-    Ok(Json(out))
+    Ok(Json(InboxPage { items: out, page, limit, total }))
 }
 
 /// An approval: each step, who was asked, who decided what and when, what is pending, and
@@ -508,7 +517,7 @@ async fn decide_in_app(
     decision: Decision,
     comment: Option<String>,
 ) -> ApiResult<Json<DecisionResponse>> {
-    p.require(state, meta, "approval:decide").await?;
+    // being asked by a step is the permission to decide that task, whatever one's roles
     let comment = comment.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
     let mut errors = Errors::new();
     if let Some(c) = &comment
@@ -534,12 +543,19 @@ async fn decide_in_app(
     let outcome = record_decision(&mut tx, &approval, &task, decision, comment.as_deref(), "app").await?;
     let result = match outcome {
         Outcome::Recorded(_) => DecisionResult::Recorded,
-        Outcome::Already(t) if same(&t, decision) => DecisionResult::AlreadyDecided,
+        // the same decision again, while its step is still open: a retry, answered as such
+        Outcome::Already(t) if same(&t, decision) && approvals::step(&mut tx, t.step_id).await?.state == "open" => {
+            DecisionResult::AlreadyDecided
+        }
+        // otherwise (the other decision, or a past step's decision while the chain moved on):
+        // one refusal saying what was decided and when
         Outcome::Already(t) => {
+            let step = approvals::step(&mut tx, t.step_id).await?;
             return Err(ApiError::Conflict(format!(
-                "you already {} this{}; a decision cannot be changed",
+                "you already {} this{} (step \"{}\"); a decision cannot be changed",
                 t.state,
-                t.decided_at.map(|d| format!(" at {}", rfc3339(d))).unwrap_or_default()
+                t.decided_at.map(|d| format!(" at {}", rfc3339(d))).unwrap_or_default(),
+                step.name
             )));
         }
         Outcome::Closed { task, step_state, approval_state } => {
@@ -569,10 +585,12 @@ pub(crate) fn closed_message(task: &TaskRow, step_state: &str, approval_state: &
     }
 }
 
-/// Approve, as a current approver of the approval's open step. Needs `approval:decide`.
+/// Approve, as an approver the approval's open step asked (being asked is the permission).
 ///
-/// Approving twice answers `already_decided`; a step that closed meanwhile is a 409 saying how
-/// it ended. The requester cannot approve their own request.
+/// Approving twice while the step is open answers `already_decided`; having decided otherwise,
+/// or in a step the chain has moved past, is a 409 saying what you decided and when; a step
+/// that closed meanwhile is a 409 saying how it ended. The requester cannot approve their own
+/// request.
 #[utoipa::path(post, path = "/approvals/{id}/approve", tag = "approvals", params(("id" = Uuid, Path)),
     request_body(content = Option<DecisionBody>), security(("bearer" = [])), responses(
     (status = 200, body = DecisionResponse),
@@ -591,7 +609,8 @@ pub async fn approve(
     decide_in_app(&state, &meta, &p, id, Decision::Approve, comment).await
 }
 
-/// Reject, with a comment (required: the requester sees it). Needs `approval:decide`.
+/// Reject, with a comment (required: the requester sees it), as an approver the open step
+/// asked. Refusals as for approving.
 #[utoipa::path(post, path = "/approvals/{id}/reject", tag = "approvals", params(("id" = Uuid, Path)),
     request_body = DecisionBody, security(("bearer" = [])), responses(
     (status = 200, body = DecisionResponse),

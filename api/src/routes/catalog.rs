@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use archer_orchestrator::approval::{ApproverSpec, ChainSpec, OnTimeout};
+use archer_orchestrator::approval::{ApproverSpec, ChainSpec, OnTimeout, StepTally};
 use archer_orchestrator::catalog::ItemSpec;
 use archer_orchestrator::workflows::activities::TicketRef;
 use archer_orchestrator::workflows::approval::{self as wf_approval, RequestInput};
@@ -325,9 +325,56 @@ pub(crate) async fn approver_errors(tx: &mut TenantTx, chains: &[(String, ChainS
                     _ => {}
                 }
             }
+            // a rule the approvers it names cannot meet today is refused (it would fail closed)
+            let found = approvers_today(tx, &step.approvers).await?;
+            if !StepTally::satisfiable(step, found) {
+                let needed = step.approve_when.needed(found as u32).max(1);
+                errors.push(FieldError::new(
+                    format!("{prefix}/steps/{i}/approve_when"),
+                    "unsatisfiable",
+                    format!("needs {needed} approval(s) but only {found} approver(s) can be found today"),
+                ));
+            }
         }
     }
     Ok(errors)
+}
+
+/// How many distinct active people a step's approvers name today. The requester's manager and
+/// the item's owner are known only per request and count as one each.
+async fn approvers_today(tx: &mut TenantTx, specs: &[ApproverSpec]) -> ApiResult<usize> {
+    let mut people = std::collections::BTreeSet::new();
+    let mut per_request = 0;
+    for spec in specs {
+        match spec {
+            ApproverSpec::User(id) => {
+                if archer_store::users::get(tx, *id).await.is_ok_and(|u| u.active) {
+                    people.insert(*id);
+                }
+            }
+            ApproverSpec::Role(role) => {
+                let filter = archer_store::users::UserFilter {
+                    q: None,
+                    role: Some(role),
+                    active: Some(true),
+                    limit: 1000,
+                    offset: 0,
+                };
+                people.extend(archer_store::users::list(tx, filter).await?.0.into_iter().map(|u| u.id));
+            }
+            ApproverSpec::Team(id) => {
+                if let Ok(team) = archer_store::teams::get(tx, *id).await {
+                    for member in team.members {
+                        if archer_store::users::get(tx, member).await.is_ok_and(|u| u.active) {
+                            people.insert(member);
+                        }
+                    }
+                }
+            }
+            ApproverSpec::RequesterManager | ApproverSpec::ItemOwner => per_request += 1,
+        }
+    }
+    Ok(people.len() + per_request)
 }
 
 /// Create a catalog item (version 1). Needs `catalog:admin`.

@@ -4,12 +4,14 @@
 
 mod aborts;
 mod admin;
+mod approval_rules;
 mod approvals;
 mod auth;
 mod bad_input;
 mod browser;
 mod catalog;
 mod concurrency;
+mod contract;
 mod devstack;
 mod email;
 mod exact;

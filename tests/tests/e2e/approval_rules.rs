@@ -1,0 +1,127 @@
+//! Issue 8, items 7 and 8: a quorum is never lowered, and one situation gets one answer.
+
+use archer_tests::spawn_app;
+use serde_json::json;
+
+/// A rule the approvers cannot meet fails closed at run time and is refused when saved.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quorum_is_never_lowered_to_the_approvers_there_are() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let owner = app.user(&t, "Ivy Owner", &["agent"], None).await;
+    let cab1 = app.user(&t, "Cab One", &["cab_member"], None).await;
+    let cab2 = app.user(&t, "Cab Two", &["cab_member"], None).await;
+
+    // saved: "any two CAB members" with two of them is fine
+    let spec = |owner: &archer_tests::TestUser| {
+        json!({"owner_id": owner.id, "form_schema": {"type": "object"}, "approval": {"steps": [
+            {"name": "CAB", "approvers": [{"role": "cab_member"}], "approve_when": {"count": 2}}
+        ]}})
+    };
+    let item = app.catalog_item(&t.admin, "Firewall change", spec(&owner)).await;
+
+    // one CAB member leaves: requests now fail closed instead of being authorized by one person
+    assert_eq!(app.delete(Some(&t.admin.token), &format!("/api/v1/users/{}", cab2.id)).await.status, 204);
+    let r = app.submit(&t.requester, &item, json!({})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let number = r.json["number"].as_str().unwrap().to_owned();
+    app.ticket_status(&t.agent, &number, "rejected").await;
+    let a = app.approval_until(&t.agent, &number, "rejected", |a| a["state"] == "rejected").await;
+    let reason = a["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("needs 2 approvals but only 1 approver"), "{a:#}");
+    assert_eq!(app.approval_mails(&cab1, &number), 0, "nobody is asked");
+    // the reason is on the ticket's timeline, and the item's owner is told
+    let timeline = app.get(Some(&t.agent.token), &format!("/api/v1/tickets/{number}/timeline")).await;
+    assert!(timeline.body.contains("needs 2 approvals"), "{}", timeline.body);
+    let inbox = app.get(Some(&owner.token), "/api/v1/notifications").await;
+    assert!(inbox.body.contains("approval.unsatisfiable") && inbox.body.contains(&number), "{}", inbox.body);
+
+    // and saving a chain or a routing that cannot be met today is refused, pointing at the step
+    let r = app
+        .post(
+            Some(&t.admin.token),
+            "/api/v1/catalog/items",
+            &json!({"category_id": item["category_id"], "name": "Another firewall change", "spec": spec(&owner)}),
+        )
+        .await;
+    assert_eq!((r.status, r.pointers()), (422, vec!["/spec/approval/steps/0/approve_when".to_owned()]), "{}", r.body);
+    let routing = app.get(Some(&t.admin.token), "/api/v1/settings/change-routing").await.json;
+    let mut emergency = routing.clone();
+    emergency["emergency"] = json!({"chain": {"steps": [
+        {"name": "ECAB", "approvers": [{"role": "cab_member"}], "approve_when": {"count": 2}}
+    ]}});
+    let r = app
+        .send(reqwest::Method::PUT, Some(&t.admin.token), "/api/v1/settings/change-routing", Some(&emergency), &[])
+        .await;
+    // the default routing's normal chain (two CAB members after the change manager) cannot be
+    // met any more either: every unsatisfiable step is named
+    let mut p = r.pointers();
+    p.sort();
+    assert_eq!(
+        (r.status, p),
+        (
+            422,
+            vec!["/emergency/chain/steps/0/approve_when".to_owned(), "/normal/chain/steps/1/approve_when".to_owned()]
+        ),
+        "{}",
+        r.body
+    );
+    app.stop().await;
+}
+
+/// Approving or rejecting as a past step's approver is one refusal; being asked is the
+/// permission to decide, whatever one's roles.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_past_steps_approver_gets_one_refusal_and_being_asked_is_the_permission() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    // neither has `approval:decide`: they are asked by name
+    let first = app.user(&t, "Fay First", &["agent"], None).await;
+    let second = app.user(&t, "Sam Second", &["requester"], None).await;
+    let item = app
+        .catalog_item(
+            &t.admin,
+            "Two steps",
+            json!({"form_schema": {"type": "object"}, "approval": {"steps": [
+                {"name": "First", "approvers": [{"user": first.id}]},
+                {"name": "Second", "approvers": [{"user": second.id}]}
+            ]}}),
+        )
+        .await;
+    let number = app.submit(&t.requester, &item, json!({})).await.json["number"].as_str().unwrap().to_owned();
+    let a = app.approval_until(&t.agent, &number, "first step open", |a| a["steps"][0]["state"] == "open").await;
+    let id = a["id"].as_str().unwrap().to_owned();
+    let inbox = app.get(Some(&first.token), "/api/v1/approvals").await;
+    assert_eq!((inbox.status, inbox.json["total"].clone()), (200, json!(1)), "{}", inbox.body);
+    assert_eq!(inbox.json["page"], 1);
+    let r = app.post(Some(&first.token), &format!("/api/v1/approvals/{id}/approve"), &json!({})).await;
+    assert_eq!((r.status, r.json["result"].clone()), (200, json!("recorded")), "{}", r.body);
+    // again while the step is open (a retry): the same answer
+    let again = app.post(Some(&first.token), &format!("/api/v1/approvals/{id}/approve"), &json!({})).await;
+    if again.status == 200 {
+        assert_eq!(again.json["result"], "already_decided", "{}", again.body);
+    }
+    app.approval_until(&t.agent, &number, "second step open", |a| a["steps"][1]["state"] == "open").await;
+
+    // the chain has moved on: approving and rejecting again get the same refusal
+    let approve = app.post(Some(&first.token), &format!("/api/v1/approvals/{id}/approve"), &json!({})).await;
+    let reject = app
+        .post(Some(&first.token), &format!("/api/v1/approvals/{id}/reject"), &json!({"comment": "changed my mind"}))
+        .await;
+    let a = approve.problem(409)["detail"].as_str().unwrap().to_owned();
+    let r = reject.problem(409)["detail"].as_str().unwrap().to_owned();
+    assert_eq!(a, r);
+    assert!(a.contains("you already approved this at ") && a.contains("\"First\""), "{a}");
+
+    // the second approver, a plain requester, decides in the app
+    let r = app.post(Some(&second.token), &format!("/api/v1/approvals/{id}/approve"), &json!({})).await;
+    assert_eq!((r.status, r.json["result"].clone()), (200, json!("recorded")), "{}", r.body);
+    app.ticket_status(&t.agent, &number, "in_progress").await;
+    let decided = app.get(Some(&second.token), "/api/v1/approvals?state=decided&limit=1&page=1").await;
+    assert_eq!((decided.json["total"].clone(), decided.json["items"].as_array().unwrap().len()), (json!(1), 1));
+    let r = app.get(Some(&second.token), "/api/v1/approvals?page=0&limit=500").await;
+    let mut p = r.pointers();
+    p.sort();
+    assert_eq!((r.status, p), (422, vec!["?limit".to_owned(), "?page".to_owned()]), "{}", r.body);
+    app.stop().await;
+}
