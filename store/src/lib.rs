@@ -17,6 +17,7 @@ pub mod changes;
 pub mod idempotency;
 pub mod notifications;
 pub mod outbox;
+pub mod security;
 pub mod sla;
 pub mod teams;
 pub mod tenants;

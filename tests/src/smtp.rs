@@ -77,6 +77,8 @@ struct State {
     refusals: Mutex<HashMap<String, Refusal>>,
     /// The number of messages received so far; `wait_for` watches it.
     received: watch::Sender<usize>,
+    /// How long the sink takes to accept each message once its data arrived (a slow server).
+    accept_delay: Mutex<Duration>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -107,6 +109,7 @@ impl SmtpSink {
             messages: Mutex::new(Vec::new()),
             refusals: Mutex::new(HashMap::new()),
             received: watch::channel(0).0,
+            accept_delay: Mutex::new(Duration::ZERO),
         });
         let server = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
         SmtpSink { addr, state, server }
@@ -157,6 +160,12 @@ impl SmtpSink {
                 );
             }
         }
+    }
+
+    /// Makes the sink wait `delay` before accepting each message (after its data, before the
+    /// `250`), as a slow or distant mail server does, so that sending email takes a while.
+    pub fn delay_acceptance(&self, delay: Duration) {
+        *lock(&self.state.accept_delay) = delay;
     }
 
     /// Makes `RCPT TO` refuse `address` (case-insensitive) with `code` (a 4xx reply is a
@@ -258,6 +267,10 @@ async fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
                     }
                 };
                 let tx = std::mem::take(&mut tx);
+                let delay = *lock(&state.accept_delay);
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
                 let mail = received_mail(tx.from.unwrap_or_default(), tx.to, raw);
                 let id = {
                     let mut messages = lock(&state.messages);

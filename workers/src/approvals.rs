@@ -16,7 +16,7 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use archer_orchestrator::approval::{ApproverSpec, Clock, Decision, Outcome};
+use archer_orchestrator::approval::{ApproverSpec, ChainSpec, Clock, Decision, Outcome, StepSpec};
 use archer_orchestrator::sla::calendar::{Calendar, CalendarSpec};
 use archer_orchestrator::sla::engine::SlaAssignment;
 use archer_orchestrator::workflows::activities::{
@@ -27,7 +27,8 @@ use archer_store::approvals::{self, StepRow, TaskRow};
 use archer_store::changes::{self, Event, to_jiff, to_time};
 use archer_store::{AuditContext, StoreError, TenantTx, notifications, tickets};
 
-use crate::links::{LinkClaims, LinkSigner};
+use crate::email::{self, StepText, answers, human_utc};
+use crate::links::{LinkClaims, LinkSigner, ViewClaims};
 
 /// What the approval activities need.
 pub struct ApprovalActivities {
@@ -113,6 +114,64 @@ impl ApprovalActivities {
         Ok(out)
     }
 
+    /// Tells the item's owner (else the tenant's admins) that a step could not be met by the
+    /// approvers it found, once per step.
+    async fn notify_unsatisfiable(
+        &self,
+        tx: &mut TenantTx,
+        t: &TicketRef,
+        ticket: &tickets::TicketRow,
+        spec: &archer_orchestrator::approval::StepSpec,
+        step: &approvals::StepRow,
+        found: usize,
+    ) -> Result<(), StoreError> {
+        let owner = match (ticket.catalog_item_id, ticket.catalog_item_version) {
+            (Some(item), Some(version)) => archer_store::catalog::item_version(tx, item, version)
+                .await
+                .ok()
+                .and_then(|i| i.spec.get("owner_id").and_then(|o| o.as_str()).and_then(|o| Uuid::parse_str(o).ok())),
+            _ => None,
+        };
+        let recipients: Vec<Uuid> = match owner {
+            Some(o) => vec![o],
+            None => {
+                let filter = archer_store::users::UserFilter {
+                    q: None,
+                    role: Some("admin"),
+                    active: Some(true),
+                    limit: 100,
+                    offset: 0,
+                };
+                archer_store::users::list(tx, filter).await?.0.into_iter().map(|u| u.id).collect()
+            }
+        };
+        let needed = spec.approve_when.needed(found as u32).max(1);
+        let title = format!("{}: approval step \"{}\" cannot be met", t.number, spec.name);
+        let body = format!(
+            "The step needs {needed} approval(s) but {found} approver(s) could be found, so the request was \
+             rejected. Add approvers (or change the chain) and ask the requester to submit it again."
+        );
+        let data =
+            serde_json::json!({"ticket": t.number.to_string(), "step": spec.name, "needed": needed, "found": found});
+        for user in recipients {
+            archer_store::notifications::notify(
+                tx,
+                archer_store::notifications::NewNotification {
+                    tenant_id: t.tenant_id,
+                    user_id: user,
+                    ticket_id: Some(t.ticket_id),
+                    kind: "approval.unsatisfiable",
+                    title: &title,
+                    body: &body,
+                    data: &data,
+                    dedup_key: &format!("approval-unsatisfiable:{}", step.id),
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Queues the email asking (or reminding) an approver, with approve and reject links.
     async fn email(
         &self,
@@ -146,22 +205,30 @@ impl ApprovalActivities {
             });
             format!("{}/approvals/decide?token={token}", self.public_url.trim_end_matches('/'))
         };
+        // "View the request": a page showing the request to this approver, deciding nothing
+        let view = self.links.sign_view(&ViewClaims {
+            tenant: t.tenant_id,
+            approval: task.approval_id,
+            step: step.id,
+            task: task.id,
+            approver: task.approver_id,
+            exp,
+        });
         let fields = form_answers(tx, ticket).await;
+        // (an escalation email is built before the step row says it was escalated)
+        let about = step_text(tx, step, step.escalated_at.is_some() || task.escalation).await;
         let number = t.number.to_string();
         let data = json!({
             "recipient": {"name": approver.display_name},
-            "ticket": {
-                "number": number,
-                "title": ticket.title,
-                "url": format!("{}/api/v1/tickets/{number}", self.public_url.trim_end_matches('/')),
-            },
+            "ticket": {"number": number, "title": ticket.title},
             "requester": {"name": requester.display_name},
-            "step": {"name": step.name},
+            "step": {"name": step.name, "position": about.position, "rule": about.rule, "summary": about.summary},
             "on_behalf_of": on_behalf_of,
             "fields": fields,
             "approve_url": link(Decision::Approve),
             "reject_url": link(Decision::Reject),
-            "expires_at": OffsetDateTime::from_unix_timestamp(exp).map(|t| t.to_string()).unwrap_or_default(),
+            "view_url": format!("{}/approvals/view?token={view}", self.public_url.trim_end_matches('/')),
+            "expires_at": human_utc(Timestamp::from_second(exp).unwrap_or(Timestamp::MAX)),
             "reminder": purpose.starts_with("reminder"),
             "escalated": task.escalation,
         });
@@ -178,29 +245,33 @@ impl ApprovalActivities {
     }
 }
 
-/// The request's form answers as label/value pairs (labels from the item's schema titles).
+/// The request's answers as emails and pages show them (`[{"label", "value"}]`): in the order
+/// of the form of the item version it was submitted against, labelled with the form's titles,
+/// values as text (see [`crate::email::answers`]).
 pub async fn form_answers(tx: &mut TenantTx, ticket: &tickets::TicketRow) -> Vec<serde_json::Value> {
     let Some(fields) = ticket.request_fields.as_ref().and_then(|f| f.as_object()) else { return Vec::new() };
-    let schema = match (ticket.catalog_item_id, ticket.catalog_item_version) {
+    let spec = match (ticket.catalog_item_id, ticket.catalog_item_version) {
         (Some(id), Some(v)) => archer_store::catalog::item_version(tx, id, v).await.ok().map(|i| i.spec),
         _ => None,
     };
-    fields
-        .iter()
-        .map(|(k, v)| {
-            let label = schema
-                .as_ref()
-                .and_then(|s| s.pointer(&format!("/form_schema/properties/{k}/title")))
-                .and_then(|t| t.as_str())
-                .unwrap_or(k)
-                .to_owned();
-            let value = match v {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            json!({"label": label, "value": value})
-        })
-        .collect()
+    let form = spec.as_ref().and_then(|s| s.get("form_schema"));
+    answers(form, fields).into_iter().map(|a| json!({"label": a.label, "value": a.value})).collect()
+}
+
+/// Which step of how many `step` is and what settles it, as emails and pages say it
+/// (`step 2 of 2: any 2 of 3 approvers`): the chain is the one its approval runs, the approvers
+/// those the step asks (once `escalated`, those it was escalated to).
+pub async fn step_text(tx: &mut TenantTx, step: &StepRow, escalated: bool) -> StepText {
+    let total = approvals::get(tx, step.approval_id)
+        .await
+        .ok()
+        .and_then(|a| serde_json::from_value::<ChainSpec>(a.chain).ok())
+        .map(|c| c.steps.len());
+    let spec = serde_json::from_value::<StepSpec>(step.spec.clone()).ok();
+    let approvers =
+        approvals::tasks(tx, step.id).await.map(|ts| ts.iter().filter(|t| t.escalation == escalated).count());
+    let index = usize::try_from(step.ordinal).unwrap_or(0);
+    email::step_text(index, total, spec.as_ref(), approvers.unwrap_or(0), escalated)
 }
 
 /// The calendar approvals count business time in: the one of the ticket's SLA policy, else 24×7.
@@ -282,6 +353,21 @@ impl ApprovalActivities {
         }
         let step = approvals::step(&mut tx, step.id).await.map_err(fail)?;
         let tasks = approvals::tasks(&mut tx, step.id).await.map_err(fail)?;
+        if !archer_orchestrator::approval::StepTally::satisfiable(&input.step, tasks.len()) {
+            // Fail closed: a rule the approvers found cannot meet is never lowered to them.
+            // Nobody is asked; the chain sees the tally and rejects with the reason; whoever
+            // can fix the chain (the item's owner, else the tenant's admins) is told.
+            self.notify_unsatisfiable(&mut tx, t, &ticket, &input.step, &step, tasks.len()).await.map_err(fail)?;
+            tx.commit().await.map_err(fail)?;
+            return Ok(OpenedStep {
+                step_id: step.id,
+                tasks: task_refs(&tasks),
+                reminders: Vec::new(),
+                timeout: None,
+                emails: Vec::new(),
+                closed: None,
+            });
+        }
         let first: Vec<Uuid> = match input.step.mode {
             archer_orchestrator::approval::Mode::Parallel => tasks.iter().map(|t| t.id).collect(),
             archer_orchestrator::approval::Mode::Sequential => tasks.iter().take(1).map(|t| t.id).collect(),

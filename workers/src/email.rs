@@ -7,6 +7,11 @@
 //!
 //! Templates live in `templates/email/` (see `templates/README.md` for the data each takes) and
 //! are compiled in with `include_str!`: the binary needs no template files at run time.
+//!
+//! It also says values the way emails (and the pages their links open) show them to people:
+//! instants ([`human_time`]: `13 Dec 2026, 22:18 UTC`), a request's answers in its form's order
+//! with the form's labels ([`answers`]), and an approval step with its rule ([`step_text`]:
+//! `step 2 of 2: any 2 of 3 approvers`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -333,6 +338,246 @@ fn check_message_id(id: &str) -> Result<(), EmailError> {
     if dot_atom(left) && dot_atom(right) { Ok(()) } else { Err(bad()) }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Presenting values to people: emails, and the pages their links open, show instants, answers
+// and approval steps the way a person reads them, not the way the database stores them.
+// ---------------------------------------------------------------------------------------------
+
+/// What an empty answer (null, an empty list) reads as.
+const NO_ANSWER: &str = "—";
+
+/// An instant as a person reads it: `13 Dec 2026, 22:18 UTC` (to the minute, in `tz`, with the
+/// zone's abbreviation, e.g. `23 Nov 2026, 17:00 CET`). Every instant an email shows is written
+/// this way.
+pub fn human_time(t: jiff::Timestamp, tz: &jiff::tz::TimeZone) -> String {
+    let zoned = jiff::ZonedDateTime::new(t, tz.clone());
+    // Formatting fails only for a format jiff cannot fill; fall back to RFC 3339 rather than
+    // showing nothing.
+    jiff::fmt::strtime::format("%-d %b %Y, %H:%M %Z", &zoned).unwrap_or_else(|_| t.to_string())
+}
+
+/// An instant in UTC, as [`human_time`] writes it: `13 Dec 2026, 22:18 UTC`.
+pub fn human_utc(t: jiff::Timestamp) -> String {
+    human_time(t, &jiff::tz::TimeZone::UTC)
+}
+
+/// A calendar date as a person reads it: `14 Dec 2026`.
+pub fn human_date(d: jiff::civil::Date) -> String {
+    jiff::fmt::strtime::format("%-d %b %Y", d).unwrap_or_else(|_| d.to_string())
+}
+
+/// One answer of a request, as emails and pages show it: the form's label and the value as text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Answer {
+    /// The field's `title` in the form, else its key.
+    pub label: String,
+    /// The answer as text (see [`answers`]).
+    pub value: String,
+}
+
+/// A request's answers as a person reads them, from `fields` (the answers as submitted) and
+/// `form` (the JSON Schema of the item version the request was submitted against, if known).
+///
+/// Answers come in the order of the form's `properties`, each labelled with its `title` (else
+/// its key); answers the form does not list come last, in key order. Values read as text:
+/// a choice by its label when the schema gives one (`oneOf`/`anyOf` branches with `const` and
+/// `title`), booleans as Yes/No, lists comma-separated, dates (`format: date`, `date-time`) as
+/// [`human_date`]/[`human_utc`] write them, an object chosen from `oneOf` branches as the
+/// branch's title with its own fields, and nothing (null, an empty list) as a dash.
+pub fn answers(form: Option<&serde_json::Value>, fields: &serde_json::Map<String, serde_json::Value>) -> Vec<Answer> {
+    answers_in(form.and_then(|f| f.get("properties")).and_then(serde_json::Value::as_object), fields)
+}
+
+/// [`answers`], given the form's `properties`.
+fn answers_in(
+    properties: Option<&serde_json::Map<String, serde_json::Value>>,
+    fields: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<Answer> {
+    let mut out = Vec::with_capacity(fields.len());
+    for (key, schema) in properties.into_iter().flatten() {
+        if let Some(value) = fields.get(key) {
+            out.push(Answer { label: label_of(key, Some(schema)), value: answer_text(Some(schema), value) });
+        }
+    }
+    let mut rest: Vec<(&String, &serde_json::Value)> =
+        fields.iter().filter(|(k, _)| !properties.is_some_and(|p| p.contains_key(k.as_str()))).collect();
+    rest.sort_by(|a, b| a.0.cmp(b.0));
+    out.extend(rest.into_iter().map(|(k, v)| Answer { label: k.clone(), value: answer_text(None, v) }));
+    out
+}
+
+/// A field's label: its schema's non-blank `title`, else its key.
+fn label_of(key: &str, schema: Option<&serde_json::Value>) -> String {
+    schema
+        .and_then(|s| s.get("title"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .unwrap_or(key)
+        .to_owned()
+}
+
+/// The branches a schema chooses among (`oneOf`, then `anyOf`).
+fn branches(schema: Option<&serde_json::Value>) -> impl Iterator<Item = &serde_json::Value> {
+    ["oneOf", "anyOf"]
+        .into_iter()
+        .filter_map(move |k| schema.and_then(|s| s.get(k)).and_then(serde_json::Value::as_array))
+        .flatten()
+}
+
+/// The label the schema gives the choice `value`: the `title` of the branch whose `const` it is.
+fn choice_label<'s>(schema: Option<&'s serde_json::Value>, value: &serde_json::Value) -> Option<&'s str> {
+    branches(schema)
+        .find(|b| b.get("const") == Some(value))
+        .and_then(|b| b.get("title"))
+        .and_then(serde_json::Value::as_str)
+        .filter(|t| !t.trim().is_empty())
+}
+
+/// One answer as text, read with its schema (see [`answers`]).
+fn answer_text(schema: Option<&serde_json::Value>, value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    if let Some(label) = choice_label(schema, value) {
+        return label.to_owned();
+    }
+    match value {
+        Value::Null => NO_ANSWER.to_owned(),
+        Value::Bool(true) => "Yes".to_owned(),
+        Value::Bool(false) => "No".to_owned(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => {
+            let format = schema.and_then(|s| s.get("format")).and_then(Value::as_str);
+            match format {
+                Some("date") => s.parse::<jiff::civil::Date>().map(human_date).unwrap_or_else(|_| s.clone()),
+                Some("date-time") => s.parse::<jiff::Timestamp>().map(human_utc).unwrap_or_else(|_| s.clone()),
+                _ => s.clone(),
+            }
+        }
+        Value::Array(items) if items.is_empty() => NO_ANSWER.to_owned(),
+        Value::Array(items) => {
+            let item_schema = schema.and_then(|s| s.get("items")).filter(|i| i.is_object());
+            items.iter().map(|v| answer_text(item_schema, v)).collect::<Vec<_>>().join(", ")
+        }
+        Value::Object(fields) => object_text(schema, fields),
+    }
+}
+
+/// An object answer as text: the `oneOf`/`anyOf` branch it matches by title, with its other
+/// fields in brackets (`Contractor (Contract ends: 31 Mar 2027; Agency: Hays)`); without a
+/// matching branch, its fields as `Label: value` pairs in the schema's order.
+fn object_text(schema: Option<&serde_json::Value>, fields: &serde_json::Map<String, serde_json::Value>) -> String {
+    use serde_json::Value;
+    let properties = |s: &'_ Value| s.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
+    // A branch matches when every `const` it sets is what the answer says; failing that, when
+    // it lists every field the answer has and has every field it requires.
+    let by_const = branches(schema).find(|b| {
+        let props = properties(b);
+        let mut consts = props.iter().filter_map(|(k, p)| p.get("const").map(|c| (k, c))).peekable();
+        consts.peek().is_some() && consts.all(|(k, c)| fields.get(k) == Some(c))
+    });
+    let by_shape = || {
+        branches(schema).find(|b| {
+            let props = properties(b);
+            let mut required = b.get("required").and_then(Value::as_array).into_iter().flatten();
+            !props.is_empty()
+                && fields.keys().all(|k| props.contains_key(k))
+                && required.all(|r| r.as_str().is_some_and(|r| fields.contains_key(r)))
+        })
+    };
+    let branch = by_const.or_else(by_shape);
+    let own = branch.or(schema).map(properties).unwrap_or_default();
+    // the discriminating constants are said by the branch's title, not repeated
+    let shown: serde_json::Map<String, Value> = fields
+        .iter()
+        .filter(|(k, _)| branch.is_none() || own.get(k.as_str()).and_then(|p| p.get("const")).is_none())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let inner: Vec<String> =
+        answers_in(Some(&own), &shown).into_iter().map(|a| format!("{}: {}", a.label, a.value)).collect();
+    let title = branch.and_then(|b| b.get("title")).and_then(Value::as_str).filter(|t| !t.trim().is_empty());
+    match (title, inner.is_empty()) {
+        (Some(t), true) => t.to_owned(),
+        (Some(t), false) => format!("{t} ({})", inner.join("; ")),
+        (None, true) => NO_ANSWER.to_owned(),
+        (None, false) => inner.join("; "),
+    }
+}
+
+/// Which step of an approval chain an email or page is about, and what settles it, in words.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StepText {
+    /// `step 2 of 2` (`step 2` when the chain's length is not known).
+    pub position: String,
+    /// What settles the step: `all 3 approvers`, `any 2 of 3 approvers`, `one approver`,
+    /// `all 2 approvers, one after another`, `escalated to 2 approvers; the first decision
+    /// settles it`...
+    pub rule: String,
+    /// Both: `step 2 of 2: any 2 of 3 approvers`.
+    pub summary: String,
+}
+
+/// Describes step `index` (from 0) of a chain of `total` steps: `spec` is the step as authored
+/// (unknown: the rule names only the number of approvers), `approvers` how many approvers it
+/// asks (those it resolved when it opened, or, once `escalated`, those it was escalated to, of
+/// whom the first decision settles it).
+pub fn step_text(
+    index: usize,
+    total: Option<usize>,
+    spec: Option<&archer_orchestrator::approval::StepSpec>,
+    approvers: usize,
+    escalated: bool,
+) -> StepText {
+    use archer_orchestrator::approval::{Mode, Rule};
+    let position = match total {
+        Some(total) if total > index => format!("step {} of {total}", index + 1),
+        _ => format!("step {}", index + 1),
+    };
+    let people = |n: usize| if n == 1 { "1 approver".to_owned() } else { format!("{n} approvers") };
+    let rule = if escalated {
+        if approvers == 1 {
+            "escalated to one approver, whose decision settles it".to_owned()
+        } else {
+            format!("escalated to {}; the first decision settles it", people(approvers))
+        }
+    } else if approvers == 0 {
+        "no approvers".to_owned()
+    } else if let Some(spec) = spec {
+        let n = u32::try_from(approvers).unwrap_or(u32::MAX);
+        let needed = spec.approve_when.needed(n);
+        let mut rule = if n == 1 {
+            "one approver".to_owned()
+        } else if needed >= n {
+            format!("all {n} approvers")
+        } else if needed == 1 {
+            format!("any one of {n} approvers")
+        } else {
+            format!("any {needed} of {n} approvers")
+        };
+        if let Rule::Percent(p) = spec.approve_when
+            && needed < n
+        {
+            rule.push_str(&format!(" ({p}%)"));
+        }
+        if spec.mode == Mode::Sequential && n > 1 {
+            rule.push_str(", one after another");
+        }
+        // an explicit rejection rule is worth saying only when it is stricter than the default
+        // (rejected once the approvals needed can no longer be reached)
+        if let Some(reject) = spec.reject_when {
+            let rejections = reject.needed(n);
+            if rejections < n - needed + 1 {
+                let any = if rejections == 1 { "one".to_owned() } else { rejections.to_string() };
+                rule.push_str(&format!("; rejected by any {any}"));
+            }
+        }
+        rule
+    } else {
+        people(approvers)
+    };
+    let summary = format!("{position}: {rule}");
+    StepText { position, rule, summary }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -352,8 +597,8 @@ mod tests {
                 "url": "http://127.0.0.1:8080/api/v1/tickets/INC-000045"
             },
             "target": {"name": "resolution", "label": "Resolution"},
-            "due_at": "2026-11-23 17:00 CET",
-            "breached_at": "2026-11-23 17:00:00 CET",
+            "due_at": "23 Nov 2026, 17:00 CET",
+            "breached_at": "23 Nov 2026, 17:00 CET",
             "threshold_percent": 80,
             "elapsed": "3h 12m",
             "remaining": "48m",
@@ -387,7 +632,7 @@ mod tests {
                     "INC-000045",
                     "VPN drops",
                     "Resolution",
-                    "2026-11-23 17:00 CET",
+                    "23 Nov 2026, 17:00 CET",
                     "http://127.0.0.1:8080/api/v1/tickets/INC-000045",
                     "Notify the team lead",
                     "3h 12m",
@@ -402,9 +647,9 @@ mod tests {
         }
         let breach = t.render("sla_breach", &sample()).unwrap();
         assert_eq!(breach.subject, "[INC-000045] SLA breached: Resolution (P1)");
-        assert!(breach.text.contains("breached at 2026-11-23 17:00:00 CET"), "{}", breach.text);
+        assert!(breach.text.contains("breached at 23 Nov 2026, 17:00 CET"), "{}", breach.text);
         let warning = t.render("sla_warning", &sample()).unwrap();
-        assert_eq!(warning.subject, "[INC-000045] SLA warning: Resolution due 2026-11-23 17:00 CET (P1)");
+        assert_eq!(warning.subject, "[INC-000045] SLA warning: Resolution due 23 Nov 2026, 17:00 CET (P1)");
         assert!(warning.text.contains("80% of the time") && warning.text.contains("in 48m"), "{}", warning.text);
     }
 
@@ -466,13 +711,14 @@ mod tests {
     fn approval_sample() -> serde_json::Value {
         json!({
             "recipient": {"name": "Morgan Manager"},
-            "ticket": {
-                "number": "REQ-000012",
-                "title": "Laptop for a new starter",
-                "url": "http://127.0.0.1:8080/api/v1/tickets/REQ-000012"
-            },
+            "ticket": {"number": "REQ-000012", "title": "Laptop for a new starter"},
             "requester": {"name": "Riley Requester"},
-            "step": {"name": "Manager approval"},
+            "step": {
+                "name": "Manager approval",
+                "position": "step 1 of 2",
+                "rule": "one approver",
+                "summary": "step 1 of 2: one approver"
+            },
             "on_behalf_of": "Avery Approver",
             "fields": [
                 {"label": "Device", "value": "laptop"},
@@ -480,7 +726,8 @@ mod tests {
             ],
             "approve_url": "http://127.0.0.1:8080/approvals/decide?token=eyJkIjoiYXBwcm92ZSJ9.c2lnLWE",
             "reject_url": "http://127.0.0.1:8080/approvals/decide?token=eyJkIjoicmVqZWN0In0.c2lnLXI",
-            "expires_at": "2026-11-30 18:00:00 UTC",
+            "view_url": "http://127.0.0.1:8080/approvals/view?token=eyJ0YXNrIjoiMSJ9.c2lnLXY",
+            "expires_at": "30 Nov 2026, 18:00 UTC",
             "reminder": false,
             "escalated": false
         })
@@ -510,9 +757,9 @@ mod tests {
                     "laptop",
                     "Justification",
                     "Starts Monday in sales",
-                    "2026-11-30 18:00:00 UTC",
+                    "30 Nov 2026, 18:00 UTC",
                     "confirmation page",
-                    "http://127.0.0.1:8080/api/v1/tickets/REQ-000012",
+                    "step 1 of 2: one approver",
                 ] {
                     assert!(body.contains(needle), "{name} lacks {needle:?}:\n{body}");
                 }
@@ -564,10 +811,7 @@ mod tests {
                 for absent in ["on behalf of", "Answers", "Device", "escalated"] {
                     assert!(!body.contains(absent), "{name} has {absent:?}:\n{body}");
                 }
-                assert!(
-                    body.contains("Riley Requester") && body.contains("2026-11-30 18:00:00 UTC"),
-                    "{name}:\n{body}"
-                );
+                assert!(body.contains("Riley Requester") && body.contains("30 Nov 2026, 18:00 UTC"), "{name}:\n{body}");
             }
             assert!(r.text.contains("\nApprove: http://"), "{name}:\n{}", r.text);
             assert!(!r.text.contains("\n\n\n"), "{name}:\n{}", r.text);
@@ -581,9 +825,16 @@ mod tests {
             }
 
             // The rest is required.
-            for pointer in
-                ["/approve_url", "/reject_url", "/expires_at", "/ticket/title", "/step/name", "/recipient/name"]
-            {
+            for pointer in [
+                "/approve_url",
+                "/reject_url",
+                "/view_url",
+                "/expires_at",
+                "/ticket/title",
+                "/step/name",
+                "/step/summary",
+                "/recipient/name",
+            ] {
                 let e = t.render(name, &without(approval_sample(), pointer)).unwrap_err();
                 assert!(matches!(e, EmailError::Permanent(_)), "{name} without {pointer}: {e}");
             }
@@ -689,6 +940,212 @@ mod tests {
         let mut c = config("smtp://127.0.0.1:1025");
         c.from = "not a mailbox".into();
         assert!(matches!(Mailer::new(&c), Err(EmailError::Config(_))));
+    }
+
+    #[test]
+    fn instants_read_like_a_person_wrote_them() {
+        let t: jiff::Timestamp = "2026-12-13T22:18:19.734Z".parse().unwrap();
+        assert_eq!(human_utc(t), "13 Dec 2026, 22:18 UTC");
+        let berlin = jiff::tz::TimeZoneDatabase::bundled().get("Europe/Berlin").unwrap();
+        assert_eq!(human_time("2026-11-23T16:00:00Z".parse().unwrap(), &berlin), "23 Nov 2026, 17:00 CET");
+        assert_eq!(human_time("2026-07-01T06:05:00Z".parse().unwrap(), &berlin), "1 Jul 2026, 08:05 CEST");
+        assert_eq!(human_date("2027-01-04".parse().unwrap()), "4 Jan 2027");
+        // no seconds, no fractions, no offsets spelled as +00:00:00
+        assert!(!human_utc(t).contains(":19") && !human_utc(t).contains("+00"), "{}", human_utc(t));
+    }
+
+    /// The demo forms (`schemas/catalog/`).
+    fn form(name: &str) -> serde_json::Value {
+        let text = match name {
+            "laptop" => include_str!("../../schemas/catalog/laptop.schema.json"),
+            "onboarding" => include_str!("../../schemas/catalog/onboarding.schema.json"),
+            _ => include_str!("../../schemas/catalog/software-access.schema.json"),
+        };
+        serde_json::from_str(text).unwrap()
+    }
+
+    fn pairs(answers: &[Answer]) -> Vec<(&str, &str)> {
+        answers.iter().map(|a| (a.label.as_str(), a.value.as_str())).collect()
+    }
+
+    #[test]
+    fn answers_come_in_the_form_order_with_its_labels() {
+        // as PostgreSQL's jsonb returns them: shorter keys first
+        let fields = json!({
+            "os": "linux",
+            "zeta": 3,
+            "alpha": ["x", "y"],
+            "needed_by": "2026-12-14",
+            "replacement": false,
+            "device_type": "laptop",
+            "justification": "New starter in the data team"
+        });
+        let answers = answers(Some(&form("laptop")), fields.as_object().unwrap());
+        assert_eq!(
+            pairs(&answers),
+            [
+                ("Device type", "laptop"),
+                ("Operating system", "linux"),
+                ("Replaces an existing device", "No"),
+                ("Needed by", "14 Dec 2026"),
+                ("Business justification", "New starter in the data team"),
+                // not in the form: last, in key order, by key
+                ("alpha", "x, y"),
+                ("zeta", "3"),
+            ]
+        );
+        // without a form: key order, keys as labels
+        let answers = super::answers(None, fields.as_object().unwrap());
+        assert_eq!(answers[0].label, "alpha");
+        assert_eq!(answers.last().unwrap().label, "zeta");
+    }
+
+    #[test]
+    fn answers_show_choices_by_their_labels() {
+        let fields = json!({
+            "duration": {"until": "2027-03-31"},
+            "paid_seat": true,
+            "application": "github",
+            "justification": "Reviews"
+        });
+        let answers = answers(Some(&form("software")), fields.as_object().unwrap());
+        assert_eq!(
+            pairs(&answers),
+            [
+                ("Application", "github"),
+                ("Needs a paid seat", "Yes"),
+                ("Duration", "Temporary (Until: 31 Mar 2027)"),
+                ("Why do you need it", "Reviews"),
+            ]
+        );
+        let fields = json!({"duration": "permanent"});
+        assert_eq!(
+            pairs(&super::answers(Some(&form("software")), fields.as_object().unwrap())),
+            [("Duration", "Permanent")]
+        );
+
+        let fields = json!({
+            "notes": null,
+            "equipment": ["laptop", "headset"],
+            "employment": {"type": "contractor", "end_date": "2027-03-31", "agency": "Hays"},
+            "full_name": "Jo Joiner"
+        });
+        let answers = super::answers(Some(&form("onboarding")), fields.as_object().unwrap());
+        assert_eq!(
+            pairs(&answers),
+            [
+                ("Full name", "Jo Joiner"),
+                ("Employment", "Contractor (Contract ends: 31 Mar 2027; Agency: Hays)"),
+                ("Equipment", "laptop, headset"),
+                ("Notes", "—"),
+            ]
+        );
+        let fields = json!({"employment": {"type": "permanent"}, "equipment": []});
+        let answers = super::answers(Some(&form("onboarding")), fields.as_object().unwrap());
+        assert_eq!(pairs(&answers), [("Employment", "Permanent"), ("Equipment", "—")]);
+
+        // enum labels from oneOf const/title, in lists too; a value without a label as it is;
+        // a blank title falls back to the key
+        let schema = json!({"properties": {
+            "size": {"title": "Size", "oneOf": [{"const": "s", "title": "Small"}, {"const": "l", "title": "Large"}]},
+            "extras": {"title": "Extras", "type": "array",
+                       "items": {"anyOf": [{"const": 1, "title": "One"}, {"const": 2, "title": "Two"}]}},
+            "colour": {"title": "  ", "enum": ["red"]},
+            "when": {"title": "When", "type": "string", "format": "date-time"},
+            "odd": {"title": "Odd date", "type": "string", "format": "date"}
+        }});
+        let fields =
+            json!({"odd": "soon", "when": "2026-12-13T22:18:19Z", "colour": "red", "extras": [2, 3], "size": "l"});
+        assert_eq!(
+            pairs(&super::answers(Some(&schema), fields.as_object().unwrap())),
+            [
+                ("Size", "Large"),
+                ("Extras", "Two, 3"),
+                ("colour", "red"),
+                ("When", "13 Dec 2026, 22:18 UTC"),
+                ("Odd date", "soon"),
+            ]
+        );
+    }
+
+    #[test]
+    fn steps_say_which_of_how_many_and_their_rule() {
+        let step = |j: serde_json::Value| {
+            let mut spec = json!({"name": "s", "approvers": [{"role": "x"}]});
+            spec.as_object_mut().unwrap().extend(j.as_object().unwrap().clone());
+            serde_json::from_value::<archer_orchestrator::approval::StepSpec>(spec).unwrap()
+        };
+        let text = |index, total, spec: serde_json::Value, n, escalated| {
+            step_text(index, total, Some(&step(spec)), n, escalated).summary
+        };
+        assert_eq!(
+            text(1, Some(2), json!({"approve_when": {"count": 2}}), 3, false),
+            "step 2 of 2: any 2 of 3 approvers"
+        );
+        assert_eq!(
+            text(0, Some(2), json!({"mode": "sequential"}), 2, false),
+            "step 1 of 2: all 2 approvers, one after another"
+        );
+        assert_eq!(text(0, Some(2), json!({"approve_when": "any"}), 1, false), "step 1 of 2: one approver");
+        assert_eq!(text(0, Some(1), json!({}), 3, false), "step 1 of 1: all 3 approvers");
+        assert_eq!(text(0, Some(1), json!({"approve_when": "any"}), 3, false), "step 1 of 1: any one of 3 approvers");
+        assert_eq!(text(2, Some(3), json!({"approve_when": {"count": 5}}), 3, false), "step 3 of 3: all 3 approvers");
+        assert_eq!(
+            text(0, Some(1), json!({"approve_when": {"percent": 60}}), 5, false),
+            "step 1 of 1: any 3 of 5 approvers (60%)"
+        );
+        assert_eq!(
+            text(0, Some(1), json!({"approve_when": "any", "reject_when": "any"}), 3, false),
+            "step 1 of 1: any one of 3 approvers; rejected by any one"
+        );
+        // a rejection rule no stricter than the default goes unsaid
+        assert_eq!(text(0, Some(1), json!({"reject_when": "any"}), 3, false), "step 1 of 1: all 3 approvers");
+        assert_eq!(
+            text(0, Some(1), json!({"approve_when": "any"}), 2, true),
+            "step 1 of 1: escalated to 2 approvers; the first decision settles it"
+        );
+        assert_eq!(
+            text(0, Some(1), json!({}), 1, true),
+            "step 1 of 1: escalated to one approver, whose decision settles it"
+        );
+        let unknown = step_text(3, None, None, 2, false);
+        assert_eq!((unknown.position.as_str(), unknown.rule.as_str()), ("step 4", "2 approvers"));
+        assert_eq!(step_text(0, Some(1), None, 0, false).rule, "no approvers");
+    }
+
+    #[test]
+    fn approval_emails_say_the_step_its_rule_and_link_a_readable_page() {
+        let t = Templates::new().unwrap();
+        for name in ["approval_request", "approval_reminder", "approval_escalated"] {
+            let mut data = approval_sample();
+            data["step"]["summary"] = json!("step 2 of 2: any 2 of 3 approvers");
+            let r = t.render(name, &data).unwrap();
+            let lines: Vec<&str> = r.text.lines().collect();
+            assert!(
+                lines.contains(&"  Step:       Manager approval (step 2 of 2: any 2 of 3 approvers)"),
+                "{name}:\n{}",
+                r.text
+            );
+            assert!(
+                lines
+                    .contains(&"View the request: http://127.0.0.1:8080/approvals/view?token=eyJ0YXNrIjoiMSJ9.c2lnLXY"),
+                "{name}:\n{}",
+                r.text
+            );
+            assert!(r.text.contains("The links expire at 30 Nov 2026, 18:00 UTC."), "{name}:\n{}", r.text);
+            assert!(r.html.contains("Manager approval (step 2 of 2: any 2 of 3 approvers)"), "{name}:\n{}", r.html);
+            let href = "<a href=\"http://127.0.0.1:8080/approvals/view?token&#x3D;eyJ0YXNrIjoiMSJ9.c2lnLXY\"";
+            let at = r.html.find(href).unwrap_or_else(|| panic!("{name}: no view link:\n{}", r.html));
+            let end = at + r.html[at..].find("</a>").unwrap();
+            assert!(r.html[at..end].ends_with(">View the request"), "{name}:\n{}", r.html);
+            // the JSON API (401 in a browser) is linked no more
+            for body in [&r.text, &r.html] {
+                assert!(!body.contains("/api/v1/"), "{name}:\n{body}");
+            }
+            // the answers keep the order they are given in
+            let (device, why) = (r.text.find("  Device: laptop").unwrap(), r.text.find("  Justification: ").unwrap());
+            assert!(device < why, "{name}:\n{}", r.text);
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::extract::{AppQuery, RequestMeta};
 use crate::validate::Errors;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_audit))
+    OpenApiRouter::new().routes(routes!(list_audit)).routes(routes!(refused_links))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -48,6 +48,7 @@ pub struct AuditPage {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     actor: Option<Uuid>,
@@ -57,10 +58,16 @@ pub struct AuditQuery {
     entity_id: Option<String>,
     request_id: Option<String>,
     /// RFC 3339; inclusive.
+    #[param(format = DateTime)]
     from: Option<String>,
     /// RFC 3339; exclusive.
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// From a previous page's `next_cursor`.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     cursor: Option<String>,
+    /// Items per page (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
@@ -136,4 +143,96 @@ pub async fn list_audit(
         })
         .collect();
     Ok(Json(AuditPage { items, next_cursor }))
+}
+
+/// A decision link refused because its signature does not hold: recorded with what can be
+/// known, since no tenant can be trusted from such a link.
+#[derive(Serialize, ToSchema)]
+pub struct RefusedLink {
+    id: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    at: OffsetDateTime,
+    ip: Option<String>,
+    request_id: Option<String>,
+    /// Which page refused it: `confirm` (opening a link), `decide` (its form), `view`.
+    page: String,
+    reason: String,
+    /// Whether the link claims this tenant. Unverified: the link's signature failed, so this
+    /// is only what it says.
+    claims_this_tenant: bool,
+    /// The approver the link claims to be for (unverified).
+    claimed_approver: Option<Uuid>,
+    /// Who was signed in to this tenant when it was used (verified), if anyone.
+    signed_in_user: Option<Uuid>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RefusedLinkPage {
+    items: Vec<RefusedLink>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RefusedLinkQuery {
+    /// From a previous page's `next_cursor`.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
+    cursor: Option<String>,
+    /// 1–500, default 50.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+}
+
+/// Decision links refused because their signature failed (forged or changed), that claim this
+/// tenant or were used by someone signed in to it. Needs `audit:read`. Refusals of authentic
+/// links (expired, used, superseded…) are audit entries (`approval.link_refused`).
+#[utoipa::path(get, path = "/audit/refused-links", tag = "audit", params(RefusedLinkQuery), security(("bearer" = [])), responses(
+    (status = 200, body = RefusedLinkPage),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
+    (status = 422, body = Problem, content_type = "application/problem+json"),
+))]
+pub async fn refused_links(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    p: Principal,
+    AppQuery(q): AppQuery<RefusedLinkQuery>,
+) -> ApiResult<Json<RefusedLinkPage>> {
+    p.require(&state, &meta, "audit:read").await?;
+    let mut errors = Errors::new();
+    let before = match q.cursor.as_deref().map(str::parse::<i64>) {
+        None => None,
+        Some(Ok(id)) if id > 0 => Some(id),
+        Some(_) => {
+            errors.add("?cursor", "invalid", "not a cursor from a previous page");
+            None
+        }
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        errors.add("?limit", "range", "must be between 1 and 500");
+    }
+    errors.into_result()?;
+    // not tenant data (no tenant is proven by such a link): read as the owner, filtered here
+    let mut conn = state.pool.acquire().await.map_err(|e| crate::error::ApiError::internal(archer_store::StoreError::from(e)))?;
+    let rows = archer_store::security::refused_links_of(&mut conn, p.tenant_id, before, limit).await?;
+    drop(conn);
+    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id.to_string())).flatten();
+    let items = rows
+        .into_iter()
+        .map(|r| RefusedLink {
+            id: r.id,
+            at: r.at,
+            ip: r.ip.map(|ip| ip.addr().to_string()),
+            request_id: r.request_id,
+            page: r.page,
+            reason: r.reason,
+            claims_this_tenant: r.claimed_tenant_id == Some(p.tenant_id),
+            claimed_approver: r.claimed_approver.filter(|_| r.claimed_tenant_id == Some(p.tenant_id)),
+            signed_in_user: r.signed_in_user.filter(|_| r.signed_in_tenant == Some(p.tenant_id)),
+        })
+        .collect();
+    Ok(Json(RefusedLinkPage { items, next_cursor }))
 }

@@ -125,3 +125,80 @@ async fn a_past_steps_approver_gets_one_refusal_and_being_asked_is_the_permissio
     assert_eq!((r.status, p), (422, vec!["?limit".to_owned(), "?page".to_owned()]), "{}", r.body);
     app.stop().await;
 }
+
+/// Issue 8, item 4: a link whose signature fails is recorded (IP, request id, why, who was
+/// signed in) where the tenant's auditors see it; a refused authentic link's audit row names
+/// the signed-in person as the actor and the addressee separately.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_refused_link_is_recorded_where_an_admin_can_see_it() {
+    use archer_tests::approvals::{decision_links, token_of};
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let boss = app.user(&t, "Bo Boss", &["approver"], None).await;
+    let item = app
+        .catalog_item(
+            &t.admin,
+            "Monitor",
+            json!({"form_schema": {"type": "object"}, "approval": {"steps": [{"name": "Boss", "approvers": [{"user": boss.id}]}]}}),
+        )
+        .await;
+    let number = app.submit(&t.requester, &item, json!({})).await.json["number"].as_str().unwrap().to_owned();
+    let (approve, _) = decision_links(&app.approval_mail(&boss, &number).await);
+    let token = token_of(&approve);
+    // change one character of the signature
+    let mut forged = token.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    let (status, _) = app.page(&format!("{}/approvals/decide?token={forged}", app.base)).await;
+    assert_eq!(status, 400);
+    let r = app
+        .http
+        .post(format!("{}/approvals/decide", app.base))
+        .bearer_auth(&t.agent.token)
+        .form(&[("token", forged.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+
+    let seen = app.get(Some(&t.admin.token), "/api/v1/audit/refused-links").await;
+    assert_eq!(seen.status, 200, "{}", seen.body);
+    let items = seen.json["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{}", seen.body);
+    for i in items {
+        assert_eq!(i["claims_this_tenant"], true);
+        assert_eq!(i["claimed_approver"], json!(boss.id));
+        assert_eq!(i["ip"], "127.0.0.1");
+        assert!(i["request_id"].as_str().is_some_and(|s| !s.is_empty()), "{i}");
+        assert!(i["reason"].as_str().unwrap().contains("signature"), "{i}");
+    }
+    assert_eq!(items[0]["page"], "decide");
+    assert_eq!(items[0]["signed_in_user"], json!(t.agent.id));
+    assert_eq!(items[1]["page"], "confirm");
+    assert_eq!(items[1]["signed_in_user"], json!(null));
+    // another tenant sees none of it; a requester may not read it
+    let other = app.tenant().await;
+    let r = app.get(Some(&other.admin.token), "/api/v1/audit/refused-links").await;
+    assert_eq!(r.json["items"], json!([]), "{}", r.body);
+    app.get(Some(&t.requester.token), "/api/v1/audit/refused-links").await.problem(403);
+
+    // an authentic link used by someone signed in as another person: the actor is that person
+    let r = app
+        .http
+        .post(format!("{}/approvals/decide", app.base))
+        .bearer_auth(&t.agent.token)
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let (actor, detail): (Option<uuid::Uuid>, String) = sqlx::query_as(
+        "SELECT actor_id, detail FROM audit_log WHERE action = 'approval.link_refused' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(actor, Some(t.agent.id));
+    assert!(detail.contains(&format!("addressed to {}", boss.id)), "{detail}");
+    app.stop().await;
+}

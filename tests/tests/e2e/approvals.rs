@@ -96,7 +96,7 @@ async fn a_laptop_request_goes_through_its_chain_from_emailed_links_to_fulfilmen
     let inbox = app.get(Some(&approvers[1].token), "/api/v1/approvals?state=pending").await;
     assert_eq!(inbox.status, 200, "{}", inbox.body);
     assert!(
-        inbox.json.as_array().unwrap().iter().any(|i| i["approval_id"] == id && i["ticket"] == number),
+        inbox.json["items"].as_array().unwrap().iter().any(|i| i["approval_id"] == id && i["ticket"] == number),
         "{}",
         inbox.body
     );
@@ -114,7 +114,7 @@ async fn a_laptop_request_goes_through_its_chain_from_emailed_links_to_fulfilmen
     assert_eq!(task_of(&a, 1, &approvers[2])["state"], "superseded", "the third approver is no longer needed");
     assert!(a["pending"].as_array().unwrap().is_empty());
     let inbox = app.get(Some(&approvers[2].token), "/api/v1/approvals").await;
-    assert!(inbox.json.as_array().unwrap().is_empty(), "{}", inbox.body);
+    assert!(inbox.json["items"].as_array().unwrap().is_empty(), "{}", inbox.body);
     // and the third link now says the step closed, deciding nothing
     let (status, page) = app.confirm(&links[2], None, None).await;
     assert_eq!(status, 409, "{page}");
@@ -699,7 +699,9 @@ async fn the_approvals_api_is_described_and_refuses_bad_input() {
     let mut p = r.pointers();
     p.sort();
     assert_eq!(p, vec!["?limit", "?state"]);
-    app.get(Some(&t.requester.token), "/api/v1/approvals").await.problem(403);
+    // being asked is the permission: someone never asked has an empty inbox, whatever their roles
+    let r = app.get(Some(&t.requester.token), "/api/v1/approvals").await;
+    assert_eq!((r.status, r.json["items"].clone(), r.json["total"].clone()), (200, json!([]), json!(0)), "{}", r.body);
     // out of office: a delegate must exist and differ; the end must follow the start
     let r = app
         .send(
@@ -768,7 +770,7 @@ async fn a_sequential_step_asks_one_approver_after_another_and_other_tenants_see
     app.post(Some(&outsider.token), &format!("/api/v1/approvals/{id}/approve"), &json!({})).await.problem(404);
     app.get(Some(&other.admin.token), &format!("/api/v1/tickets/{number}/approvals")).await.problem(404);
     let inbox = app.get(Some(&outsider.token), "/api/v1/approvals").await;
-    assert_eq!(inbox.json, json!([]));
+    assert_eq!(inbox.json["items"], json!([]));
 
     // the owner approves; then the second is asked
     let r = app.post(Some(&owner.token), &format!("/api/v1/approvals/{id}/approve"), &json!({})).await;
@@ -783,5 +785,167 @@ async fn a_sequential_step_asks_one_approver_after_another_and_other_tenants_see
         "approval_chain/sequential_item_owner",
     )
     .await;
+    app.stop().await;
+}
+
+/// The rest of the text part's line that starts (after its indent) with `label`.
+fn line_after<'a>(text: &'a str, label: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {label:?} line in:\n{text}"))
+}
+
+/// GETs a page as a browser would, without a token: (status, content type, body).
+async fn browse(app: &TestApp, url: &str) -> (u16, String, String) {
+    let r = app.http.get(url).send().await.unwrap();
+    let status = r.status().as_u16();
+    let content_type =
+        r.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    (status, content_type, r.text().await.unwrap())
+}
+
+/// Whether `needles` occur in `haystack` in this order.
+fn in_order(haystack: &str, needles: &[&str]) -> bool {
+    let mut from = 0;
+    needles.iter().all(|n| match haystack[from..].find(n) {
+        Some(at) => {
+            from += at + n.len();
+            true
+        }
+        None => false,
+    })
+}
+
+#[tokio::test]
+async fn approval_emails_read_once_and_understood_and_view_the_request_opens_a_readable_page() {
+    let app = spawn_app().await;
+    let Laptop { t, employee, approvers, item } = laptop(&app).await;
+    let number = submit(&app, &employee, &item).await;
+    let mail = app.approval_mail(&t.manager, &number).await;
+    let a = app.approval_until(&t.agent, &number, "step 1 open", |a| step(a, 0)["timeout_at"].is_string()).await;
+
+    // the links expire an hour after the step times out, written as a person writes it
+    let timeout = time::OffsetDateTime::parse(
+        step(&a, 0)["timeout_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let human = time::macros::format_description!("[day padding:none] [month repr:short] [year], [hour]:[minute] UTC");
+    let expires = (timeout + time::Duration::hours(1)).to_offset(time::UtcOffset::UTC).format(&human).unwrap();
+    for body in [&mail.text, &mail.html] {
+        assert!(body.contains(&format!("The links expire at {expires}.")), "expected {expires:?}:\n{body}");
+        assert!(!body.contains("+00:00:00") && !body.contains(":00.0"), "{body}");
+    }
+
+    // the answers in the form's order, with its labels (not jsonb's key order or raw keys)
+    let answers: Vec<&str> =
+        mail.text.lines().skip_while(|l| l.trim() != "Answers:").skip(1).take_while(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        answers,
+        [
+            "  Device type: laptop",
+            "  Operating system: linux",
+            "  Needed by: 14 Dec 2026",
+            "  Business justification: New starter in the data team needs a development machine",
+        ],
+        "{}",
+        mail.text
+    );
+    assert!(in_order(&mail.html, &["Device type", "Operating system", "Needed by", "Business justification"]));
+
+    // which step of how many, and its rule
+    assert_eq!(line_after(&mail.text, "Step:"), "Manager approval (step 1 of 2: one approver)", "{}", mail.text);
+    assert!(mail.html.contains("Manager approval (step 1 of 2: one approver)"), "{}", mail.html);
+
+    // "View the request" opens a page a person reads: no login, HTML, the request and what is
+    // pending, and no form
+    let view = line_after(&mail.text, "View the request:").to_owned();
+    assert!(view.starts_with(&format!("{}/approvals/view?token=", app.base)), "{view}");
+    assert!(mail.html.contains(&view.replace('=', "&#x3D;")), "the HTML part links it too: {}", mail.html);
+    let (status, content_type, page) = browse(&app, &view).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let title = app.get(Some(&employee.token), &format!("/api/v1/tickets/{number}")).await.json["title"].clone();
+    let title = title.as_str().unwrap();
+    for needle in
+        [number.as_str(), title, "Erin Employee", "Manager approval (step 1 of 2: one approver)", "Waiting for "]
+    {
+        assert!(page.contains(needle), "the view page lacks {needle:?}:\n{page}");
+    }
+    assert!(page.contains("1 more approval needed") && page.contains("You have not decided yet"), "{page}");
+    assert!(page.contains("step 2 of 2: Hardware approvers"), "what comes next: {page}");
+    assert!(
+        in_order(
+            &page,
+            &[
+                "Device type",
+                "laptop",
+                "Operating system",
+                "linux",
+                "Needed by",
+                "14 Dec 2026",
+                "Business justification",
+                "New starter in the data team",
+            ]
+        ),
+        "{page}"
+    );
+    assert!(!page.contains("<form") && !page.contains("name=\"token\""), "a view page decides nothing: {page}");
+    assert_eq!(task_of(&app.approval_of(&t.agent, &number).await, 0, &t.manager)["state"], "asked");
+
+    // a view token never decides, a decision token is not a view token, and a changed or
+    // expired one gets the problem page
+    let (approve, _) = decision_links(&mail);
+    let view_token = token_of(&view);
+    let (status, page) = app.confirm(&format!("{}/approvals/decide?token={view_token}", app.base), None, None).await;
+    assert_eq!(status, 400, "{page}");
+    let (status, page) = app.page(&format!("{}/approvals/decide?token={view_token}", app.base)).await;
+    assert_eq!(status, 400, "{page}");
+    let (status, _, page) = browse(&app, &format!("{}/approvals/view?token={}", app.base, token_of(&approve))).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("not valid"), "{page}");
+    let mut bytes = view_token.clone().into_bytes();
+    let i = bytes.len() / 3;
+    bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
+    let tampered = format!("{}/approvals/view?token={}", app.base, String::from_utf8(bytes).unwrap());
+    let (status, _, page) = browse(&app, &tampered).await;
+    assert_eq!(status, 400, "{page}");
+    let signer = app.config.link_signer();
+    let mut claims = signer.verify_view(&view_token).unwrap();
+    claims.exp = time::OffsetDateTime::now_utc().unix_timestamp() - 60;
+    let (status, _, page) =
+        browse(&app, &format!("{}/approvals/view?token={}", app.base, signer.sign_view(&claims))).await;
+    assert_eq!(status, 410, "{page}");
+    assert!(page.contains("expired"), "{page}");
+    assert_eq!(task_of(&app.approval_of(&t.agent, &number).await, 0, &t.manager)["state"], "asked");
+
+    // the second step: any two of the three, said so; the page follows the approval along
+    let id = a["id"].as_str().unwrap().to_owned();
+    let r = app.post(Some(&t.manager.token), &format!("/api/v1/approvals/{id}/approve"), &json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let second = app.approval_mail(&approvers[0], &number).await;
+    assert_eq!(
+        line_after(&second.text, "Step:"),
+        "Hardware approvers (step 2 of 2: any 2 of 3 approvers)",
+        "{}",
+        second.text
+    );
+    let (status, _, page) = browse(&app, line_after(&second.text, "View the request:")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Waiting for Hana One, Hugo Two and Hope Three: 2 more approvals needed."), "{page}");
+    let (status, _, page) = browse(&app, &view).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("You approved this step at "), "{page}");
+    assert!(
+        page.contains(
+            "This step was approved (1 of 1 approved); the request is now at step 2 of 2: Hardware approvers."
+        )
+    );
+    assert!(!page.contains("Still to come"), "step 2 is the last: {page}");
+
+    // the page is in the OpenAPI document like its neighbours
+    let doc = app.get(None, "/api/v1/openapi.json").await.json;
+    assert!(doc["paths"]["/approvals/view"]["get"].is_object(), "/approvals/view is not documented");
     app.stop().await;
 }

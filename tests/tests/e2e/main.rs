@@ -16,6 +16,7 @@ mod devstack;
 mod email;
 mod exact;
 mod fault;
+mod instants;
 mod openapi;
 mod replay;
 mod sla;
