@@ -195,7 +195,7 @@ async fn deliver(client: &Client, temporal: &TemporalConfig, row: &OutboxRow) ->
         ("start", wf::WORKFLOW_TYPE) => start_ticket(client, temporal, row).await,
         ("start", wf_approval::REQUEST_TYPE) => start_request(client, temporal, row).await,
         // the approval chain's signals (the ticket workflow's are named otherwise)
-        ("signal", "decision" | "cancel") => signal_chain(client, row).await,
+        ("signal", "decision" | "cancel" | "withdraw") => signal_chain(client, row).await,
         ("signal", name) => signal_ticket(client, row, name).await,
         (intent, name) => Err(format!("unknown intent {intent}/{name}")),
     }
@@ -262,6 +262,9 @@ async fn signal_chain(client: &Client, row: &OutboxRow) -> Result<Option<String>
             handle.signal(ApprovalChainWorkflow::decision, serde_json::from_value(p).map_err(bad)?, opts).await
         }
         "cancel" => handle.signal(ApprovalChainWorkflow::cancel, serde_json::from_value(p).map_err(bad)?, opts).await,
+        "withdraw" => {
+            handle.signal(ApprovalChainWorkflow::withdraw, serde_json::from_value(p).map_err(bad)?, opts).await
+        }
         other => return Err(format!("unknown signal {other}")),
     };
     match sent {

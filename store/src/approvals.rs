@@ -564,3 +564,56 @@ pub async fn set_change_routing(conn: &mut PgConnection, tenant_id: Uuid, routin
     .await?;
     Ok(())
 }
+
+/// A deactivated approver's task that is still open (asked, or waiting its turn, in an open
+/// step), with the workflow of its chain.
+#[derive(Debug, Clone)]
+pub struct OpenTask {
+    pub task_id: Uuid,
+    pub ticket_id: Uuid,
+    pub approval_id: Uuid,
+    pub workflow_id: String,
+    pub state: String,
+}
+
+/// Every open task of `approver`.
+pub async fn open_tasks_of(conn: &mut PgConnection, approver: Uuid) -> Result<Vec<OpenTask>> {
+    Ok(sqlx::query_as!(
+        OpenTask,
+        "SELECT t.id AS task_id, t.ticket_id, t.approval_id, a.workflow_id, t.state
+           FROM approval_tasks t JOIN approval_steps s ON s.id = t.step_id JOIN approvals a ON a.id = t.approval_id
+          WHERE t.approver_id = $1 AND t.state IN ('asked', 'waiting') AND s.state = 'open' AND a.state = 'pending'
+          ORDER BY t.id
+          FOR UPDATE OF t",
+        approver
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Hands an open task to `delegate`, on behalf of its approver (audited by trigger). `false`
+/// when the delegate already has a task in the same step (then nobody stands in).
+pub async fn hand_task_to(conn: &mut PgConnection, task_id: Uuid, delegate: Uuid, on_behalf_of: Uuid) -> Result<bool> {
+    let r = sqlx::query!(
+        "UPDATE approval_tasks t SET approver_id = $2, on_behalf_of = $3
+          WHERE t.id = $1 AND t.state IN ('asked', 'waiting')
+            AND NOT EXISTS (SELECT 1 FROM approval_tasks o WHERE o.step_id = t.step_id AND o.approver_id = $2)",
+        task_id,
+        delegate,
+        on_behalf_of
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Withdraws an open task from its step (its approver is gone and nobody stands in).
+pub async fn withdraw_task(conn: &mut PgConnection, task_id: Uuid) -> Result<()> {
+    sqlx::query!(
+        "UPDATE approval_tasks SET state = 'withdrawn' WHERE id = $1 AND state IN ('asked', 'waiting')",
+        task_id
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

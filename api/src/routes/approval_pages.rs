@@ -87,9 +87,15 @@ fn when(t: OffsetDateTime) -> String {
 /// Why a link cannot decide.
 enum Refusal {
     Invalid,
-    Expired { at: OffsetDateTime },
-    Used { at: OffsetDateTime },
+    Expired {
+        at: OffsetDateTime,
+    },
+    Used {
+        at: OffsetDateTime,
+    },
     OtherApprover,
+    /// The approver the link was sent to has been deactivated.
+    Deactivated,
     DecidedOtherwise,
     Closed(String),
 }
@@ -99,7 +105,7 @@ impl Refusal {
         match self {
             Refusal::Invalid => StatusCode::BAD_REQUEST,
             Refusal::Expired { .. } | Refusal::Used { .. } => StatusCode::GONE,
-            Refusal::OtherApprover => StatusCode::FORBIDDEN,
+            Refusal::OtherApprover | Refusal::Deactivated => StatusCode::FORBIDDEN,
             Refusal::DecidedOtherwise | Refusal::Closed(_) => StatusCode::CONFLICT,
         }
     }
@@ -111,6 +117,7 @@ impl Refusal {
             Refusal::Expired { .. } => "expired",
             Refusal::Used { .. } => "used",
             Refusal::OtherApprover => "other_approver",
+            Refusal::Deactivated => "deactivated",
             Refusal::DecidedOtherwise => "decided_otherwise",
             Refusal::Closed(_) => "closed",
         }
@@ -169,6 +176,12 @@ fn refusal_page(state: &AppState, r: &Refusal, target: Option<&Target>) -> Respo
             "This link was sent to someone else".to_owned(),
             "You are signed in as a different person than the approver this link was sent to. Only they can use \
              it; if you are asked too, use the link in your own email."
+                .to_owned(),
+        ),
+        Refusal::Deactivated => (
+            "This account is deactivated".to_owned(),
+            "The approver this link was sent to has been deactivated, so it decides nothing. Their open approvals \
+             went to their delegate, or were withdrawn."
                 .to_owned(),
         ),
         Refusal::DecidedOtherwise => {
@@ -288,8 +301,14 @@ async fn check(tx: &mut TenantTx, t: &Target, signed_in: Option<Uuid>, now: Offs
     {
         return Err(Refusal::OtherApprover);
     }
+    if !users::get(tx, t.claims.approver).await.is_ok_and(|u| u.active) {
+        return Err(Refusal::Deactivated);
+    }
     if let Ok(Some(at)) = approvals::link_used(tx, t.claims.jti).await {
         return Err(Refusal::Used { at });
+    }
+    if t.task.approver_id != t.claims.approver {
+        return Err(Refusal::Closed("this task was handed to another approver".into()));
     }
     if matches!(t.task.state.as_str(), "approved" | "rejected") {
         let same = (t.task.state == "approved") == (t.claims.decision == Decision::Approve);

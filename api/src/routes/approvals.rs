@@ -26,7 +26,7 @@ use archer_store::{StoreError, TenantTx, changes, tx_now, users};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{AppJson, AppPath, AppQuery, RequestMeta};
+use crate::extract::{AppJson, AppPath, AppQuery, OptionalJson, RequestMeta};
 use crate::validate::Errors;
 
 use super::tickets::{find, is_agent};
@@ -252,14 +252,18 @@ async fn may_see(tx: &mut TenantTx, p: &Principal, a: &ApprovalRow) -> ApiResult
 // Inbox and state
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct InboxQuery {
     /// `pending` (default): what waits for your decision, oldest first; `decided`: what you
     /// decided, newest first.
+    #[param(pattern = "^(pending|decided)$")]
     state: Option<String>,
     /// Page number, from 1.
+    #[param(minimum = 1, maximum = 1_000_000)]
     page: Option<i64>,
     /// Items per page, 1–200 (default 25).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 
@@ -445,19 +449,20 @@ pub struct DecisionResponse {
     pub approval: Approval,
 }
 
+/// An approval, with a comment if you like; the body may be left out (empty means `{}`).
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionBody {
-    /// Required when rejecting.
+    #[schema(max_length = 4000)]
     comment: Option<String>,
 }
 
-/// A decision's body is optional (approving needs no comment): empty means `{}`.
-fn optional_body(bytes: &[u8]) -> ApiResult<DecisionBody> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(DecisionBody::default());
-    }
-    crate::extract::parse_json(bytes)
+/// A rejection: why (the requester sees it).
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RejectBody {
+    #[schema(value_type = String, required = true, pattern = r"\S", max_length = 4000)]
+    comment: Option<String>,
 }
 
 /// What deciding found, for the API and for the emailed links' pages.
@@ -518,18 +523,22 @@ async fn decide_in_app(
     comment: Option<String>,
 ) -> ApiResult<Json<DecisionResponse>> {
     // being asked by a step is the permission to decide that task, whatever one's roles
-    let comment = comment.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
     let mut errors = Errors::new();
-    if let Some(c) = &comment
-        && c.chars().count() > 4000
-    {
+    // counted as sent, as the document's maxLength counts
+    if comment.as_ref().is_some_and(|c| c.chars().count() > 4000) {
         errors.add("/comment", "length", "at most 4000 characters");
     }
+    let comment = comment.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
     if decision == Decision::Reject && comment.is_none() {
         errors.add("/comment", "required", "say why you reject: the requester sees it");
     }
     errors.into_result()?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    // an access token outlives a deactivation by up to its lifetime: a deactivated person
+    // decides nothing
+    if !archer_store::users::get(&mut tx, p.user_id).await.is_ok_and(|u| u.active) {
+        return Err(ApiError::Forbidden("your account is deactivated".into()));
+    }
     let approval = approvals::get(&mut tx, id).await?;
     let ticket = archer_store::tickets::get(&mut tx, approval.ticket_id).await?;
     if ticket.requester_id == p.user_id {
@@ -592,7 +601,7 @@ pub(crate) fn closed_message(task: &TaskRow, step_state: &str, approval_state: &
 /// that closed meanwhile is a 409 saying how it ended. The requester cannot approve their own
 /// request.
 #[utoipa::path(post, path = "/approvals/{id}/approve", tag = "approvals", params(("id" = Uuid, Path)),
-    request_body(content = Option<DecisionBody>), security(("bearer" = [])), responses(
+    request_body(content = Option<DecisionBody>, description = "optional: an empty body is `{}`"), security(("bearer" = [])), responses(
     (status = 200, body = DecisionResponse),
     (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -603,16 +612,15 @@ pub async fn approve(
     meta: RequestMeta,
     p: Principal,
     AppPath(id): AppPath<Uuid>,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<DecisionBody>,
 ) -> ApiResult<Json<DecisionResponse>> {
-    let comment = optional_body(&body)?.comment;
-    decide_in_app(&state, &meta, &p, id, Decision::Approve, comment).await
+    decide_in_app(&state, &meta, &p, id, Decision::Approve, body.comment).await
 }
 
 /// Reject, with a comment (required: the requester sees it), as an approver the open step
 /// asked. Refusals as for approving.
 #[utoipa::path(post, path = "/approvals/{id}/reject", tag = "approvals", params(("id" = Uuid, Path)),
-    request_body = DecisionBody, security(("bearer" = [])), responses(
+    request_body = RejectBody, security(("bearer" = [])), responses(
     (status = 200, body = DecisionResponse),
     (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -624,10 +632,9 @@ pub async fn reject(
     meta: RequestMeta,
     p: Principal,
     AppPath(id): AppPath<Uuid>,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<RejectBody>,
 ) -> ApiResult<Json<DecisionResponse>> {
-    let comment = optional_body(&body)?.comment;
-    decide_in_app(&state, &meta, &p, id, Decision::Reject, comment).await
+    decide_in_app(&state, &meta, &p, id, Decision::Reject, body.comment).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -784,9 +791,12 @@ pub struct OutOfOffice {
 pub struct OutOfOfficeBody {
     delegate_id: Uuid,
     /// RFC 3339; default now.
+    #[schema(format = DateTime)]
     starts_at: Option<String>,
-    /// RFC 3339.
+    /// RFC 3339; after `starts_at`.
+    #[schema(format = DateTime)]
     ends_at: String,
+    #[schema(max_length = 500)]
     reason: Option<String>,
 }
 
@@ -801,6 +811,7 @@ async fn whose(state: &AppState, meta: &RequestMeta, p: &Principal, user: &str) 
 /// A user's out-of-office delegation (`me` for yourself; others need `user:admin`).
 #[utoipa::path(get, path = "/users/{user}/out-of-office", tag = "approvals", params(("user" = String, Path, description = "a user id or `me`")), security(("bearer" = [])), responses(
     (status = 200, body = OutOfOffice),
+    (status = 403, body = Problem, content_type = "application/problem+json", description = "another user's needs `user:admin`"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn get_out_of_office(
@@ -832,6 +843,7 @@ fn ooo_view(d: approvals::Delegation, now: OffsetDateTime) -> OutOfOffice {
 /// delegate instead (recorded on their decision as on behalf of the user).
 #[utoipa::path(put, path = "/users/{user}/out-of-office", tag = "approvals", params(("user" = String, Path)), request_body = OutOfOfficeBody, security(("bearer" = [])), responses(
     (status = 200, body = OutOfOffice),
+    (status = 403, body = Problem, content_type = "application/problem+json", description = "another user's needs `user:admin`"),
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn put_out_of_office(
@@ -880,6 +892,7 @@ pub async fn put_out_of_office(
 /// End a user's out-of-office delegation.
 #[utoipa::path(delete, path = "/users/{user}/out-of-office", tag = "approvals", params(("user" = String, Path)), security(("bearer" = [])), responses(
     (status = 204, description = "cleared"),
+    (status = 403, body = Problem, content_type = "application/problem+json", description = "another user's needs `user:admin`"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn delete_out_of_office(

@@ -67,13 +67,18 @@ pub struct UserPage {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UserQuery {
     /// Matches email or name.
     q: Option<String>,
     role: Option<String>,
     active: Option<bool>,
+    /// Page number, from 1 (default 1).
+    #[param(minimum = 1, maximum = 1_000_000)]
     page: Option<i64>,
+    /// Items per page (default 25).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 
@@ -113,9 +118,12 @@ pub async fn list_users(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
+    #[schema(format = Email, max_length = 254)]
     email: String,
+    #[schema(pattern = r"\S", max_length = 200)]
     display_name: String,
     /// At least 10 characters. Without one the user cannot log in until an admin sets it.
+    #[schema(min_length = 10, max_length = 1024)]
     password: Option<String>,
     #[serde(default)]
     roles: Vec<String>,
@@ -124,7 +132,7 @@ pub struct CreateUser {
 
 /// Create a user. Needs `user:admin`. Accepts `Idempotency-Key`.
 #[utoipa::path(post, path = "/users", tag = "users", request_body = CreateUser, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header)), responses(
+    params(IdempotencyKey), responses(
     (status = 201, body = User),
     (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -173,6 +181,7 @@ pub async fn create_user(
 /// One user. Needs `user:admin` or `ticket:assign`, or to be that user.
 #[utoipa::path(get, path = "/users/{id}", tag = "users", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
     (status = 200, body = User),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn get_user(
@@ -193,13 +202,16 @@ pub async fn get_user(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUser {
+    #[schema(format = Email, max_length = 254)]
     email: Option<String>,
+    #[schema(pattern = r"\S", max_length = 200)]
     display_name: Option<String>,
     active: Option<bool>,
     /// `null` clears the manager.
     #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
     #[schema(value_type = Option<Uuid>)]
     manager_id: Option<Option<Uuid>>,
+    #[schema(min_length = 10, max_length = 1024)]
     password: Option<String>,
 }
 
@@ -207,6 +219,7 @@ pub struct UpdateUser {
 /// sessions (refresh tokens are revoked).
 #[utoipa::path(patch, path = "/users/{id}", tag = "users", params(("id" = Uuid, Path)), request_body = UpdateUser, security(("bearer" = [])), responses(
     (status = 200, body = User),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
@@ -255,7 +268,9 @@ pub async fn update_user(
 /// Deactivate a user (users are never deleted: tickets and the audit log name them).
 #[utoipa::path(delete, path = "/users/{id}", tag = "users", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
     (status = 204, description = "deactivated"),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json", description = "you cannot deactivate yourself"),
 ))]
 pub async fn deactivate_user(
     State(state): State<AppState>,
@@ -270,8 +285,54 @@ pub async fn deactivate_user(
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     users::update(&mut tx, id, users::UserPatch { active: Some(false), ..Default::default() }).await?;
     tokens::revoke_user(&mut tx, id).await?;
+    hand_over_open_tasks(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A deactivated approver decides nothing: each of their open approval tasks goes to their
+/// out-of-office delegate if they have one (who is told in the app and by the step's next
+/// reminder), otherwise it is withdrawn and its chain decides the step again without it (it
+/// may then be approved, or impossible). In the deactivating transaction, with the chain's
+/// signal in the outbox.
+async fn hand_over_open_tasks(tx: &mut TenantTx, user: Uuid) -> ApiResult<()> {
+    use archer_store::{approvals, notifications, outbox};
+    let tenant = tx.tenant_id();
+    let delegate = approvals::delegate_of(tx, user).await?;
+    let delegate = match delegate {
+        Some(d) if users::get(tx, d).await.is_ok_and(|u| u.active) => Some(d),
+        _ => None,
+    };
+    for task in approvals::open_tasks_of(tx, user).await? {
+        if let Some(d) = delegate
+            && approvals::hand_task_to(tx, task.task_id, d, user).await?
+        {
+            let data = serde_json::json!({"approval_id": task.approval_id, "task_id": task.task_id});
+            notifications::notify(
+                tx,
+                notifications::NewNotification {
+                    tenant_id: tenant,
+                    user_id: d,
+                    ticket_id: Some(task.ticket_id),
+                    kind: "approval.handed_over",
+                    title: "An approval was handed to you",
+                    body: "Its approver was deactivated and you are their delegate: decide it in your approvals inbox.",
+                    data: &data,
+                    dedup_key: &format!("approval-handed-over:{}", task.task_id),
+                },
+            )
+            .await?;
+            continue;
+        }
+        approvals::withdraw_task(tx, task.task_id).await?;
+        let signal = archer_orchestrator::workflows::approval::ApproverWithdrawn {
+            task_id: task.task_id,
+            reason: "the approver was deactivated".into(),
+        };
+        let payload = serde_json::to_value(&signal).map_err(ApiError::internal)?;
+        outbox::enqueue(tx, tenant, &task.workflow_id, outbox::Intent::Signal, "withdraw", &payload).await?;
+    }
+    Ok(())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -284,6 +345,7 @@ pub struct RoleAssignment {
 /// Set a user's roles. Needs `user:admin`. Takes effect at the user's next token refresh.
 #[utoipa::path(put, path = "/users/{id}/roles", tag = "users", params(("id" = Uuid, Path)), request_body = RoleAssignment, security(("bearer" = [])), responses(
     (status = 200, body = User),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]

@@ -78,6 +78,14 @@ pub struct ChainCancelled {
     pub reason: String,
 }
 
+/// An approver was deactivated with nobody to stand in: their open task leaves its step, which
+/// is decided again without it (it may now be approved, or impossible).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApproverWithdrawn {
+    pub task_id: Uuid,
+    pub reason: String,
+}
+
 /// An approval as the workflow holds it (its query).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChainState {
@@ -100,6 +108,8 @@ pub struct ApprovalChainWorkflow {
     applied: Vec<Uuid>,
     cancelled: Option<String>,
     signals: u64,
+    /// Tasks withdrawn from the current step (their approver was deactivated), not yet applied.
+    withdrawn: Vec<Uuid>,
 }
 
 fn workflow_now<W>(ctx: &WorkflowContext<W>) -> Timestamp {
@@ -107,6 +117,18 @@ fn workflow_now<W>(ctx: &WorkflowContext<W>) -> Timestamp {
 }
 
 impl ApprovalChainWorkflow {
+    /// Removes withdrawn tasks that have not decided from the current step (and its tally).
+    fn apply_withdrawals(&mut self) {
+        for task in std::mem::take(&mut self.withdrawn) {
+            if let Some(i) = self.state.tasks.iter().position(|t| t.task_id == task)
+                && self.state.tally.decisions.get(i).is_some_and(Option::is_none)
+            {
+                self.state.tasks.remove(i);
+                self.state.tally.decisions.remove(i);
+            }
+        }
+    }
+
     /// Applies queued decisions of the current step's tasks; returns them.
     fn apply_decisions(&mut self) -> usize {
         let mut n = 0;
@@ -137,6 +159,7 @@ impl ApprovalChainWorkflow {
             applied: Vec::new(),
             cancelled: None,
             signals: 0,
+            withdrawn: Vec::new(),
         }
     }
 
@@ -165,7 +188,8 @@ impl ApprovalChainWorkflow {
             send(ctx, &ticket, opened.emails.clone()).await?;
             let mut reminders = opened.reminders.clone();
             let mut timeout = opened.timeout;
-            let mut asked_sequentially = 0usize;
+            // tasks asked so far (open_step asks the first of a sequential step)
+            let mut asked: Vec<Uuid> = opened.tasks.iter().take(1).map(|t| t.task_id).collect();
             let mut reminders_sent = 0u32;
             ctx.state_mut(|s| {
                 s.state.step = Some(index as u32);
@@ -177,7 +201,10 @@ impl ApprovalChainWorkflow {
             });
             let mut escalated_step: Option<StepSpec> = None;
             let outcome = loop {
-                ctx.state_mut(|s| s.apply_decisions());
+                ctx.state_mut(|s| {
+                    s.apply_withdrawals();
+                    s.apply_decisions()
+                });
                 if let Some(reason) = ctx.state(|s| s.cancelled.clone()) {
                     break Outcome::Cancelled { reason };
                 }
@@ -187,11 +214,11 @@ impl ApprovalChainWorkflow {
                 }
                 // a sequential step asks the next approver once the previous one approved
                 if let Some(current) = ctx.state(|s| s.state.tally.current(rule))
-                    && current > asked_sequentially
+                    && let Some(task) = ctx.state(|s| s.state.tasks.get(current).map(|t| t.task_id))
+                    && !asked.contains(&task)
                 {
-                    let task = ctx.state(|s| s.state.tasks[current].task_id);
                     ask(ctx, &ticket, opened.step_id, vec![task], None).await?;
-                    asked_sequentially = current;
+                    asked.push(task);
                     continue;
                 }
                 let now = workflow_now(ctx);
@@ -290,6 +317,12 @@ impl ApprovalChainWorkflow {
     #[signal(name = "decision")]
     pub fn decision(&mut self, _ctx: &mut SyncWorkflowContext<Self>, d: DecisionMade) {
         self.inbox.push(d);
+        self.signals += 1;
+    }
+
+    #[signal(name = "withdraw")]
+    pub fn withdraw(&mut self, _ctx: &mut SyncWorkflowContext<Self>, w: ApproverWithdrawn) {
+        self.withdrawn.push(w.task_id);
         self.signals += 1;
     }
 

@@ -202,3 +202,79 @@ async fn every_refused_link_is_recorded_where_an_admin_can_see_it() {
     assert!(detail.contains(&format!("addressed to {}", boss.id)), "{detail}");
     app.stop().await;
 }
+
+/// Issue 8, item 3: a deactivated approver decides nothing; their open tasks go to their
+/// delegate, or leave the step, which is decided again without them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deactivated_approver_decides_nothing_and_their_tasks_move_on() {
+    use archer_tests::approvals::decision_links;
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let ann = app.user(&t, "Ann Approver", &["approver"], None).await;
+    let ben = app.user(&t, "Ben Approver", &["approver"], None).await;
+    let cat = app.user(&t, "Cat Approver", &["approver"], None).await;
+    let dan = app.user(&t, "Dan Delegate", &["agent"], None).await;
+    let item = |name: &str, rule: serde_json::Value| {
+        json!({"form_schema": {"type": "object"}, "approval": {"steps": [
+            {"name": name, "approvers": [{"user": ann.id}, {"user": ben.id}, {"user": cat.id}], "approve_when": rule}
+        ]}})
+    };
+    let all = app.catalog_item(&t.admin, "Everyone signs", item("All three", json!("all"))).await;
+    let two = app.catalog_item(&t.admin, "Three of three", item("Three", json!({"count": 3}))).await;
+    let first = app.submit(&t.requester, &all, json!({})).await.json["number"].as_str().unwrap().to_owned();
+    let second = app.submit(&t.requester, &two, json!({})).await.json["number"].as_str().unwrap().to_owned();
+    let (ann_link, _) = decision_links(&app.approval_mail(&ann, &first).await);
+    app.approval_mail(&cat, &first).await;
+    app.approval_mail(&cat, &second).await;
+    let a1 = app.approval_until(&t.agent, &first, "open", |a| a["steps"][0]["state"] == "open").await;
+    let id1 = a1["id"].as_str().unwrap().to_owned();
+
+    // Cat goes out of office (after being asked), then Cat and Ann are deactivated
+    let r = app
+        .send(
+            reqwest::Method::PUT,
+            Some(&cat.token),
+            "/api/v1/users/me/out-of-office",
+            Some(&json!({"delegate_id": dan.id, "ends_at": "2099-01-01T00:00:00Z"})),
+            &[],
+        )
+        .await;
+    assert!(r.status < 300, "{}", r.body);
+    for u in [&cat, &ann] {
+        assert_eq!(app.delete(Some(&t.admin.token), &format!("/api/v1/users/{}", u.id)).await.status, 204);
+    }
+    // Ann's link and her still-valid access token decide nothing
+    let (status, page) = app.confirm(&ann_link, None, None).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("deactivated"), "{page}");
+    let r = app.post(Some(&ann.token), &format!("/api/v1/approvals/{id1}/approve"), &json!({})).await;
+    assert!(r.problem(403)["detail"].as_str().unwrap().contains("deactivated"), "{}", r.body);
+
+    // the first request: Ann's task withdrawn, Cat's handed to Dan; Ben and Dan approve it
+    let inbox = app.get(Some(&dan.token), "/api/v1/approvals").await;
+    let on_behalf: Vec<_> =
+        inbox.json["items"].as_array().unwrap().iter().filter(|i| i["approval_id"] == id1.as_str()).collect();
+    assert_eq!(on_behalf.len(), 1, "Dan stands in for Cat: {}", inbox.body);
+    assert_eq!(on_behalf[0]["on_behalf_of"]["id"], json!(cat.id));
+    for u in [&ben, &dan] {
+        let r = app.post(Some(&u.token), &format!("/api/v1/approvals/{id1}/approve"), &json!({})).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    app.ticket_status(&t.agent, &first, "in_progress").await;
+    let a1 = app.approval_of(&t.agent, &first).await;
+    assert_eq!(a1["state"], "approved", "{a1:#}");
+    let notes = app.get(Some(&dan.token), "/api/v1/notifications").await;
+    assert!(notes.body.contains("approval.handed_over"), "{}", notes.body);
+
+    // the second needs all three by count: with Ann gone it can no longer be met
+    app.ticket_status(&t.agent, &second, "rejected").await;
+    let a2 = app.approval_of(&t.agent, &second).await;
+    assert!(a2["reason"].as_str().unwrap().contains("needs 3 approvals but only 2 approvers"), "{a2:#}");
+    // both chains, withdrawals included, replay against the current code
+    let client = app.temporal().await;
+    let wf = |n: &str| format!("{}/{n}/approval/1", t.slug);
+    app.wait_for_status(&client, &wf(&first), temporalio_client::WorkflowExecutionStatus::Completed).await;
+    archer_tests::temporal::replay_live(&client, &wf(&first), "approval_chain/withdrawn_and_handed_over").await;
+    archer_tests::temporal::replay_live(&client, &wf(&second), "approval_chain/withdrawn_quorum_lost").await;
+    app.stop().await;
+}
