@@ -80,6 +80,7 @@ pub const DEMO_LOGINS: &[DemoLogin] = &[
     DemoLogin { tenant: "acme", email: "manager@acme.example", roles: "manager, approver" },
     DemoLogin { tenant: "acme", email: "approver@acme.example", roles: "approver" },
     DemoLogin { tenant: "acme", email: "cab@acme.example", roles: "cab_member" },
+    DemoLogin { tenant: "acme", email: "cab2@acme.example", roles: "cab_member" },
     DemoLogin { tenant: "acme", email: "requester@acme.example", roles: "requester" },
     DemoLogin { tenant: "globex", email: "admin@globex.example", roles: "admin" },
     DemoLogin { tenant: "globex", email: "agent@globex.example", roles: "agent" },
@@ -105,6 +106,9 @@ pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
     let approver =
         provision_user(pool, acme, "approver@acme.example", "Avery Approver", pw, &["approver"], Some(manager)).await?;
     let cab = provision_user(pool, acme, "cab@acme.example", "Casey Board", pw, &["cab_member"], Some(manager)).await?;
+    // two CAB members: normal and emergency changes need two of them (a quorum is never lowered)
+    let cab2 =
+        provision_user(pool, acme, "cab2@acme.example", "Jordan Board", pw, &["cab_member"], Some(manager)).await?;
     let requester =
         provision_user(pool, acme, "requester@acme.example", "Riley Requester", pw, &["requester"], Some(manager))
             .await?;
@@ -121,7 +125,7 @@ pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
     teams::add_member(&mut tx, acme, network, agent2).await?;
     let board = Uuid::now_v7();
     teams::create(&mut tx, acme, board, "Change Advisory Board", "Reviews normal changes").await?;
-    for m in [cab, manager] {
+    for m in [cab, cab2, manager] {
         teams::add_member(&mut tx, acme, board, m).await?;
     }
     let hardware = Uuid::now_v7();
