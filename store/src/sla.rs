@@ -424,15 +424,20 @@ pub async fn record_event(
     Ok(inserted.is_some())
 }
 
+/// A recorded warning or breach.
 #[derive(Debug, Clone)]
 pub struct SlaEventRow {
     pub metric: String,
     pub cycle: i32,
+    /// `breach` or `warning_<percent>`.
     pub kind: String,
+    /// The true instant the threshold or target was reached.
     pub at: OffsetDateTime,
+    /// When Archer recorded it (after `at` by the timer's lag, or by a worker outage).
     pub recorded_at: OffsetDateTime,
 }
 
+/// A ticket's recorded warnings and breaches, in the order they fell due.
 pub async fn events(conn: &mut PgConnection, ticket_id: Uuid) -> Result<Vec<SlaEventRow>> {
     Ok(sqlx::query_as!(
         SlaEventRow,
@@ -476,21 +481,28 @@ pub async fn claim_escalation(
     .await?)
 }
 
+/// An escalation level that ran.
 #[derive(Debug, Clone)]
 pub struct EscalationRow {
     pub metric: String,
     pub cycle: i32,
     pub level: i32,
     pub name: String,
+    /// When its trigger fell due (the warning, the breach, or the breach plus its delay).
     pub due_at: OffsetDateTime,
+    /// When it was due to run: `due_at`, or later when the cooldown held it back.
     pub fired_at: OffsetDateTime,
+    /// When it actually ran (its activity claimed it): after `fired_at` by the timer's lag, the
+    /// levels before it, or a worker outage.
+    pub ran_at: OffsetDateTime,
     pub actions: serde_json::Value,
 }
 
+/// A ticket's escalations, in the order they were due to run.
 pub async fn escalations(conn: &mut PgConnection, ticket_id: Uuid) -> Result<Vec<EscalationRow>> {
     Ok(sqlx::query_as!(
         EscalationRow,
-        "SELECT metric, cycle, level, name, due_at, fired_at, actions FROM sla_escalations
+        "SELECT metric, cycle, level, name, due_at, fired_at, created_at AS ran_at, actions FROM sla_escalations
           WHERE ticket_id = $1 ORDER BY fired_at, level",
         ticket_id
     )

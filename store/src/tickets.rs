@@ -285,6 +285,17 @@ pub enum AssigneeFilter {
     Unassigned,
 }
 
+/// Tickets that ever breached an SLA target, whatever their clocks say now: the recorded breach
+/// facts, which outlive cancelling, resolving and rebuilding (unlike `sla_states`, the live
+/// projection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BreachedFilter {
+    /// Any target.
+    Any,
+    /// Any of these targets (`first_response`, `next_response`, `resolution`).
+    Metrics(Vec<String>),
+}
+
 #[derive(Debug, Clone)]
 pub struct TicketFilter {
     pub kinds: Vec<String>,
@@ -301,6 +312,8 @@ pub struct TicketFilter {
     pub q: Option<String>,
     /// SLA states (`breached`, `warning`, `running`, `paused`, `met`, `cancelled`, `none`).
     pub sla_states: Vec<String>,
+    /// Tickets that ever breached (any target, or one of those given).
+    pub breached: Option<BreachedFilter>,
     pub sort: SortField,
     pub descending: bool,
     pub after: Option<Cursor>,
@@ -312,6 +325,18 @@ fn push_filters(b: &mut QueryBuilder<Postgres>, f: &TicketFilter) {
     b.push(" WHERE true");
     if !f.sla_states.is_empty() {
         b.push(" AND COALESCE(s.state, 'none') = ANY(").push_bind(f.sla_states.clone()).push(")");
+    }
+    if let Some(breached) = &f.breached {
+        // a semi-join over the breach facts: index probes per ticket, or a scan of the tenant's
+        // breaches (`sla_events_breaches`) when they are few
+        b.push(
+            " AND EXISTS (SELECT 1 FROM sla_events e WHERE e.tenant_id = t.tenant_id AND e.ticket_id = t.id \
+             AND e.kind = 'breach'",
+        );
+        if let BreachedFilter::Metrics(metrics) = breached {
+            b.push(" AND e.metric = ANY(").push_bind(metrics.clone()).push(")");
+        }
+        b.push(")");
     }
     if !f.kinds.is_empty() {
         b.push(" AND t.kind = ANY(").push_bind(f.kinds.clone()).push(")");

@@ -295,9 +295,11 @@ async fn recipients(
     Ok(out)
 }
 
+/// An instant in the IANA zone `zone` (UTC if unknown), as emails show instants
+/// (`23 Nov 2026, 17:00 CET`).
 fn local(t: Timestamp, zone: &str) -> String {
     let tz = jiff::tz::TimeZoneDatabase::bundled().get(zone).unwrap_or(jiff::tz::TimeZone::UTC);
-    jiff::ZonedDateTime::new(t, tz).strftime("%Y-%m-%d %H:%M:%S %Z").to_string()
+    crate::email::human_time(t, &tz)
 }
 
 fn human(secs: i64) -> String {

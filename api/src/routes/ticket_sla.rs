@@ -101,8 +101,10 @@ pub struct Rebuilt {
 /// with the rebuilt clocks.
 #[utoipa::path(post, path = "/tickets/{ticket}/sla/rebuild", tag = "sla", params(("ticket" = String, Path)), request_body = RebuildRequest, security(("bearer" = [])), responses(
     (status = 200, body = Rebuilt),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
-    (status = 422, body = Problem, content_type = "application/problem+json"),
+    (status = 409, body = Problem, content_type = "application/problem+json", description = "the ticket is closed"),
+    (status = 422, body = Problem, content_type = "application/problem+json", description = "no such policy version, or none pinned and none named"),
 ))]
 pub async fn rebuild(
     State(state): State<AppState>,
@@ -210,12 +212,42 @@ pub struct TimelineEntry {
     before: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     after: Option<serde_json::Value>,
+    /// SLA warnings and breaches: the true instant the threshold was reached (their `at`).
+    /// Escalations: when the level was due to run (its trigger's instant, or later when the
+    /// policy's cooldown held it back).
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    due_at: Option<OffsetDateTime>,
+    /// SLA warnings and breaches: when Archer recorded them. Escalations: when the level
+    /// actually ran (their `at`). Later than `due_at` by the timer's lag, the levels run before
+    /// it, or the time a worker was down.
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    recorded_at: Option<OffsetDateTime>,
+}
+
+/// When an SLA fact or an escalation was due, and when Archer recorded or ran it, from its
+/// audited row (`None` for other entries).
+fn due_and_recorded(action: &str, row: Option<&serde_json::Value>) -> (Option<OffsetDateTime>, Option<OffsetDateTime>) {
+    let instant = |key: &str| {
+        row.and_then(|r| r.get(key))
+            .and_then(|v| v.as_str())
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(to_time)
+    };
+    match action {
+        "sla_events.insert" => (instant("at"), instant("recorded_at")),
+        "sla_escalations.insert" => (instant("fired_at"), instant("created_at")),
+        _ => (None, None),
+    }
 }
 
 /// Everything that happened to a ticket, oldest first: changes, comments, links, SLA warnings
-/// and breaches (at their true instants) and escalations. Needs `ticket:update`.
+/// and breaches (at their true instants) and escalations (when they ran), each of these two
+/// with `due_at` and `recorded_at`, so lateness shows. Needs `ticket:update`.
 #[utoipa::path(get, path = "/tickets/{ticket}/timeline", tag = "tickets", params(("ticket" = String, Path)), security(("bearer" = [])), responses(
     (status = 200, body = Vec<TimelineEntry>),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn timeline(
@@ -357,7 +389,17 @@ pub async fn timeline(
                 }
                 other => ("changed", other.to_owned(), h.at),
             };
-            TimelineEntry { at, kind: kind.into(), actor_id: h.actor_id, summary, before: h.before, after: h.after }
+            let (due_at, recorded_at) = due_and_recorded(&h.action, h.after.as_ref());
+            TimelineEntry {
+                at,
+                kind: kind.into(),
+                actor_id: h.actor_id,
+                summary,
+                before: h.before,
+                after: h.after,
+                due_at,
+                recorded_at,
+            }
         })
         .collect();
     out.sort_by_key(|e| e.at);

@@ -17,7 +17,9 @@ use uuid::Uuid;
 use archer_orchestrator::catalog::{ChangeType, Risk};
 use archer_orchestrator::workflows::ticket::{self as wf, CommentAuthor};
 use archer_orchestrator::{Impact, LinkKind, Priority, Status, TenantSlug, TicketKind, TicketNumber, Urgency};
-use archer_store::tickets::{self as store, AssigneeFilter, Cursor, CursorValue, SortField, TicketFilter, TicketRow};
+use archer_store::tickets::{
+    self as store, AssigneeFilter, BreachedFilter, Cursor, CursorValue, SortField, TicketFilter, TicketRow,
+};
 use archer_store::{StoreError, TenantTx, sla, tx_now};
 
 use super::sla::TicketSla;
@@ -233,15 +235,22 @@ fn with_etag(mut resp: Response, version: i32) -> Response {
 #[serde(deny_unknown_fields)]
 pub struct CreateTicket {
     kind: TicketKind,
+    #[schema(pattern = r"\S", max_length = 200)]
     title: String,
     #[serde(default)]
+    #[schema(max_length = 20000)]
     description: String,
     /// 1 (extensive) to 4 (minor).
+    #[schema(value_type = Impact)]
     impact: i64,
     /// 1 (critical) to 4 (low).
+    #[schema(value_type = Urgency)]
     urgency: i64,
     /// Overrides the matrix; needs `ticket:update` and `priority_reason`.
+    #[schema(value_type = Option<Priority>)]
     priority: Option<i64>,
+    /// Why the priority is overridden: required with `priority`, and only with it.
+    #[schema(pattern = r"\S")]
     priority_reason: Option<String>,
     /// On whose behalf (agents only); defaults to the caller.
     requester_id: Option<Uuid>,
@@ -249,8 +258,11 @@ pub struct CreateTicket {
     assignee_id: Option<Uuid>,
     /// Needs `ticket:assign`.
     team_id: Option<Uuid>,
+    #[schema(pattern = r"\S", max_length = 100)]
     category: Option<String>,
+    /// At most 20 (duplicates are dropped).
     #[serde(default)]
+    #[schema(max_items = 20, value_type = Vec<Tag>)]
     tags: Vec<String>,
     /// Required for changes (and only for them): which approval the change gets.
     change_type: Option<ChangeType>,
@@ -311,11 +323,10 @@ fn check_level<T>(
 /// Writes the ticket, its audit row and the intent to start its workflow in one transaction;
 /// the workflow (`<tenant>/<number>`) starts moments later. Accepts `Idempotency-Key`.
 #[utoipa::path(post, path = "/tickets", tag = "tickets", request_body = CreateTicket, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header, description = "replays return the first response")),
+    params(IdempotencyKey),
     responses(
         (status = 201, body = Ticket, headers(("ETag" = String), ("Location" = String))),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_ticket(
     State(state): State<AppState>,
@@ -427,14 +438,21 @@ pub async fn get_ticket(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTicket {
+    #[schema(pattern = r"\S", max_length = 200)]
     title: Option<String>,
+    #[schema(max_length = 20000)]
     description: Option<String>,
     status: Option<Status>,
+    #[schema(value_type = Option<Impact>)]
     impact: Option<i64>,
+    #[schema(value_type = Option<Urgency>)]
     urgency: Option<i64>,
     /// Overrides the matrix; needs `priority_reason`. Changing impact or urgency without it
     /// derives the priority again and clears an override.
+    #[schema(value_type = Option<Priority>)]
     priority: Option<i64>,
+    /// Why the priority is overridden: required with `priority`, and only with it.
+    #[schema(pattern = r"\S")]
     priority_reason: Option<String>,
     /// `null` unassigns. Needs `ticket:assign`.
     #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
@@ -444,9 +462,12 @@ pub struct UpdateTicket {
     #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
     #[schema(value_type = Option<Uuid>)]
     team_id: Option<Option<Uuid>>,
+    /// `null` clears.
     #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"\S", max_length = 100)]
     category: Option<Option<String>>,
+    /// Replaces the tags: at most 20 (duplicates are dropped).
+    #[schema(max_items = 20, value_type = Option<Vec<Tag>>)]
     tags: Option<Vec<String>>,
     /// Changes, before authorization. Needs `ticket:update`.
     change_type: Option<ChangeType>,
@@ -473,9 +494,13 @@ fn requester_may(kind: TicketKind, from: Status, to: Status) -> bool {
 /// An illegal status change is a 409 listing the allowed ones. Each status, priority and
 /// assignment change is delivered to the ticket's workflow as a signal.
 #[utoipa::path(patch, path = "/tickets/{ticket}", tag = "tickets", request_body = UpdateTicket, security(("bearer" = [])),
-    params(("ticket" = String, Path, description = "id or number"), ("If-Match" = Option<String>, Header)),
+    params(
+        ("ticket" = String, Path, description = "id or number"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "the `ETag` you read, or `*`"),
+    ),
     responses(
         (status = 200, body = Ticket, headers(("ETag" = String))),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "illegal status change"),
         (status = 412, body = Problem, content_type = "application/problem+json"),
@@ -685,39 +710,89 @@ pub async fn update_ticket(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TicketQuery {
     /// Comma-separated kinds.
+    #[param(value_type = Option<Vec<TicketKind>>, style = Form, explode = false)]
     kind: Option<String>,
     /// Comma-separated statuses.
+    #[param(value_type = Option<Vec<Status>>, style = Form, explode = false)]
     status: Option<String>,
     /// Comma-separated priorities (1–4).
+    #[param(value_type = Option<Vec<Priority>>, style = Form, explode = false)]
     priority: Option<String>,
     /// A user id, `me`, or `none` (unassigned).
+    #[param(pattern = "^(me|none|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$")]
     assignee: Option<String>,
     team: Option<Uuid>,
     /// A user id or `me`.
+    #[param(pattern = "^(me|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$")]
     requester: Option<String>,
     category: Option<String>,
     tag: Option<String>,
     /// RFC 3339, inclusive.
+    #[param(format = DateTime)]
     created_from: Option<String>,
     /// RFC 3339, exclusive.
+    #[param(format = DateTime)]
     created_to: Option<String>,
     /// Full-text search over title and description (`printer -toner`, `"exact phrase"`).
     q: Option<String>,
-    /// Comma-separated SLA states: `breached`, `warning`, `running`, `paused`, `met`,
-    /// `cancelled`, `none` (no policy applies).
+    /// Comma-separated SLA states (`none`: no policy applies).
+    #[param(value_type = Option<Vec<SlaStateFilter>>, style = Form, explode = false)]
     sla_state: Option<String>,
+    /// Tickets that ever breached: `any` target, or a comma-separated list of targets (a ticket
+    /// that breached any of them). From the recorded breaches, unlike `sla_state` (the clocks'
+    /// live state): a breached ticket stays listed once cancelled, resolved, closed or rebuilt,
+    /// as compliance reports count it.
+    #[param(value_type = Option<Vec<BreachedTarget>>, style = Form, explode = false)]
+    breached: Option<String>,
     /// `created_at`, `updated_at`, `priority` or `sla_due_at` (earliest upcoming breach first);
     /// prefix `-` for descending. Default `-created_at`.
+    #[param(pattern = "^-?(created_at|updated_at|priority|sla_due_at)$")]
     sort: Option<String>,
     /// Page number (1-based) for offset paging; not with `cursor`.
+    #[param(minimum = 1, maximum = 1_000_000)]
     page: Option<i64>,
+    /// Items per page (default 25).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
-    /// From a previous page's `next_cursor`, for keyset paging.
+    /// From a previous page's `next_cursor` (with the same `sort`), for keyset paging; not with
+    /// `page`. Only such a cursor is valid (422 otherwise).
     cursor: Option<String>,
 }
+
+/// The SLA states `GET /tickets` filters by.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SlaStateFilter {
+    Breached,
+    Warning,
+    Running,
+    Paused,
+    Met,
+    Cancelled,
+    /// No policy applies to the ticket.
+    None,
+}
+
+/// The targets `GET /tickets?breached=` filters by.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BreachedTarget {
+    /// Any target.
+    Any,
+    FirstResponse,
+    NextResponse,
+    Resolution,
+}
+
+/// A ticket's tag, as `check_tags` takes it (this type only documents it).
+#[derive(ToSchema)]
+#[schema(pattern = r"\S", max_length = 50)]
+#[allow(dead_code)]
+pub struct Tag(String);
 
 #[derive(Serialize, ToSchema)]
 pub struct TicketPage {
@@ -828,7 +903,19 @@ pub async fn list_tickets(
         requester_id = Some(p.user_id);
     }
     let sla_states = csv(&mut errors, "sla_state", q.sla_state.as_deref(), |s| {
-        ["breached", "warning", "running", "paused", "met", "cancelled", "none"].contains(&s).then(|| s.to_owned())
+        enum_of::<SlaStateFilter>(Some(s)).map(|_| s.to_owned())
+    });
+    let breached = q.breached.as_deref().map(|raw| {
+        let targets =
+            csv(&mut errors, "breached", Some(raw), |s| enum_of::<BreachedTarget>(Some(s)).map(|t| (t, s.to_owned())));
+        if targets.is_empty() {
+            errors.add("?breached", "enum", "must be `any` or targets: first_response, next_response, resolution");
+        }
+        if targets.iter().any(|(t, _)| matches!(t, BreachedTarget::Any)) {
+            BreachedFilter::Any
+        } else {
+            BreachedFilter::Metrics(targets.into_iter().map(|(_, s)| s).collect())
+        }
     });
     let created_from = time_param(&mut errors, "created_from", q.created_from.as_deref());
     let created_to = time_param(&mut errors, "created_to", q.created_to.as_deref());
@@ -888,6 +975,7 @@ pub async fn list_tickets(
         category: q.category,
         q: q_text,
         sla_states,
+        breached,
         sort,
         descending,
         after,
@@ -938,6 +1026,8 @@ impl From<store::Comment> for Comment {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewComment {
+    /// Markdown.
+    #[schema(pattern = r"\S", max_length = 20000)]
     body: String,
     /// An internal note (agents only). Default false.
     #[serde(default)]
@@ -964,11 +1054,12 @@ pub async fn list_comments(
 
 /// Comment on a ticket. Public comments reach the ticket's workflow. Accepts `Idempotency-Key`.
 #[utoipa::path(post, path = "/tickets/{ticket}/comments", tag = "tickets", request_body = NewComment, security(("bearer" = [])),
-    params(("ticket" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("ticket" = String, Path), IdempotencyKey),
     responses(
         (status = 201, body = Comment),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "an internal note needs `ticket:update`"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "the ticket is closed"),
     ))]
 pub async fn add_comment(
     State(state): State<AppState>,
@@ -1062,11 +1153,11 @@ pub async fn list_links(
 /// Link this ticket to another (`duplicate_of`, `blocked_by`, `caused_by`, `relates_to`).
 /// Needs `ticket:update`. Accepts `Idempotency-Key`.
 #[utoipa::path(post, path = "/tickets/{ticket}/links", tag = "tickets", request_body = NewLink, security(("bearer" = [])),
-    params(("ticket" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("ticket" = String, Path), IdempotencyKey),
     responses(
         (status = 201, body = Link),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn add_link(
     State(state): State<AppState>,
@@ -1102,6 +1193,7 @@ pub async fn add_link(
 /// Remove a link. Needs `ticket:update`.
 #[utoipa::path(delete, path = "/tickets/{ticket}/links/{link_id}", tag = "tickets", params(("ticket" = String, Path), ("link_id" = Uuid, Path)), security(("bearer" = [])), responses(
     (status = 204, description = "removed"),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn delete_link(

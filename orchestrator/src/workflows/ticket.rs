@@ -11,10 +11,18 @@
 //! applies each change at the instant it was recorded, and sleeps again. Warnings and breaches
 //! are recorded with their true instants (a local activity), escalations run as activities.
 //! A ticket that lives long continues as new, carrying its state, before its history grows big.
+//!
+//! Escalation levels run beside the clocks, one after another in their order: recording what
+//! fell due and setting the next timer never waits for them, so a breach is as prompt on a
+//! ticket with five levels emailing people as on one without escalations. Histories recorded
+//! before that (without the [`CONCURRENT_ESCALATIONS`] patch marker) replay the old path, which
+//! ran the levels before setting the next timer.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::LocalBoxFuture;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use temporalio_common::RetryPolicy;
@@ -35,6 +43,12 @@ use crate::workflows::search;
 
 /// Continue as new once the history has this many events (Temporal's limit is 50,000).
 const CONTINUE_AS_NEW_AFTER: u32 = 5_000;
+
+/// The patch (a marker in the history) under which escalation levels run beside the clocks
+/// instead of before the next timer. A run decides it when its first level fires: histories
+/// recorded without the marker take the old, sequential path, new runs take the new one. Part
+/// of every history that has it: never rename it.
+pub const CONCURRENT_ESCALATIONS: &str = "escalations-beside-clocks";
 
 /// The workflow type name, as it appears in the Web UI and in histories.
 pub const WORKFLOW_TYPE: &str = "ticket";
@@ -259,6 +273,9 @@ pub struct TicketWorkflow {
     sla: Option<SlaEngine>,
     projection_seq: u64,
     published_sla: Option<Summary>,
+    /// Escalation levels that fired and wait for their turn to run (in firing order), each
+    /// with what it acts on as it was when it fired.
+    escalations: VecDeque<Escalate>,
 }
 
 fn parse_at(at: &str, fallback: Timestamp) -> Timestamp {
@@ -340,7 +357,44 @@ impl TicketWorkflow {
         facts.extend(engine.advance(now));
         facts
     }
+
+    /// What each escalation among `facts` runs with, in order: its level, and the clock as it
+    /// stood when the level fired. Built when the facts are recorded, so a level that waits
+    /// for its turn still reports the instant it fired.
+    fn escalation_inputs(&self, facts: &[Fact]) -> Vec<Escalate> {
+        let Some(engine) = self.sla.as_ref() else { return Vec::new() };
+        facts
+            .iter()
+            .filter_map(|fact| {
+                let Fact::Escalation { level, metric, cycle, due_at, fired_at, .. } = fact else { return None };
+                let clock = engine.report(*fired_at).into_iter().find(|c| c.metric == *metric);
+                Some(Escalate {
+                    ticket: self.ticket_ref(),
+                    level_index: *level,
+                    level: engine.level(*level)?.clone(),
+                    metric: *metric,
+                    cycle: *cycle,
+                    due_at: *due_at,
+                    fired_at: *fired_at,
+                    clock,
+                })
+            })
+            .collect()
+    }
 }
+
+/// Why the run loop stopped waiting.
+enum Woke {
+    /// The timer for the next due instant fired.
+    Due,
+    /// A signal changed the ticket (or its clocks).
+    Changed(WorkflowResult<()>),
+    /// The escalation levels running beside the clocks have all run.
+    Escalated(WorkflowResult<()>),
+}
+
+/// The escalation levels running beside the clocks, if any.
+type Escalating = Option<LocalBoxFuture<'static, WorkflowResult<()>>>;
 
 #[workflow_methods]
 impl TicketWorkflow {
@@ -358,7 +412,16 @@ impl TicketWorkflow {
                 (ticket, sla, 0, None)
             }
         };
-        Self { input, ticket, changes: 0, inbox: VecDeque::new(), sla, projection_seq, published_sla }
+        Self {
+            input,
+            ticket,
+            changes: 0,
+            inbox: VecDeque::new(),
+            sla,
+            projection_seq,
+            published_sla,
+            escalations: VecDeque::new(),
+        }
     }
 
     #[run(name = "ticket")]
@@ -368,15 +431,25 @@ impl TicketWorkflow {
         let has_sla = ctx.state(|s| s.sla.is_some());
         // a fresh run with clocks records their initial projection
         let mut dirty = has_sla && ctx.state(|s| s.input.carried.is_none() && s.projection_seq == 0);
+        // whether escalation levels run beside the clocks: decided when the first level fires
+        let mut concurrent: Option<bool> = None;
+        let mut escalating: Escalating = None;
         loop {
             if has_sla {
                 let now = workflow_now(ctx);
                 let facts = ctx.state_mut(|s| s.process(now));
                 if !facts.is_empty() || dirty {
+                    // warnings and breaches first, with their true instants
                     record_sla(ctx, now, &facts).await?;
-                    for fact in &facts {
-                        if let Fact::Escalation { level, metric, cycle, due_at, fired_at, .. } = fact {
-                            escalate(ctx, *level, *metric, *cycle, *due_at, *fired_at).await?;
+                    let levels = ctx.state(|s| s.escalation_inputs(&facts));
+                    if !levels.is_empty() {
+                        if *concurrent.get_or_insert_with(|| ctx.patched(CONCURRENT_ESCALATIONS)) {
+                            ctx.state_mut(|s| s.escalations.extend(levels));
+                        } else {
+                            // histories from before the patch: each level before the next timer
+                            for input in levels {
+                                escalate(ctx, input).await?;
+                            }
                         }
                     }
                 }
@@ -391,9 +464,12 @@ impl TicketWorkflow {
                 published = status_now;
             }
             if ctx.state(|s| s.ticket.is_finished()) {
+                finish_escalations(ctx, &mut escalating).await?;
                 break;
             }
             if ctx.history_length() >= CONTINUE_AS_NEW_AFTER || ctx.continue_as_new_suggested() {
+                // levels that fired run in this run, not in the next
+                finish_escalations(ctx, &mut escalating).await?;
                 let next = ctx.state(|s| TicketWorkflowInput {
                     carried: Some(Carried {
                         ticket: s.ticket.clone(),
@@ -405,25 +481,53 @@ impl TicketWorkflow {
                 });
                 ctx.continue_as_new(next, ContinueAsNewOptions::default())?;
             }
+            if escalating.is_none() && ctx.state(|s| !s.escalations.is_empty()) {
+                escalating = Some(Box::pin(run_escalations(ctx.clone())));
+            }
             let wake = ctx.state(|s| s.sla.as_ref().and_then(|e| e.next_wakeup()));
-            match wake {
-                None => {
-                    ctx.wait_condition(|s: &Self| s.changes != seen_changes || s.ticket.is_finished()).await?;
-                }
-                Some(at) => {
-                    let now = workflow_now(ctx);
-                    // round up to the millisecond so the timer never fires a hair early
-                    let nanos = (at.as_nanosecond() - now.as_nanosecond()).max(0);
-                    let millis = (nanos + 999_999) / 1_000_000;
-                    let sleep = Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX).max(1));
-                    let timer = ctx.timer(sleep);
-                    futures::pin_mut!(timer);
-                    temporalio_sdk::workflows::select! {
-                        _ = &mut timer => {}
-                        r = ctx.wait_condition(|s: &Self| s.changes != seen_changes || s.ticket.is_finished()) => {
-                            timer.cancel();
-                            r?;
+            let timer = wake.map(|at| ctx.timer(sleep_until(workflow_now(ctx), at)));
+            futures::pin_mut!(timer);
+            // the escalation levels never hold up the timer: waiting ends when it fires or the
+            // ticket changes, and their completing only clears them
+            loop {
+                let woke = {
+                    let due = async {
+                        match timer.as_mut().as_pin_mut() {
+                            Some(t) => {
+                                t.await;
+                            }
+                            None => std::future::pending::<()>().await,
                         }
+                    }
+                    .fuse();
+                    let escalated = async {
+                        match escalating.as_mut() {
+                            Some(f) => f.await,
+                            None => std::future::pending().await,
+                        }
+                    }
+                    .fuse();
+                    futures::pin_mut!(due, escalated);
+                    temporalio_sdk::workflows::select! {
+                        _ = due => Woke::Due,
+                        r = ctx.wait_condition(|s: &Self| s.changes != seen_changes || s.ticket.is_finished()) => {
+                            Woke::Changed(r.map_err(Into::into))
+                        }
+                        r = escalated => Woke::Escalated(r),
+                    }
+                };
+                match woke {
+                    Woke::Due => break,
+                    Woke::Changed(r) => {
+                        if let Some(t) = timer.as_mut().as_pin_mut() {
+                            t.cancel();
+                        }
+                        r?;
+                        break;
+                    }
+                    Woke::Escalated(r) => {
+                        escalating = None;
+                        r?;
                     }
                 }
             }
@@ -518,21 +622,8 @@ async fn record_sla(ctx: &mut WorkflowContext<TicketWorkflow>, now: Timestamp, f
     Ok(())
 }
 
-async fn escalate(
-    ctx: &mut WorkflowContext<TicketWorkflow>,
-    level_index: u32,
-    metric: crate::sla::policy::Metric,
-    cycle: u32,
-    due_at: Timestamp,
-    fired_at: Timestamp,
-) -> WorkflowResult<()> {
-    let input = ctx.state(|s| {
-        let engine = s.sla.as_ref()?;
-        let level = engine.level(level_index)?.clone();
-        let clock = engine.report(fired_at).into_iter().find(|c| c.metric == metric);
-        Some(Escalate { ticket: s.ticket_ref(), level_index, level, metric, cycle, due_at, fired_at, clock })
-    });
-    let Some(input) = input else { return Ok(()) };
+/// Runs one escalation level: its actions, then the emails they queued.
+async fn escalate(ctx: &WorkflowContext<TicketWorkflow>, input: Escalate) -> WorkflowResult<()> {
     let tenant_id = input.ticket.tenant_id;
     let done = ctx.execute_activity(SlaActivities::escalate, input, effect_options()).await?;
     if !done.emails.is_empty() {
@@ -540,6 +631,32 @@ async fn escalate(
             .await?;
     }
     Ok(())
+}
+
+/// Runs the escalation levels waiting for their turn, one after another in firing order,
+/// including those that fire while it runs; returns when none waits.
+async fn run_escalations(ctx: WorkflowContext<TicketWorkflow>) -> WorkflowResult<()> {
+    while let Some(input) = ctx.state_mut(|s| s.escalations.pop_front()) {
+        escalate(&ctx, input).await?;
+    }
+    Ok(())
+}
+
+/// Waits until every escalation level that fired has run (before the workflow completes or
+/// continues as new).
+async fn finish_escalations(ctx: &WorkflowContext<TicketWorkflow>, escalating: &mut Escalating) -> WorkflowResult<()> {
+    if let Some(running) = escalating.take() {
+        running.await?;
+    }
+    run_escalations(ctx.clone()).await
+}
+
+/// How long to sleep from `now` until `at`: rounded up to the millisecond so the timer never
+/// fires a hair early, and at least a millisecond.
+fn sleep_until(now: Timestamp, at: Timestamp) -> Duration {
+    let nanos = (at.as_nanosecond() - now.as_nanosecond()).max(0);
+    let millis = (nanos + 999_999) / 1_000_000;
+    Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX).max(1))
 }
 
 /// Keeps the search attributes ops filter on current: the worst clock state, and the next due
@@ -566,6 +683,7 @@ fn publish_sla(ctx: &mut WorkflowContext<TicketWorkflow>, now: Timestamp) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::sla::policy::Metric;
     use crate::ticket::TicketKind;
 
     fn input() -> TicketWorkflowInput {
@@ -602,6 +720,77 @@ mod tests {
         assert!(!t.is_finished());
         t.status_changed(&status(4, Status::Resolved, Status::Closed));
         assert!(t.is_finished());
+    }
+
+    /// First response 2 s, resolution 3 s; five levels on the first response's breach.
+    fn escalating(input: TicketWorkflowInput) -> TicketWorkflow {
+        let levels: Vec<_> = (1..=5)
+            .map(|i| {
+                serde_json::json!({"name": format!("level {i}"), "metric": "first_response", "when": "breach",
+                    "actions": [{"type": "notify", "to": {"assignee": true}}]})
+            })
+            .collect();
+        let spec = serde_json::json!({
+            "targets": [
+                {"metric": "first_response", "durations": {"1": 2, "2": 2, "3": 2, "4": 2}, "warnings": []},
+                {"metric": "resolution", "durations": {"1": 3, "2": 3, "3": 3, "4": 3}, "warnings": []}
+            ],
+            "escalations": levels
+        });
+        let assignment = SlaAssignment {
+            policy_id: Uuid::nil(),
+            policy_version: 1,
+            policy_name: "escalating".into(),
+            policy: serde_json::from_value::<crate::sla::policy::PolicySpec>(spec).unwrap().compile().unwrap(),
+            calendar_id: None,
+            calendar_version: None,
+            calendar: crate::sla::calendar::CalendarSpec::always(),
+        };
+        let created: Timestamp = input.created_at.parse().unwrap();
+        TicketWorkflow {
+            ticket: TicketLifecycle::new(&input),
+            sla: Some(SlaEngine::start(assignment, created, input.status, input.priority)),
+            input,
+            changes: 0,
+            inbox: VecDeque::new(),
+            projection_seq: 0,
+            published_sla: None,
+            escalations: VecDeque::new(),
+        }
+    }
+
+    #[test]
+    fn escalation_levels_are_built_in_order_as_they_fired_and_the_next_timer_does_not_wait_for_them() {
+        let mut wf = escalating(input());
+        let created: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let breached = created + jiff::SignedDuration::from_secs(2);
+        // the timer fired a little late: the breach keeps its true instant, the levels fire then
+        let facts = wf.process(breached + jiff::SignedDuration::from_millis(150));
+        let breaches: Vec<_> = facts.iter().filter(|f| matches!(f, Fact::Breach { .. })).collect();
+        assert_eq!(breaches, [&Fact::Breach { metric: Metric::FirstResponse, cycle: 1, at: breached }]);
+        let levels = wf.escalation_inputs(&facts);
+        assert_eq!(levels.iter().map(|l| l.level_index).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+        for l in &levels {
+            assert_eq!((l.metric, l.cycle, l.due_at, l.fired_at), (Metric::FirstResponse, 1, breached, breached));
+            assert_eq!(l.level.name, format!("level {}", l.level_index + 1));
+            let clock = l.clock.as_ref().unwrap();
+            assert_eq!((clock.metric, clock.state.as_str()), (Metric::FirstResponse, "breached"));
+            assert_eq!(l.ticket.number, wf.input.number);
+        }
+        // the next timer is the resolution's breach, one second later, whatever the levels do
+        assert_eq!(wf.sla.as_ref().unwrap().next_wakeup(), Some(created + jiff::SignedDuration::from_secs(3)));
+        // and facts without escalations give none to run
+        assert!(wf.escalation_inputs(&breaches.into_iter().cloned().collect::<Vec<_>>()).is_empty());
+    }
+
+    #[test]
+    fn timers_round_up_to_the_millisecond_and_never_sleep_zero() {
+        let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
+        let ms = Duration::from_millis;
+        assert_eq!(sleep_until(now, now + jiff::SignedDuration::from_nanos(1)), ms(1));
+        assert_eq!(sleep_until(now, now + jiff::SignedDuration::from_micros(2_500)), ms(3));
+        assert_eq!(sleep_until(now, now + jiff::SignedDuration::from_secs(1)), ms(1_000));
+        assert_eq!(sleep_until(now, now - jiff::SignedDuration::from_secs(1)), ms(1), "overdue: at once");
     }
 
     #[test]

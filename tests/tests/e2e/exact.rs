@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use archer_tests::sla::secs;
+use archer_tests::sla::{durations, secs};
 use archer_tests::spawn_app;
 use archer_tests::temporal::replay_live;
 use serde_json::json;
@@ -172,6 +172,81 @@ async fn raising_the_priority_keeps_the_elapsed_time_and_breaches_on_the_new_tar
     let shown = app.get(Some(&t.agent.token), &format!("/api/v1/tickets/{}", b["number"].as_str().unwrap())).await;
     assert_eq!(shown.json["sla"]["clocks"][0]["target_seconds"], 4);
     assert_eq!(shown.json["sla"]["state"], "breached");
+    app.stop().await;
+}
+
+/// Issue 8, item 14: a breach never waits behind another clock's escalations. Ticket A's first
+/// response breaches at 2 s and fires five escalation levels, each emailing two people through a
+/// mail server that takes 400 ms per message (4 s of work); its resolution breaches at 3 s. Ticket
+/// B has the same targets and no escalations. Both resolution breaches are recorded within a
+/// second of their due instant. (The sequential workflow ran all five levels before setting its
+/// next timer, so A's breach came about 5 s late.) A is closed while its levels still run: the
+/// workflow completes only after all of them ran.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_breach_behind_five_escalation_levels_is_as_prompt_as_one_without_escalations() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    app.mail.delay_acceptance(Duration::from_millis(400));
+    let targets = json!([
+        {"metric": "first_response", "durations": durations([2, 2, 2, 2]), "warnings": []},
+        {"metric": "resolution", "durations": durations([3, 3, 3, 3]), "warnings": []}
+    ]);
+    let levels: Vec<_> = (1..=5)
+        .map(|i| {
+            json!({"name": format!("First response level {i}"), "metric": "first_response", "when": "breach",
+                   "actions": [{"type": "notify", "to": {"users": [t.agent.id, t.manager.id]}}]})
+        })
+        .collect();
+    app.policy(
+        &t.admin,
+        json!({"name": "Escalating", "spec": {"applies_to": {"priorities": [1]}, "targets": targets, "escalations": levels}}),
+    )
+    .await;
+    app.policy(&t.admin, json!({"name": "Quiet", "spec": {"applies_to": {"priorities": [2]}, "targets": targets}}))
+        .await;
+    let a = app
+        .create_ticket(
+            &t.agent,
+            json!({"kind": "incident", "title": "Escalating", "impact": 1, "urgency": 1, "assignee_id": t.agent.id}),
+        )
+        .await;
+    let b = app
+        .create_ticket(
+            &t.agent,
+            json!({"kind": "incident", "title": "Quiet", "impact": 2, "urgency": 2, "assignee_id": t.agent.id}),
+        )
+        .await;
+    assert_eq!((a["priority"].as_i64(), b["priority"].as_i64()), (Some(1), Some(2)));
+    for (ticket, name) in [(&a, "with five escalation levels"), (&b, "without escalations")] {
+        let id = ticket["id"].as_str().unwrap();
+        let created = app.created_at(id).await;
+        let breach = app.breach(id, "resolution", Duration::from_secs(30)).await;
+        assert_eq!(breach.at, created + time::Duration::seconds(3), "{name}: the true instant");
+        let late = secs(breach.recorded_at - breach.at);
+        assert!(late < 1.0, "{name}: the resolution breach was recorded {late:.3}s after its due instant");
+    }
+
+    // closed while its levels are still emailing: the workflow completes once they all ran, in
+    // order, each once (ten emails, none twice)
+    let number = a["number"].as_str().unwrap();
+    assert!(app.mail.count(|_| true) < 10, "the levels are still running");
+    let client = app.temporal().await;
+    let wf = format!("{}/{number}", t.slug);
+    app.set_status(&t.agent, number, "in_progress").await;
+    app.set_status(&t.agent, number, "resolved").await;
+    app.set_status(&t.agent, number, "closed").await;
+    app.wait_for_status(&client, &wf, WorkflowExecutionStatus::Completed).await;
+    assert_eq!(app.mail.count(|m| m.subject.contains(number)), 10, "every level ran before the workflow completed");
+    let levels: Vec<(i32, OffsetDateTime)> =
+        sqlx::query_as("SELECT level, created_at FROM sla_escalations WHERE ticket_id = $1::uuid ORDER BY created_at")
+            .bind(a["id"].as_str().unwrap())
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(levels.iter().map(|l| l.0).collect::<Vec<_>>(), [0, 1, 2, 3, 4], "in order, once each");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(app.mail.count(|_| true), 10, "no email twice");
+    replay_live(&client, &wf, "ticket/breach_closed_while_escalation_levels_run").await;
     app.stop().await;
 }
 

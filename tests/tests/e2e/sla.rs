@@ -9,6 +9,7 @@ use archer_tests::spawn_app;
 use serde_json::json;
 use temporalio_client::WorkflowExecutionStatus;
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn breaches_that_fall_due_while_the_worker_is_down_are_recorded_once_with_their_true_instants() {
@@ -400,5 +401,98 @@ async fn escalation_levels_raise_the_priority_reassign_and_note_once_each() {
     let timeline = app.get(Some(&t.agent.token), &format!("/api/v1/tickets/{number}/timeline")).await;
     let escalations = timeline.json.as_array().unwrap().iter().filter(|e| e["kind"] == "escalation").count();
     assert_eq!(escalations, 2);
+    app.stop().await;
+}
+
+/// An RFC 3339 instant from a JSON response.
+fn instant(v: &serde_json::Value) -> OffsetDateTime {
+    OffsetDateTime::parse(v.as_str().unwrap_or_else(|| panic!("not an instant: {v}")), &Rfc3339).unwrap()
+}
+
+/// Issue 8, item 13: a breach and its escalation that Archer acts on late (the worker was down)
+/// keep both instants, when they were due and when they were recorded or ran; a breached ticket
+/// that is then cancelled leaves `sla_state=breached` but stays under `breached=`.
+#[tokio::test(flavor = "multi_thread")]
+async fn late_breaches_and_escalations_show_both_instants_and_breaches_stay_findable_once_cancelled() {
+    let mut app = spawn_app().await;
+    let t = app.tenant().await;
+    // P1 breaches 2 s in, P3 not during the test
+    app.resolution_policy(&t.admin, [2, 2, 600, 600]).await;
+    let late = app
+        .create_ticket(
+            &t.agent,
+            json!({"kind": "incident", "title": "Late", "impact": 1, "urgency": 1, "assignee_id": t.agent.id}),
+        )
+        .await;
+    let calm = app
+        .create_ticket(
+            &t.agent,
+            json!({"kind": "incident", "title": "Calm", "impact": 3, "urgency": 3, "assignee_id": t.agent.id}),
+        )
+        .await;
+    let (id, number) = (late["id"].as_str().unwrap(), late["number"].as_str().unwrap());
+    let due = app.created_at(id).await + time::Duration::seconds(2);
+    app.stop_worker().await;
+    let wait = (due + time::Duration::seconds(3)) - OffsetDateTime::now_utc();
+    tokio::time::sleep(Duration::from_secs_f64(secs(wait).max(0.0))).await;
+    app.start_worker().await;
+    let restarted = OffsetDateTime::now_utc();
+    archer_tests::eventually(Duration::from_secs(30), "the late escalation", || async {
+        app.count("SELECT count(*) FROM sla_escalations").await == 1
+    })
+    .await;
+
+    let timeline = app.get(Some(&t.agent.token), &format!("/api/v1/tickets/{number}/timeline")).await;
+    assert_eq!(timeline.status, 200, "{}", timeline.body);
+    let entries = timeline.json.as_array().unwrap();
+    let of =
+        |kind: &str| entries.iter().find(|e| e["kind"] == kind).unwrap_or_else(|| panic!("no {kind}: {entries:?}"));
+    let breach = of("sla_breach");
+    assert_eq!(instant(&breach["at"]), due, "at its true instant");
+    assert_eq!(instant(&breach["due_at"]), due);
+    assert!(instant(&breach["recorded_at"]) >= restarted - time::Duration::milliseconds(10), "{breach}");
+    let escalation = of("escalation");
+    assert_eq!(instant(&escalation["due_at"]), due, "due at the breach: {escalation}");
+    let ran = instant(&escalation["recorded_at"]);
+    assert!(ran >= restarted - time::Duration::milliseconds(10), "ran after the restart: {escalation}");
+    assert!(secs(ran - due) >= 2.9, "{:.3}s late", secs(ran - due));
+    assert!(secs(instant(&escalation["at"]) - ran).abs() < 1.0, "shown when it ran: {escalation}");
+    let created = entries.iter().find(|e| e["kind"] == "created").unwrap();
+    assert!(created.get("due_at").is_none() && created.get("recorded_at").is_none(), "{created}");
+
+    // cancelled, it is no longer breached now, but it breached
+    app.set_status(&t.agent, number, "cancelled").await;
+    let token = Some(t.agent.token.as_str());
+    archer_tests::eventually(Duration::from_secs(20), "the clocks to show the cancellation", || async {
+        app.get(token, "/api/v1/tickets?sla_state=breached").await.json["total"] == 0
+    })
+    .await;
+    let api = &app;
+    let numbers = |path: String| async move {
+        let r = api.get(token, &path).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+        r.json["items"].as_array().unwrap().iter().map(|i| i["number"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    for filter in ["resolution", "any", "first_response,resolution", "next_response, resolution"] {
+        assert_eq!(numbers(format!("/api/v1/tickets?breached={filter}")).await, [number], "breached={filter}");
+    }
+    assert_eq!(numbers("/api/v1/tickets?breached=any&status=cancelled".into()).await, [number]);
+    assert!(numbers("/api/v1/tickets?breached=first_response".into()).await.is_empty());
+    assert!(numbers("/api/v1/tickets?breached=any&status=new".into()).await.is_empty());
+    let all = numbers("/api/v1/tickets".into()).await;
+    assert!(all.contains(&calm["number"].as_str().unwrap().to_owned()) && all.len() == 2, "{all:?}");
+    for bad in ["soon", "", "resolution,soon"] {
+        let r = app.get(token, &format!("/api/v1/tickets?breached={bad}")).await;
+        assert_eq!(r.problem(422)["errors"][0]["pointer"], "?breached", "breached={bad}: {}", r.body);
+    }
+    // documented, with its values
+    let doc = app.get(None, "/api/v1/openapi.json").await.json;
+    let params = doc["paths"]["/api/v1/tickets"]["get"]["parameters"].as_array().unwrap();
+    let param = params.iter().find(|p| p["name"] == "breached").expect("?breached documented");
+    assert!(param["schema"].to_string().contains("BreachedTarget"), "{param}");
+    let values = doc["components"]["schemas"]["BreachedTarget"].to_string();
+    for v in ["any", "first_response", "next_response", "resolution"] {
+        assert!(values.contains(&format!("\"{v}\"")), "{v} in {values}");
+    }
     app.stop().await;
 }
