@@ -29,59 +29,131 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|mime| {
-                let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
-            })
-            .unwrap_or(false);
-        if !is_json {
+        if !is_json(&req) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let limit = req.extensions().get::<crate::app::BodyLimit>().map(|l| l.0).unwrap_or(0);
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
-            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge { limit }
-            } else {
-                ApiError::BadRequest(rej.body_text())
-            }
-        })?;
+        let bytes = body(req, state).await?;
         let digest = BodyDigest(Sha256::digest(&bytes).into());
         parse_json(&bytes).map(|v| AppJson(v, digest))
+    }
+}
+
+/// Whether the request says its body is JSON (`application/json` or `application/*+json`).
+fn is_json(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+/// The body, refused as problem+json when it is larger than the limit.
+async fn body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let limit = req.extensions().get::<crate::app::BodyLimit>().map(|l| l.0).unwrap_or(0);
+    Bytes::from_request(req, state).await.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge { limit }
+        } else {
+            ApiError::BadRequest(rej.body_text())
+        }
+    })
+}
+
+/// A JSON body that may be left out: an empty body (or only whitespace, whatever its type)
+/// and a JSON `null` are `T::default()`; any other is read as `AppJson` reads it.
+pub struct OptionalJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = is_json(&req);
+        let bytes = body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        if !json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        if bytes.trim_ascii() == b"null" {
+            return Ok(OptionalJson(T::default()));
+        }
+        parse_json(&bytes).map(OptionalJson)
     }
 }
 
 /// Deserializes JSON, turning serde's first complaint into a problem with a pointer. Text with
 /// a NUL character (`\u0000`, which PostgreSQL cannot store) is refused, every such field named.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if contains_ignore_case(bytes, b"\\u0000") {
-        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
-            let mut errors = Vec::new();
-            nul_fields(&value, &mut String::new(), &mut errors);
-            if !errors.is_empty() {
-                return Err(ApiError::Validation(errors));
-            }
+    if contains_ignore_case(bytes, b"\\u0000")
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+    {
+        let mut errors = Vec::new();
+        nul_fields(&value, &mut String::new(), &mut errors);
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
         }
     }
+    // every body is a JSON object, which serde would also read from an array of its fields
+    let object = |v: T| match bytes.trim_ascii_start().first() {
+        Some(b'{') => Ok(v),
+        _ => Err(ApiError::field("/", "type", "the body must be a JSON object")),
+    };
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => Ok(v),
-        Err(err) => {
-            let pointer = pointer_of(err.path());
-            let inner = err.into_inner();
-            match inner.classify() {
-                serde_json::error::Category::Syntax
-                | serde_json::error::Category::Eof
-                | serde_json::error::Category::Io => Err(ApiError::MalformedJson(inner.to_string())),
-                serde_json::error::Category::Data => {
-                    Err(ApiError::Validation(vec![field_error(&pointer, &inner.to_string())]))
+    let err = match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => return object(v),
+        Err(err) => err,
+    };
+    // JSON (and the JSON Schema of the OpenAPI document) counts `2.0` as the integer 2: read a
+    // body whose integers are written with a zero fraction again, as integers
+    if err.inner().to_string().starts_with("invalid type: floating point")
+        && let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && whole_floats_as_integers(&mut value)
+    {
+        return serde_path_to_error::deserialize::<_, T>(value).map_err(json_problem).and_then(object);
+    }
+    Err(json_problem(err))
+}
+
+fn json_problem(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let pointer = pointer_of(err.path());
+    let inner = err.into_inner();
+    match inner.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
+            ApiError::MalformedJson(inner.to_string())
+        }
+        serde_json::error::Category::Data => ApiError::Validation(vec![field_error(&pointer, &inner.to_string())]),
+    }
+}
+
+/// Turns every number with a zero fraction (`2.0`, `-1e3`) that fits an `i64` into that integer;
+/// returns whether it changed any.
+fn whole_floats_as_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            // 2^63 is exactly representable; every f64 below it in magnitude converts exactly
+            const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+            match n.as_f64() {
+                Some(f) if n.is_f64() && f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f) => {
+                    *n = serde_json::Number::from(f as i64);
+                    true
                 }
+                _ => false,
             }
         }
+        // every one, not only up to the first
+        Value::Array(items) => items.iter_mut().map(whole_floats_as_integers).filter(|changed| *changed).count() > 0,
+        Value::Object(map) => map.values_mut().map(whole_floats_as_integers).filter(|changed| *changed).count() > 0,
+        _ => false,
     }
 }
 
@@ -249,6 +321,34 @@ where
 /// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters.
 pub struct IdempotencyKey(pub Option<String>);
 
+/// Documents the header as the extractor checks it (`params(IdempotencyKey)` in a path).
+impl utoipa::IntoParams for IdempotencyKey {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        vec![
+            ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(utoipa::openapi::Required::False)
+                .description(Some(
+                    "Replays of the same key return the first response (`Idempotent-Replayed: true`); the same key \
+                     with another body is refused.",
+                ))
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(255))
+                        .pattern(Some("^[!-~]+$")),
+                ))
+                .build(),
+        ]
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;
 
@@ -260,5 +360,43 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             return Err(bad());
         }
         Ok(IdempotencyKey(Some(s.to_owned())))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        n: i32,
+        #[serde(default)]
+        items: Vec<i64>,
+        f: Option<f64>,
+    }
+
+    fn problem(r: Result<Body, ApiError>) -> (u16, Vec<String>) {
+        let p = r.unwrap_err().problem();
+        (p.status, p.errors.into_iter().map(|e| e.pointer).collect())
+    }
+
+    #[test]
+    fn integers_written_with_a_zero_fraction_are_integers() {
+        let b: Body = parse_json(br#"{"n": 2.0, "items": [1e3, -4.0], "f": 1.0}"#).unwrap();
+        assert_eq!(b, Body { n: 2, items: vec![1000, -4], f: Some(1.0) });
+        assert_eq!(problem(parse_json(br#"{"n": 2.5}"#)), (422, vec!["/n".to_owned()]));
+        assert_eq!(problem(parse_json(br#"{"n": 1.0, "items": [0.5]}"#)), (422, vec!["/items/0".to_owned()]));
+        // out of the target's range, written either way
+        assert_eq!(problem(parse_json(br#"{"n": 3000000000.0}"#)), (422, vec!["/n".to_owned()]));
+    }
+
+    #[test]
+    fn a_body_is_an_object_not_an_array_of_its_fields() {
+        assert_eq!(problem(parse_json(br#"[1, [], null]"#)), (422, vec!["/".to_owned()]));
+        assert_eq!(problem(parse_json(br#" [1.0, [], null]"#)), (422, vec!["/".to_owned()]));
+        assert_eq!(problem(parse_json(br#"{"n": 1"#)).0, 400);
+        assert_eq!(parse_json::<Body>(b" {\"n\": 1}").unwrap().n, 1);
     }
 }

@@ -2,6 +2,12 @@
 
 use crate::error::{ApiError, FieldError};
 
+/// The OpenAPI `pattern` of a text that must not be blank: it has a character that `str::trim`
+/// keeps (one that is not Unicode `White_Space`), spelled out because `\s` means a slightly
+/// different set in each regex dialect. Schemas write `pattern = "\\S"`; the document spells it
+/// out as this (`app::common_responses`).
+pub const NON_BLANK: &str = r"[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+
 #[derive(Default)]
 pub struct Errors(Vec<FieldError>);
 
@@ -14,17 +20,18 @@ impl Errors {
         self.0.push(FieldError::new(pointer, code, detail));
     }
 
-    /// Trims `value` and checks its length in characters.
+    /// Trims `value` and checks its length in characters: at least `min` once trimmed (1: not
+    /// blank, as the document's `NON_BLANK` pattern says), at most `max` as sent (as the
+    /// document's `maxLength` counts).
     pub fn text(&mut self, pointer: &str, value: &str, min: usize, max: usize) -> String {
         let v = value.trim();
-        let n = v.chars().count();
-        if n < min {
+        if v.chars().count() < min {
             if min == 1 {
                 self.add(pointer, "required", "must not be empty");
             } else {
                 self.add(pointer, "length", format!("must be at least {min} characters"));
             }
-        } else if n > max {
+        } else if value.chars().count() > max {
             self.add(pointer, "length", format!("must be at most {max} characters"));
         }
         v.to_owned()
@@ -80,6 +87,28 @@ pub fn page(errors: &mut Errors, page: Option<i64>, limit: Option<i64>) -> (i64,
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_non_blank_pattern_is_what_trim_keeps() {
+        let v = jsonschema::draft202012::new(&serde_json::json!({"type": "string", "pattern": NON_BLANK})).unwrap();
+        for c in (0..0x3100u32).chain([0xfeff, 0x1_0000]).filter_map(char::from_u32) {
+            let s = c.to_string();
+            assert_eq!(v.is_valid(&serde_json::json!(s)), !s.trim().is_empty(), "U+{:04X}", c as u32);
+        }
+        assert!(!v.is_valid(&serde_json::json!(" \t\u{3000} ")));
+        assert!(v.is_valid(&serde_json::json!(" x ")));
+    }
+
+    #[test]
+    fn lengths_count_what_was_sent_and_emptiness_what_is_kept() {
+        let mut e = Errors::new();
+        assert_eq!(e.text("/a", " ab ", 1, 4), "ab");
+        e.text("/b", " abcd ", 1, 5);
+        match e.into_result() {
+            Err(ApiError::Validation(errs)) => assert_eq!(errs[0].pointer, "/b"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 
     #[test]
     fn collects_every_failure() {

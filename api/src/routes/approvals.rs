@@ -304,7 +304,7 @@ pub struct InboxItem {
 
 /// Your approvals inbox: the tasks you are asked to decide (being asked is the permission,
 /// whatever your roles), or those you decided; paged like every list.
-#[utoipa::path(get, path = "/approvals", tag = "approvals", params(InboxQuery), security(("bearer" = [])), responses(
+#[utoipa::path(get, path = "/approvals", operation_id = "approval_inbox", tag = "approvals", params(InboxQuery), security(("bearer" = [])), responses(
     (status = 200, body = InboxPage),
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]

@@ -216,7 +216,8 @@ pub async fn refused_links(
     }
     errors.into_result()?;
     // not tenant data (no tenant is proven by such a link): read as the owner, filtered here
-    let mut conn = state.pool.acquire().await.map_err(|e| crate::error::ApiError::internal(archer_store::StoreError::from(e)))?;
+    let mut conn =
+        state.pool.acquire().await.map_err(|e| crate::error::ApiError::internal(archer_store::StoreError::from(e)))?;
     let rows = archer_store::security::refused_links_of(&mut conn, p.tenant_id, before, limit).await?;
     drop(conn);
     let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id.to_string())).flatten();

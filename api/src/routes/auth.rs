@@ -70,8 +70,9 @@ fn login_rate_limit(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    #[schema(example = "agent@acme.example")]
+    #[schema(example = "agent@acme.example", pattern = r"\S")]
     email: String,
+    #[schema(min_length = 1)]
     password: String,
     /// The tenant's slug; needed only when the same email has accounts in several tenants.
     #[serde(default)]
@@ -113,7 +114,7 @@ const BAD_CREDENTIALS: &str = "invalid email or password";
     (status = 200, body = TokenResponse),
     (status = 401, body = Problem, content_type = "application/problem+json"),
     (status = 409, body = Problem, content_type = "application/problem+json", description = "the email exists in several tenants: name one"),
-    (status = 429, body = Problem, content_type = "application/problem+json", description = "account locked"),
+    (status = 429, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn login(
     State(state): State<AppState>,

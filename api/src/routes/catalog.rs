@@ -134,8 +134,10 @@ pub async fn list_categories(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryBody {
+    #[schema(pattern = r"\S", max_length = 200)]
     name: String,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     description: String,
     icon: Option<String>,
     #[serde(default)]
@@ -145,7 +147,7 @@ pub struct CategoryBody {
 /// Create a category. Needs `catalog:admin`.
 #[utoipa::path(post, path = "/catalog/categories", tag = "catalog", request_body = CategoryBody, security(("bearer" = [])), responses(
     (status = 201, body = Category),
-    (status = 422, body = Problem, content_type = "application/problem+json"),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn create_category(
     State(state): State<AppState>,
@@ -186,6 +188,7 @@ fn taken(e: StoreError, pointer: &str) -> ApiError {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryUpdate {
+    #[schema(pattern = r"\S", max_length = 200)]
     name: Option<String>,
     description: Option<String>,
     #[serde(default, deserialize_with = "crate::serde_ext::double_option")]
@@ -197,6 +200,7 @@ pub struct CategoryUpdate {
 /// Change a category. Needs `catalog:admin`.
 #[utoipa::path(patch, path = "/catalog/categories/{id}", tag = "catalog", params(("id" = Uuid, Path)), request_body = CategoryUpdate, security(("bearer" = [])), responses(
     (status = 200, body = Category),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn update_category(
@@ -228,6 +232,7 @@ pub async fn update_category(
 /// Delete an empty category. Needs `catalog:admin`.
 #[utoipa::path(delete, path = "/catalog/categories/{id}", tag = "catalog", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
     (status = 204, description = "deleted"),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 409, body = Problem, content_type = "application/problem+json", description = "items still belong to it"),
 ))]
 pub async fn delete_category(
@@ -249,7 +254,10 @@ pub async fn delete_category(
 }
 
 /// Every active item (for admins).
-#[utoipa::path(get, path = "/catalog/items", tag = "catalog", security(("bearer" = [])), responses((status = 200, body = Vec<Item>)))]
+#[utoipa::path(get, path = "/catalog/items", tag = "catalog", security(("bearer" = [])), responses(
+    (status = 200, body = Vec<Item>),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
+))]
 pub async fn list_items(State(state): State<AppState>, meta: RequestMeta, p: Principal) -> ApiResult<Json<Vec<Item>>> {
     p.require(&state, &meta, "catalog:admin").await?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
@@ -262,6 +270,7 @@ pub async fn list_items(State(state): State<AppState>, meta: RequestMeta, p: Pri
 #[serde(deny_unknown_fields)]
 pub struct ItemBody {
     category_id: Uuid,
+    #[schema(pattern = r"\S", max_length = 200)]
     name: String,
     spec: ItemSpec,
 }
@@ -380,6 +389,7 @@ async fn approvers_today(tx: &mut TenantTx, specs: &[ApproverSpec]) -> ApiResult
 /// Create a catalog item (version 1). Needs `catalog:admin`.
 #[utoipa::path(post, path = "/catalog/items", tag = "catalog", request_body = ItemBody, security(("bearer" = [])), responses(
     (status = 201, body = Item),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 422, body = Problem, content_type = "application/problem+json", description = "not a valid JSON Schema, a bad chain, unknown category"),
 ))]
 pub async fn create_item(
@@ -440,6 +450,7 @@ pub async fn get_item(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemUpdate {
+    #[schema(pattern = r"\S", max_length = 200)]
     name: Option<String>,
     category_id: Option<Uuid>,
     /// A new spec makes a new version; requests already submitted keep theirs.
@@ -449,6 +460,7 @@ pub struct ItemUpdate {
 /// Rename, move, or write a new version of an item. Needs `catalog:admin`.
 #[utoipa::path(patch, path = "/catalog/items/{id}", tag = "catalog", params(("id" = Uuid, Path)), request_body = ItemUpdate, security(("bearer" = [])), responses(
     (status = 200, body = Item),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
@@ -494,6 +506,7 @@ pub async fn update_item(
 /// Withdraw an item from the catalog. Needs `catalog:admin`.
 #[utoipa::path(delete, path = "/catalog/items/{id}", tag = "catalog", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
     (status = 204, description = "withdrawn"),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn deactivate_item(
@@ -527,7 +540,7 @@ pub struct RequestBody {
 /// and the answers, and starts its request workflow: the item's approval chain (the ticket
 /// waits in `pending_approval`), then fulfilment. Accepts `Idempotency-Key`.
 #[utoipa::path(post, path = "/requests", tag = "catalog", request_body = RequestBody, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header)),
+    params(IdempotencyKey),
     responses(
         (status = 201, body = Ticket),
         (status = 403, body = Problem, content_type = "application/problem+json"),

@@ -61,12 +61,17 @@ pub struct Inbox {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct InboxQuery {
-    /// Only unread ones.
+    /// Only unread ones (default false).
     #[serde(default)]
+    #[param(required = false)]
     unread: bool,
+    /// From a previous page's `next_cursor`.
     cursor: Option<Uuid>,
+    /// Items per page (default 50).
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<i64>,
 }
 

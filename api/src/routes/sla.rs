@@ -65,6 +65,7 @@ fn calendar_errors(prefix: &str, errs: Vec<archer_orchestrator::sla::calendar::C
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CalendarBody {
+    #[schema(pattern = r"\S", max_length = 200)]
     name: String,
     spec: CalendarSpec,
 }
@@ -85,8 +86,9 @@ pub async fn list_calendars(
 /// Create a business calendar: an IANA time zone, weekly working intervals and holidays.
 /// Needs `sla:admin`. Accepts `Idempotency-Key`.
 #[utoipa::path(post, path = "/sla/calendars", tag = "sla", request_body = CalendarBody, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header)), responses(
+    params(IdempotencyKey), responses(
         (status = 201, body = Calendar),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "unknown time zone, overlapping intervals, bad times or dates"),
     ))]
 pub async fn create_calendar(
@@ -150,6 +152,7 @@ pub async fn get_calendar(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CalendarUpdate {
+    #[schema(pattern = r"\S", max_length = 200)]
     name: Option<String>,
     /// A new spec makes a new version.
     spec: Option<CalendarSpec>,
@@ -159,6 +162,7 @@ pub struct CalendarUpdate {
 /// the version they were created under until an admin rebuilds their clocks.
 #[utoipa::path(put, path = "/sla/calendars/{id}", tag = "sla", params(("id" = Uuid, Path)), request_body = CalendarUpdate, security(("bearer" = [])), responses(
     (status = 200, body = Calendar),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
@@ -191,6 +195,7 @@ pub async fn update_calendar(
 /// Archive a calendar no active policy uses. Needs `sla:admin`.
 #[utoipa::path(delete, path = "/sla/calendars/{id}", tag = "sla", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
     (status = 204, description = "archived"),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 409, body = Problem, content_type = "application/problem+json", description = "policies use it"),
 ))]
 pub async fn archive_calendar(
@@ -244,6 +249,7 @@ impl TryFrom<sla::PolicyRow> for Policy {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyBody {
+    #[schema(pattern = r"\S", max_length = 200)]
     name: String,
     position: Option<i32>,
     calendar_id: Option<Uuid>,
@@ -303,8 +309,9 @@ pub async fn list_policies(
 /// the customer pauses every clock, first public agent reply or work starting stops first
 /// response, resolving stops resolution and reopening resumes it).
 #[utoipa::path(post, path = "/sla/policies", tag = "sla", request_body = PolicyBody, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header)), responses(
+    params(IdempotencyKey), responses(
         (status = 201, body = Policy),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create_policy(
@@ -366,6 +373,7 @@ pub async fn get_policy(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyUpdate {
+    #[schema(pattern = r"\S", max_length = 200)]
     name: Option<String>,
     position: Option<i32>,
     /// A new spec (with its calendar) makes a new version.
@@ -379,6 +387,7 @@ pub struct PolicyUpdate {
 /// version they were created under unless an admin rebuilds their clocks.
 #[utoipa::path(put, path = "/sla/policies/{id}", tag = "sla", params(("id" = Uuid, Path)), request_body = PolicyUpdate, security(("bearer" = [])), responses(
     (status = 200, body = Policy),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
@@ -428,6 +437,7 @@ pub async fn update_policy(
 /// Deactivate a policy: new tickets no longer match it; tickets pinned to it keep it.
 #[utoipa::path(delete, path = "/sla/policies/{id}", tag = "sla", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
     (status = 204, description = "deactivated"),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn deactivate_policy(
@@ -444,14 +454,18 @@ pub async fn deactivate_policy(
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewQuery {
     kind: TicketKind,
+    #[param(value_type = Impact)]
     impact: i64,
+    #[param(value_type = Urgency)]
     urgency: i64,
     category: Option<String>,
     team: Option<Uuid>,
     /// RFC 3339; defaults to now.
+    #[param(format = DateTime)]
     at: Option<String>,
 }
 

@@ -66,8 +66,10 @@ pub async fn list_teams(State(state): State<AppState>, meta: RequestMeta, p: Pri
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTeam {
+    #[schema(pattern = r"\S", max_length = 200)]
     name: String,
     #[serde(default)]
+    #[schema(max_length = 2000)]
     description: String,
     #[serde(default)]
     members: Vec<Uuid>,
@@ -75,8 +77,9 @@ pub struct CreateTeam {
 
 /// Create a team. Needs `user:admin`. Accepts `Idempotency-Key`.
 #[utoipa::path(post, path = "/teams", tag = "teams", request_body = CreateTeam, security(("bearer" = [])),
-    params(("Idempotency-Key" = Option<String>, Header)), responses(
+    params(IdempotencyKey), responses(
     (status = 201, body = Team),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn create_team(
@@ -136,13 +139,16 @@ pub async fn get_team(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTeam {
+    #[schema(pattern = r"\S", max_length = 200)]
     name: Option<String>,
+    #[schema(max_length = 2000)]
     description: Option<String>,
 }
 
 /// Rename or describe a team. Needs `user:admin`.
 #[utoipa::path(patch, path = "/teams/{id}", tag = "teams", params(("id" = Uuid, Path)), request_body = UpdateTeam, security(("bearer" = [])), responses(
     (status = 200, body = Team),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
@@ -167,6 +173,7 @@ pub async fn update_team(
 /// Delete a team that no ticket names. Needs `user:admin`.
 #[utoipa::path(delete, path = "/teams/{id}", tag = "teams", params(("id" = Uuid, Path)), security(("bearer" = [])), responses(
     (status = 204, description = "deleted"),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
     (status = 409, body = Problem, content_type = "application/problem+json", description = "tickets still belong to the team"),
 ))]
@@ -191,6 +198,7 @@ pub async fn delete_team(
 /// Add a member. Needs `user:admin`.
 #[utoipa::path(put, path = "/teams/{id}/members/{user_id}", tag = "teams", params(("id" = Uuid, Path), ("user_id" = Uuid, Path)), security(("bearer" = [])), responses(
     (status = 200, body = Team),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn add_member(
@@ -212,6 +220,7 @@ pub async fn add_member(
 /// Remove a member. Needs `user:admin`.
 #[utoipa::path(delete, path = "/teams/{id}/members/{user_id}", tag = "teams", params(("id" = Uuid, Path), ("user_id" = Uuid, Path)), security(("bearer" = [])), responses(
     (status = 200, body = Team),
+    (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn remove_member(

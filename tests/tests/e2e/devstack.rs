@@ -193,7 +193,7 @@ async fn archer_dev_runs_the_system_stops_cleanly_and_keeps_its_data() {
             .json()
             .await
             .unwrap();
-        inbox.as_array().is_some_and(|a| a.iter().any(|i| i["ticket"] == req["number"]))
+        inbox["items"].as_array().is_some_and(|a| a.iter().any(|i| i["ticket"] == req["number"]))
     })
     .await;
 
