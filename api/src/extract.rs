@@ -118,19 +118,24 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         && let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(bytes)
         && whole_floats_as_integers(&mut value)
     {
-        return serde_path_to_error::deserialize::<_, T>(value).map_err(json_problem).and_then(object);
+        return serde_path_to_error::deserialize::<_, T>(value).map_err(|e| json_problem(e, bytes)).and_then(object);
     }
-    Err(json_problem(err))
+    Err(json_problem(err, bytes))
 }
 
-fn json_problem(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+/// A 400 only for a body that is not JSON at all; well-formed JSON of the wrong shape is a 422
+/// naming where. (serde reports some shape errors as syntax: an enum written as an object
+/// with several keys is "expected value".)
+fn json_problem(err: serde_path_to_error::Error<serde_json::Error>, bytes: &[u8]) -> ApiError {
     let pointer = pointer_of(err.path());
     let inner = err.into_inner();
     match inner.classify() {
-        serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io
+            if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err() =>
+        {
             ApiError::MalformedJson(inner.to_string())
         }
-        serde_json::error::Category::Data => ApiError::Validation(vec![field_error(&pointer, &inner.to_string())]),
+        _ => ApiError::Validation(vec![field_error(&pointer, &inner.to_string())]),
     }
 }
 
@@ -398,5 +403,21 @@ mod tests {
         assert_eq!(problem(parse_json(br#" [1.0, [], null]"#)), (422, vec!["/".to_owned()]));
         assert_eq!(problem(parse_json(br#"{"n": 1"#)).0, 400);
         assert_eq!(parse_json::<Body>(b" {\"n\": 1}").unwrap().n, 1);
+    }
+
+    /// Well-formed JSON of the wrong shape is a 422, even where serde calls it a syntax error
+    /// (an enum written as an object with two keys); only a body that is not JSON is a 400.
+    #[test]
+    fn well_formed_json_of_the_wrong_shape_is_not_malformed() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Chain {
+            approvers: Vec<archer_orchestrator::approval::ApproverSpec>,
+        }
+        let two_keys = br#"{"approvers": [{"user": "116d7c78-8b03-294d-9ddc-ae4bedee8c4c", "role": false}]}"#;
+        let p = parse_json::<Chain>(two_keys).unwrap_err().problem();
+        assert_eq!(p.status, 422, "{p:?}");
+        assert_eq!(parse_json::<Chain>(br#"{"approvers": [{"user": "#).unwrap_err().problem().status, 400);
     }
 }
