@@ -41,6 +41,8 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// A row delivered but found locked when marking it is left alone this long, then delivered
 /// again (harmless) and marked.
 const HOLD_LOCKED: Duration = Duration::from_secs(30);
+/// Refused decision links (signature failures) are kept this long.
+const REFUSED_LINKS_TTL: time::Duration = time::Duration::days(90);
 /// Idempotency keys are kept this long.
 const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
 
@@ -124,7 +126,15 @@ async fn lead(pool: &PgPool, temporal: &TemporalConfig, shutdown: &CancellationT
         if last_housekeeping.elapsed() > Duration::from_secs(600) {
             let n = idempotency::expire(&mut lock_conn, IDEMPOTENCY_TTL).await?;
             let m = archer_store::users::expire_login_attempts(&mut lock_conn, IDEMPOTENCY_TTL).await?;
-            tracing::debug!(expired = n, login_attempts = m, "idempotency keys and login throttles expired");
+            let e = archer_store::tokens::expire_expired_token_uses(&mut lock_conn, IDEMPOTENCY_TTL).await?;
+            let r = archer_store::security::expire_refused_links(&mut lock_conn, REFUSED_LINKS_TTL).await?;
+            tracing::debug!(
+                expired = n,
+                login_attempts = m,
+                expired_tokens = e,
+                refused_links = r,
+                "idempotency keys, login throttles, expired-token counts and old refused links forgotten"
+            );
             last_housekeeping = tokio::time::Instant::now();
         }
         if full {

@@ -80,3 +80,14 @@ pub async fn refused_links_of(
     .fetch_all(conn)
     .await?)
 }
+
+/// Forgets refused links older than `max_age` (housekeeping).
+pub async fn expire_refused_links(conn: &mut PgConnection, max_age: time::Duration) -> Result<u64> {
+    let done = sqlx::query!(
+        "DELETE FROM refused_links WHERE at < now() - make_interval(secs => $1)",
+        max_age.as_seconds_f64()
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -92,3 +92,15 @@ pub async fn count_expired_use(conn: &mut PgConnection, jti: Uuid, tenant_id: Uu
     .fetch_one(conn)
     .await?)
 }
+
+/// Forgets counts of expired tokens first seen longer ago than `max_age` (housekeeping): such a
+/// token is audited again, once, if it is still being sent.
+pub async fn expire_expired_token_uses(conn: &mut PgConnection, max_age: time::Duration) -> Result<u64> {
+    let done = sqlx::query!(
+        "DELETE FROM expired_token_uses WHERE first_at < now() - make_interval(secs => $1)",
+        max_age.as_seconds_f64()
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}

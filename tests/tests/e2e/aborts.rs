@@ -250,3 +250,36 @@ async fn the_relay_moves_on_past_a_locked_row_and_ready_reports_the_backlog() {
     assert_eq!(r.status, 200, "{}", r.body);
     app.stop().await;
 }
+
+/// The relay's housekeeping forgets what is only kept for a while: old login throttles,
+/// expired-token counts and refused links (and keeps recent ones).
+#[tokio::test(flavor = "multi_thread")]
+async fn housekeeping_forgets_old_throttles_token_counts_and_refused_links() {
+    let mut app = spawn_app_with(Options { worker: false, relay: false }).await;
+    let t = app.tenant().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO login_attempts (email, failures, updated_at) VALUES ('old@x.example', 3, now() - interval '2 days'),
+                                                                        ('new@x.example', 3, now());
+         INSERT INTO expired_token_uses (jti, tenant_id, user_id, first_at)
+              VALUES (gen_random_uuid(), '{tid}', '{uid}', now() - interval '2 days'),
+                     (gen_random_uuid(), '{tid}', '{uid}', now());
+         INSERT INTO refused_links (at, page, reason) VALUES (now() - interval '100 days', 'confirm', 'old'),
+                                                              (now(), 'confirm', 'new');",
+        tid = t.id,
+        uid = t.agent.id
+    )))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    app.config.relay = true;
+    app.stop_server().await;
+    app.start_server().await;
+    eventually(Duration::from_secs(20), "the old rows to be forgotten", || async {
+        app.count("SELECT count(*) FROM login_attempts").await == 1
+            && app.count("SELECT count(*) FROM expired_token_uses").await == 1
+            && app.count("SELECT count(*) FROM refused_links").await == 1
+    })
+    .await;
+    assert_eq!(app.count("SELECT count(*) FROM refused_links WHERE reason = 'new'").await, 1);
+    app.stop().await;
+}
