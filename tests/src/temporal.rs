@@ -41,6 +41,13 @@ impl TestApp {
         h.query(TicketWorkflow::ticket, (), WorkflowQueryOptions::default()).await.expect("query ticket")
     }
 
+    /// The ticket as the running workflow holds it, or `None` while it cannot answer (a workflow
+    /// task that failed and is being retried, as when signals arrive while it continues as new).
+    pub async fn try_workflow_ticket(&self, client: &Client, workflow_id: &str) -> Option<TicketLifecycle> {
+        let h = client.get_workflow_handle::<TicketWorkflow>(workflow_id.to_owned());
+        h.query(TicketWorkflow::ticket, (), WorkflowQueryOptions::default()).await.ok()
+    }
+
     /// Workflow ids (and how many executions each has) matching a visibility query.
     pub async fn list_workflows(&self, client: &Client, query: &str) -> Vec<(String, WorkflowExecutionStatus)> {
         let mut out = Vec::new();
