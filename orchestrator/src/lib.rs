@@ -1,19 +1,13 @@
-//! Archer's domain and its Temporal workflows.
+//! Archer's Temporal workflows, built on the pure domain (`archer-domain`, re-exported here so
+//! `archer_orchestrator::sla::...` and `archer_domain::sla::...` name the same items).
 //!
 //! Architecture invariant: nothing in this crate touches the network, the clock, the database
 //! or randomness. Workflow code reads time only from the workflow context, so every workflow
-//! replays deterministically. Everything here is either a pure function over domain types or a
-//! typed contract shared by the API, the relay and the workers (workflow ids, task queues,
-//! signal and query payloads).
+//! replays deterministically. Everything here is either a workflow executing what the domain
+//! decides or a typed contract shared by the API, the relay and the workers (workflow ids, task
+//! queues, signal and query payloads).
 
-pub mod approval;
-pub mod catalog;
-pub mod ids;
-pub mod priority;
-pub mod sla;
-pub mod ticket;
+pub use archer_domain::{approval, catalog, ids, priority, sla, ticket};
 pub mod workflows;
 
-pub use ids::{TenantSlug, TicketNumber};
-pub use priority::{Impact, Priority, Urgency};
-pub use ticket::{LinkKind, Status, TicketKind, TransitionError};
+pub use archer_domain::{Impact, LinkKind, Priority, Status, TenantSlug, TicketKind, TicketNumber, TransitionError, Urgency};
