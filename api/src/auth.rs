@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use archer_orchestrator::access::{Permission, Permissions};
+
 use archer_store::{SystemTx, audit};
 
 use crate::app::AppState;
@@ -153,16 +155,16 @@ pub struct Principal {
     pub tenant_id: Uuid,
     pub tenant: String,
     pub roles: Vec<String>,
-    pub permissions: Vec<String>,
+    pub permissions: Permissions,
 }
 
 impl Principal {
-    pub fn can(&self, permission: &str) -> bool {
-        self.permissions.iter().any(|p| p == permission)
+    pub fn can(&self, permission: Permission) -> bool {
+        self.permissions.has(permission)
     }
 
     /// Refuses with 403 (and an audit row) unless the caller holds `permission`.
-    pub async fn require(&self, state: &AppState, meta: &RequestMeta, permission: &str) -> Result<(), ApiError> {
+    pub async fn require(&self, state: &AppState, meta: &RequestMeta, permission: Permission) -> Result<(), ApiError> {
         if self.can(permission) {
             return Ok(());
         }
@@ -174,7 +176,7 @@ impl Principal {
             Some(self.user_id),
             "authz.denied",
             "permission",
-            Some(permission.to_owned()),
+            Some(permission.as_str().to_owned()),
             &detail,
         )
         .await;
@@ -203,7 +205,13 @@ impl FromRequestParts<AppState> for Principal {
                 let span = tracing::Span::current();
                 span.record("tenant", c.ten.as_str());
                 span.record("user", tracing::field::display(c.sub));
-                Ok(Principal { user_id: c.sub, tenant_id: c.tid, tenant: c.ten, roles: c.roles, permissions: c.perms })
+                Ok(Principal {
+                    user_id: c.sub,
+                    tenant_id: c.tid,
+                    tenant: c.ten,
+                    roles: c.roles,
+                    permissions: Permissions::parse(&c.perms),
+                })
             }
             Err(TokenError::Expired(c)) => {
                 // audited once per token, then only counted: a client that keeps sending an

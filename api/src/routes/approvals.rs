@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use archer_orchestrator::access::Permission;
 use archer_orchestrator::approval::{ChainSpec, Decision, Mode, Rule, StepSpec};
 use archer_orchestrator::catalog::{ChangeRouting, ChangeType, Route};
 use archer_orchestrator::workflows::approval::{self as wf_approval, ChainCancelled, ChainState, DecisionMade};
@@ -740,7 +741,7 @@ pub async fn put_change_routing(
     p: Principal,
     AppJson(body, _): AppJson<ChangeRouting>,
 ) -> ApiResult<Json<ChangeRouting>> {
-    p.require(&state, &meta, "catalog:admin").await?;
+    p.require(&state, &meta, Permission::CatalogAdmin).await?;
     if let Err(errs) = body.validate() {
         return Err(ApiError::Validation(
             errs.into_iter().map(|e| crate::error::FieldError::new(e.pointer, e.code, e.message)).collect(),
@@ -803,7 +804,7 @@ pub struct OutOfOfficeBody {
 async fn whose(state: &AppState, meta: &RequestMeta, p: &Principal, user: &str) -> ApiResult<Uuid> {
     let id = if user == "me" { p.user_id } else { Uuid::parse_str(user).map_err(|_| ApiError::NotFound)? };
     if id != p.user_id {
-        p.require(state, meta, "user:admin").await?;
+        p.require(state, meta, Permission::UserAdmin).await?;
     }
     Ok(id)
 }

@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use archer_orchestrator::access::Permission;
 use archer_store::{TenantTx, audit};
 
 use crate::app::AppState;
@@ -94,7 +95,7 @@ pub async fn list_audit(
     p: Principal,
     AppQuery(q): AppQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
-    p.require(&state, &meta, "audit:read").await?;
+    p.require(&state, &meta, Permission::AuditRead).await?;
     let mut errors = Errors::new();
     let from = time_param(&mut errors, "from", q.from.as_deref());
     let to = time_param(&mut errors, "to", q.to.as_deref());
@@ -200,7 +201,7 @@ pub async fn refused_links(
     p: Principal,
     AppQuery(q): AppQuery<RefusedLinkQuery>,
 ) -> ApiResult<Json<RefusedLinkPage>> {
-    p.require(&state, &meta, "audit:read").await?;
+    p.require(&state, &meta, Permission::AuditRead).await?;
     let mut errors = Errors::new();
     let before = match q.cursor.as_deref().map(str::parse::<i64>) {
         None => None,

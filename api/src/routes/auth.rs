@@ -412,7 +412,7 @@ pub async fn me(State(state): State<AppState>, meta: RequestMeta, principal: Pri
         display_name: user.display_name,
         tenant: TenantRef { id: tenant.id, slug: tenant.slug, name: tenant.name },
         roles: principal.roles,
-        permissions: principal.permissions,
+        permissions: principal.permissions.iter().map(|p| p.as_str().to_owned()).collect(),
         teams,
     }))
 }

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use archer_orchestrator::access::Permission;
 use archer_orchestrator::approval::{ApproverSpec, ChainSpec, OnTimeout, StepTally};
 use archer_orchestrator::catalog::ItemSpec;
 use archer_orchestrator::workflows::activities::TicketRef;
@@ -155,7 +156,7 @@ pub async fn create_category(
     p: Principal,
     AppJson(body, _): AppJson<CategoryBody>,
 ) -> ApiResult<(StatusCode, Json<Category>)> {
-    p.require(&state, &meta, "catalog:admin").await?;
+    p.require(&state, &meta, Permission::CatalogAdmin).await?;
     let mut errors = Errors::new();
     let name = errors.text("/name", &body.name, 1, 200);
     let description = errors.text("/description", &body.description, 0, 2000);
@@ -210,7 +211,7 @@ pub async fn update_category(
     AppPath(id): AppPath<Uuid>,
     AppJson(body, _): AppJson<CategoryUpdate>,
 ) -> ApiResult<Json<Category>> {
-    p.require(&state, &meta, "catalog:admin").await?;
+    p.require(&state, &meta, Permission::CatalogAdmin).await?;
     let mut errors = Errors::new();
     let name = body.name.as_deref().map(|n| errors.text("/name", n, 1, 200));
     errors.into_result()?;
@@ -241,7 +242,7 @@ pub async fn delete_category(
     p: Principal,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<StatusCode> {
-    p.require(&state, &meta, "catalog:admin").await?;
+    p.require(&state, &meta, Permission::CatalogAdmin).await?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     match catalog::delete_category(&mut tx, id).await {
         Err(StoreError::Constraint { .. }) => {
@@ -259,7 +260,7 @@ pub async fn delete_category(
     (status = 403, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn list_items(State(state): State<AppState>, meta: RequestMeta, p: Principal) -> ApiResult<Json<Vec<Item>>> {
-    p.require(&state, &meta, "catalog:admin").await?;
+    p.require(&state, &meta, Permission::CatalogAdmin).await?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let all = catalog::items(&mut tx).await?;
     tx.commit().await?;
@@ -398,7 +399,7 @@ pub async fn create_item(
     p: Principal,
     AppJson(body, _): AppJson<ItemBody>,
 ) -> ApiResult<(StatusCode, Json<Item>)> {
-    p.require(&state, &meta, "catalog:admin").await?;
+    p.require(&state, &meta, Permission::CatalogAdmin).await?;
     let mut e = Errors::new();
     let name = e.text("/name", &body.name, 1, 200);
     let mut errors = e.into_fields();
@@ -437,7 +438,7 @@ pub async fn get_item(
     let item: Item = row.try_into()?;
     // catalog admins see every item; anyone else only the active ones they may request, and
     // what they may not see does not exist for them (as everywhere else)
-    if !p.can("catalog:admin") {
+    if !p.can(Permission::CatalogAdmin) {
         let my_teams = teams::of_user(&mut tx, p.user_id).await?;
         if !active || !item.spec.audience.admits(&p.roles, &my_teams) {
             return Err(ApiError::NotFound);
@@ -471,7 +472,7 @@ pub async fn update_item(
     AppPath(id): AppPath<Uuid>,
     AppJson(body, _): AppJson<ItemUpdate>,
 ) -> ApiResult<Json<Item>> {
-    p.require(&state, &meta, "catalog:admin").await?;
+    p.require(&state, &meta, Permission::CatalogAdmin).await?;
     let mut e = Errors::new();
     let name = body.name.as_deref().map(|n| e.text("/name", n, 1, 200));
     let mut errors = e.into_fields();
@@ -515,7 +516,7 @@ pub async fn deactivate_item(
     p: Principal,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<StatusCode> {
-    p.require(&state, &meta, "catalog:admin").await?;
+    p.require(&state, &meta, Permission::CatalogAdmin).await?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     catalog::deactivate_item(&mut tx, id).await?;
     tx.commit().await?;
@@ -553,7 +554,7 @@ pub async fn submit_request(
     key: IdempotencyKey,
     AppJson(body, digest): AppJson<RequestBody>,
 ) -> ApiResult<Response> {
-    p.require(&state, &meta, "ticket:create").await?;
+    p.require(&state, &meta, Permission::TicketCreate).await?;
     let tenant = tenant_slug(&p)?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let item = match catalog::item(&mut tx, body.item).await {

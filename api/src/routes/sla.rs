@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use archer_orchestrator::access::Permission;
 use archer_orchestrator::sla::calendar::CalendarSpec;
 use archer_orchestrator::sla::engine::{ClockReport, SlaAssignment, SlaEngine};
 use archer_orchestrator::sla::policy::{MatchInput, PolicySpec};
@@ -98,7 +99,7 @@ pub async fn create_calendar(
     key: IdempotencyKey,
     AppJson(body, digest): AppJson<CalendarBody>,
 ) -> ApiResult<Response> {
-    p.require(&state, &meta, "sla:admin").await?;
+    p.require(&state, &meta, Permission::SlaAdmin).await?;
     let mut errors = Errors::new();
     let name = errors.text("/name", &body.name, 1, 200);
     let mut fields = errors.into_fields();
@@ -173,7 +174,7 @@ pub async fn update_calendar(
     AppPath(id): AppPath<Uuid>,
     AppJson(body, _): AppJson<CalendarUpdate>,
 ) -> ApiResult<Json<Calendar>> {
-    p.require(&state, &meta, "sla:admin").await?;
+    p.require(&state, &meta, Permission::SlaAdmin).await?;
     let mut errors = Errors::new();
     let name = body.name.as_deref().map(|n| errors.text("/name", n, 1, 200));
     let mut fields = errors.into_fields();
@@ -204,7 +205,7 @@ pub async fn archive_calendar(
     p: Principal,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<StatusCode> {
-    p.require(&state, &meta, "sla:admin").await?;
+    p.require(&state, &meta, Permission::SlaAdmin).await?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let users = sla::policies_using_calendar(&mut tx, id).await?;
     if !users.is_empty() {
@@ -321,7 +322,7 @@ pub async fn create_policy(
     key: IdempotencyKey,
     AppJson(body, digest): AppJson<PolicyBody>,
 ) -> ApiResult<Response> {
-    p.require(&state, &meta, "sla:admin").await?;
+    p.require(&state, &meta, Permission::SlaAdmin).await?;
     let mut errors = Errors::new();
     let name = errors.text("/name", &body.name, 1, 200);
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
@@ -398,7 +399,7 @@ pub async fn update_policy(
     AppPath(id): AppPath<Uuid>,
     AppJson(body, _): AppJson<PolicyUpdate>,
 ) -> ApiResult<Json<Policy>> {
-    p.require(&state, &meta, "sla:admin").await?;
+    p.require(&state, &meta, Permission::SlaAdmin).await?;
     let mut errors = Errors::new();
     let name = body.name.as_deref().map(|n| errors.text("/name", n, 1, 200));
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
@@ -446,7 +447,7 @@ pub async fn deactivate_policy(
     p: Principal,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<StatusCode> {
-    p.require(&state, &meta, "sla:admin").await?;
+    p.require(&state, &meta, Permission::SlaAdmin).await?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     sla::deactivate_policy(&mut tx, id).await?;
     tx.commit().await?;

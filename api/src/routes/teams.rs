@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use archer_orchestrator::access::Permission;
 use archer_store::{StoreError, TenantTx, teams, users};
 
 use crate::app::AppState;
@@ -89,7 +90,7 @@ pub async fn create_team(
     key: IdempotencyKey,
     AppJson(body, digest): AppJson<CreateTeam>,
 ) -> ApiResult<Response> {
-    p.require(&state, &meta, "user:admin").await?;
+    p.require(&state, &meta, Permission::UserAdmin).await?;
     let mut errors = Errors::new();
     let name = errors.text("/name", &body.name, 1, 200);
     let description = errors.text("/description", &body.description, 0, 2000);
@@ -159,7 +160,7 @@ pub async fn update_team(
     AppPath(id): AppPath<Uuid>,
     AppJson(body, _): AppJson<UpdateTeam>,
 ) -> ApiResult<Json<Team>> {
-    p.require(&state, &meta, "user:admin").await?;
+    p.require(&state, &meta, Permission::UserAdmin).await?;
     let mut errors = Errors::new();
     let name = body.name.as_deref().map(|n| errors.text("/name", n, 1, 200));
     let description = body.description.as_deref().map(|d| errors.text("/description", d, 0, 2000));
@@ -183,7 +184,7 @@ pub async fn delete_team(
     p: Principal,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<StatusCode> {
-    p.require(&state, &meta, "user:admin").await?;
+    p.require(&state, &meta, Permission::UserAdmin).await?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     match teams::delete(&mut tx, id).await {
         Err(StoreError::Constraint { .. }) => {
@@ -207,7 +208,7 @@ pub async fn add_member(
     p: Principal,
     AppPath((id, user_id)): AppPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<Team>> {
-    p.require(&state, &meta, "user:admin").await?;
+    p.require(&state, &meta, Permission::UserAdmin).await?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     teams::get(&mut tx, id).await?;
     users::get(&mut tx, user_id).await?;
@@ -229,7 +230,7 @@ pub async fn remove_member(
     p: Principal,
     AppPath((id, user_id)): AppPath<(Uuid, Uuid)>,
 ) -> ApiResult<Json<Team>> {
-    p.require(&state, &meta, "user:admin").await?;
+    p.require(&state, &meta, Permission::UserAdmin).await?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     teams::remove_member(&mut tx, id, user_id).await?;
     let team = teams::get(&mut tx, id).await?;

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use archer_orchestrator::access::Permission;
 use archer_orchestrator::sla::engine::{ClockReport, SlaEngine};
 use archer_orchestrator::workflows::ticket::{self as wf, SlaRebuilt, TicketWorkflow};
 use archer_store::changes::{self, to_time};
@@ -113,7 +114,7 @@ pub async fn rebuild(
     AppPath(reference): AppPath<String>,
     AppJson(body, _): AppJson<RebuildRequest>,
 ) -> ApiResult<Json<Rebuilt>> {
-    p.require(&state, &meta, "sla:admin").await?;
+    p.require(&state, &meta, Permission::SlaAdmin).await?;
     let tenant = tenant_slug(&p)?;
     let ctx = meta.audit(Some(p.user_id));
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &ctx).await?;
@@ -257,7 +258,7 @@ pub async fn timeline(
     AppPath(reference): AppPath<String>,
 ) -> ApiResult<Json<Vec<TimelineEntry>>> {
     if !is_agent(&p) {
-        p.require(&state, &meta, "ticket:update").await?;
+        p.require(&state, &meta, Permission::TicketUpdate).await?;
     }
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let ticket = find(&mut tx, &p, &reference, false).await?;

@@ -14,6 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use archer_orchestrator::access::Permission;
 use archer_orchestrator::catalog::{ChangeType, Risk};
 use archer_orchestrator::workflows::ticket::{self as wf, CommentAuthor};
 use archer_orchestrator::{Impact, LinkKind, Priority, Status, TenantSlug, TicketKind, TicketNumber, Urgency};
@@ -200,7 +201,7 @@ pub(crate) fn tenant_slug(p: &Principal) -> ApiResult<TenantSlug> {
 
 /// Whether the caller works tickets (sees all of them) or only follows their own.
 pub(crate) fn is_agent(p: &Principal) -> bool {
-    p.can("ticket:update")
+    p.can(Permission::TicketUpdate)
 }
 
 /// Finds a ticket by id or number in the caller's tenant; a requester sees only their own.
@@ -335,7 +336,7 @@ pub async fn create_ticket(
     key: IdempotencyKey,
     AppJson(body, digest): AppJson<CreateTicket>,
 ) -> ApiResult<Response> {
-    p.require(&state, &meta, "ticket:create").await?;
+    p.require(&state, &meta, Permission::TicketCreate).await?;
     let tenant = tenant_slug(&p)?;
     let mut errors = Errors::new();
     let title = errors.text("/title", &body.title, 1, 200);
@@ -362,14 +363,14 @@ pub async fn create_ticket(
     errors.into_result()?;
     let (Some(impact), Some(urgency)) = (impact, urgency) else { unreachable!("validated above") };
     if override_.is_some() {
-        p.require(&state, &meta, "ticket:update").await?;
+        p.require(&state, &meta, Permission::TicketUpdate).await?;
     }
     if body.assignee_id.is_some() || body.team_id.is_some() {
-        p.require(&state, &meta, "ticket:assign").await?;
+        p.require(&state, &meta, Permission::TicketAssign).await?;
     }
     let requester_id = match body.requester_id {
         Some(r) if r != p.user_id => {
-            p.require(&state, &meta, "ticket:update").await?;
+            p.require(&state, &meta, Permission::TicketUpdate).await?;
             r
         }
         _ => p.user_id,
@@ -542,7 +543,7 @@ pub async fn update_ticket(
     }
     errors.into_result()?;
     if body.assignee_id.is_some() || body.team_id.is_some() {
-        p.require(&state, &meta, "ticket:assign").await?;
+        p.require(&state, &meta, Permission::TicketAssign).await?;
     }
     if impact.is_some()
         || urgency.is_some()
@@ -552,7 +553,7 @@ pub async fn update_ticket(
         || body.change_type.is_some()
         || body.risk.is_some()
     {
-        p.require(&state, &meta, "ticket:update").await?;
+        p.require(&state, &meta, Permission::TicketUpdate).await?;
     }
 
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
@@ -565,7 +566,7 @@ pub async fn update_ticket(
     }
     let parsed = service::parse(&old)?;
     if (title.is_some() || description.is_some()) && !is_agent(&p) && old.requester_id != p.user_id {
-        p.require(&state, &meta, "ticket:update").await?;
+        p.require(&state, &meta, Permission::TicketUpdate).await?;
     }
     let now = tx_now(&mut tx).await?;
     let mut new = old.clone();
@@ -594,7 +595,7 @@ pub async fn update_ticket(
     let mut approval_cancelled = None;
     if let Some(to) = body.status.filter(|s| *s != parsed.status) {
         if !is_agent(&p) && !requester_may(parsed.kind, parsed.status, to) {
-            p.require(&state, &meta, "ticket:update").await?;
+            p.require(&state, &meta, Permission::TicketUpdate).await?;
         }
         if Status::approval_only(parsed.kind, parsed.status, to) {
             return Err(ApiError::IllegalTransition {
@@ -1074,7 +1075,7 @@ pub async fn add_comment(
     let text = errors.text("/body", &body.body, 1, 20000);
     errors.into_result()?;
     if body.internal {
-        p.require(&state, &meta, "ticket:update").await?;
+        p.require(&state, &meta, Permission::TicketUpdate).await?;
     }
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let t = find(&mut tx, &p, &reference, true).await?;
@@ -1167,7 +1168,7 @@ pub async fn add_link(
     AppPath(reference): AppPath<String>,
     AppJson(body, digest): AppJson<NewLink>,
 ) -> ApiResult<Response> {
-    p.require(&state, &meta, "ticket:update").await?;
+    p.require(&state, &meta, Permission::TicketUpdate).await?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let t = find(&mut tx, &p, &reference, false).await?;
     if let Some(replay) =
@@ -1202,7 +1203,7 @@ pub async fn delete_link(
     p: Principal,
     AppPath((reference, link_id)): AppPath<(String, Uuid)>,
 ) -> ApiResult<StatusCode> {
-    p.require(&state, &meta, "ticket:update").await?;
+    p.require(&state, &meta, Permission::TicketUpdate).await?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let t = find(&mut tx, &p, &reference, false).await?;
     match store::delete_link(&mut tx, t.id, link_id).await {

@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use archer_orchestrator::access::Permission;
 use archer_store::{TenantTx, tokens, users};
 
 use crate::app::AppState;
@@ -93,8 +94,8 @@ pub async fn list_users(
     p: Principal,
     AppQuery(q): AppQuery<UserQuery>,
 ) -> ApiResult<Json<UserPage>> {
-    if !p.can("ticket:assign") {
-        p.require(&state, &meta, "user:admin").await?;
+    if !p.can(Permission::TicketAssign) {
+        p.require(&state, &meta, Permission::UserAdmin).await?;
     }
     let mut errors = Errors::new();
     let (page, limit) = validate::page(&mut errors, q.page, q.limit);
@@ -144,7 +145,7 @@ pub async fn create_user(
     key: IdempotencyKey,
     AppJson(body, digest): AppJson<CreateUser>,
 ) -> ApiResult<Response> {
-    p.require(&state, &meta, "user:admin").await?;
+    p.require(&state, &meta, Permission::UserAdmin).await?;
     let mut errors = Errors::new();
     let email = errors.email("/email", &body.email);
     let name = errors.text("/display_name", &body.display_name, 1, 200);
@@ -190,8 +191,8 @@ pub async fn get_user(
     p: Principal,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<Json<User>> {
-    if id != p.user_id && !p.can("ticket:assign") {
-        p.require(&state, &meta, "user:admin").await?;
+    if id != p.user_id && !p.can(Permission::TicketAssign) {
+        p.require(&state, &meta, Permission::UserAdmin).await?;
     }
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let user = users::get(&mut tx, id).await?;
@@ -230,7 +231,7 @@ pub async fn update_user(
     AppPath(id): AppPath<Uuid>,
     AppJson(body, _): AppJson<UpdateUser>,
 ) -> ApiResult<Json<User>> {
-    p.require(&state, &meta, "user:admin").await?;
+    p.require(&state, &meta, Permission::UserAdmin).await?;
     let mut errors = Errors::new();
     let email = body.email.as_deref().map(|e| errors.email("/email", e));
     let name = body.display_name.as_deref().map(|n| errors.text("/display_name", n, 1, 200));
@@ -278,7 +279,7 @@ pub async fn deactivate_user(
     p: Principal,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<StatusCode> {
-    p.require(&state, &meta, "user:admin").await?;
+    p.require(&state, &meta, Permission::UserAdmin).await?;
     if id == p.user_id {
         return Err(ApiError::Conflict("you cannot deactivate yourself".into()));
     }
@@ -356,7 +357,7 @@ pub async fn set_roles(
     AppPath(id): AppPath<Uuid>,
     AppJson(body, _): AppJson<RoleAssignment>,
 ) -> ApiResult<Json<User>> {
-    p.require(&state, &meta, "user:admin").await?;
+    p.require(&state, &meta, Permission::UserAdmin).await?;
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
     let known = users::roles(&mut tx).await?;
     let mut errors = Errors::new();

@@ -7,6 +7,7 @@
 //! The workflows (`archer-orchestrator`) and every writer (`archer-store`'s write path, the API,
 //! the workers) are built on top of it.
 
+pub mod access;
 pub mod approval;
 pub mod catalog;
 pub mod ids;
