@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod caller;
 pub mod config;
 pub mod devstack;
 pub mod error;

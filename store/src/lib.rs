@@ -10,6 +10,7 @@
 //! reads the transaction's context ([`AuditContext`]), so no code path can change data
 //! without a trace.
 
+pub mod approval_changes;
 pub mod approvals;
 pub mod audit;
 pub mod catalog;

@@ -14,14 +14,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use archer_orchestrator::TicketKind;
 use archer_orchestrator::access::Permission;
 use archer_orchestrator::approval::{ChainSpec, Decision, Mode, Rule, StepSpec};
-use archer_orchestrator::catalog::{ChangeRouting, ChangeType, Route};
-use archer_orchestrator::workflows::approval::{self as wf_approval, ChainCancelled, ChainState, DecisionMade};
-use archer_orchestrator::{Status, TicketKind};
+use archer_orchestrator::catalog::{ChangeRouting, Route};
+use archer_orchestrator::workflows::approval::{self as wf_approval, ChainState};
 use archer_store::approvals::{self, ApprovalRow, Decided, TaskRow};
-use archer_store::outbox::{self, Intent};
-use archer_store::tickets::TicketRow;
 use archer_store::{StoreError, TenantTx, changes, tx_now, users};
 
 use crate::app::AppState;
@@ -473,8 +471,8 @@ pub(crate) enum Outcome {
     Closed { task: TaskRow, step_state: String, approval_state: String },
 }
 
-/// Records `decision` on `task` and, in the same transaction, the outbox row that delivers it
-/// to the chain's workflow. The caller has checked who decides.
+/// Records `decision` on `task` through the store's write path (with the outbox row that
+/// delivers it to the chain's workflow). The caller has checked who decides.
 pub(crate) async fn record_decision(
     tx: &mut TenantTx,
     approval: &ApprovalRow,
@@ -483,31 +481,11 @@ pub(crate) async fn record_decision(
     comment: Option<&str>,
     via: &str,
 ) -> ApiResult<Outcome> {
-    let word = match decision {
-        Decision::Approve => "approve",
-        Decision::Reject => "reject",
-    };
-    match approvals::decide(tx, task.id, word, comment, via).await? {
-        Decided::Already(t) => Ok(Outcome::Already(t)),
-        Decided::Closed { task, step_state, approval_state } => {
-            Ok(Outcome::Closed { task, step_state, approval_state })
-        }
-        Decided::Recorded(t) => {
-            let at = tx_now(tx).await?;
-            let tenant = tx.tenant_id();
-            let signal = DecisionMade { task_id: t.id, approver_id: t.approver_id, decision, at: rfc3339(at) };
-            outbox::enqueue(
-                tx,
-                tenant,
-                &approval.workflow_id,
-                Intent::Signal,
-                "decision",
-                &serde_json::to_value(&signal).map_err(ApiError::internal)?,
-            )
-            .await?;
-            Ok(Outcome::Recorded(t))
-        }
-    }
+    Ok(match archer_store::approval_changes::decide(tx, approval, task, decision, comment, via).await? {
+        Decided::Already(t) => Outcome::Already(t),
+        Decided::Closed { task, step_state, approval_state } => Outcome::Closed { task, step_state, approval_state },
+        Decided::Recorded(t) => Outcome::Recorded(t),
+    })
 }
 
 /// Whether a task's recorded decision is `decision`.
@@ -641,75 +619,6 @@ pub async fn reject(
 // ---------------------------------------------------------------------------------------------
 // Starting and cancelling approvals from ticket changes
 
-/// The tenant's change routing: configured, or the default.
-pub(crate) async fn routing_of(tx: &mut TenantTx) -> ApiResult<ChangeRouting> {
-    let tenant = tx.tenant_id();
-    match approvals::change_routing(tx, tenant).await? {
-        Some(v) => serde_json::from_value(v).map_err(ApiError::internal),
-        None => Ok(ChangeRouting::default_routing()),
-    }
-}
-
-/// A change entered authorization: records its approval per the tenant's routing and the
-/// intent to run it (standard changes get an automatic approval).
-pub(crate) async fn start_change_approval(
-    tx: &mut TenantTx,
-    ticket: &TicketRow,
-    tenant: &archer_orchestrator::TenantSlug,
-) -> ApiResult<()> {
-    let change_type: ChangeType = ticket
-        .change_type
-        .as_deref()
-        .and_then(|t| serde_json::from_value(serde_json::Value::String(t.to_owned())).ok())
-        .ok_or_else(|| ApiError::field("/change_type", "required", "a change needs a type before authorization"))?;
-    let routing = routing_of(tx).await?;
-    let parsed = changes::parse(ticket)?;
-    let ticket_wf = archer_orchestrator::workflows::ticket::workflow_id(tenant, &parsed.number);
-    let (chain, auto, source) = match routing.route(change_type) {
-        Route::AutoApprove { reason } => (
-            ChainSpec { steps: Vec::new() },
-            Some(reason.clone()),
-            format!("change routing: {} (automatic)", change_type.as_str()),
-        ),
-        Route::Chain(c) => (c.clone(), None, format!("change routing: {}", change_type.as_str())),
-    };
-    super::catalog::start_approval(
-        tx,
-        ticket,
-        tenant,
-        &ticket_wf,
-        &chain,
-        auto,
-        &source,
-        (Status::Authorize, Status::Scheduled, Status::Rejected),
-    )
-    .await?;
-    Ok(())
-}
-
-/// The ticket left the status its approval waits in (cancelled, sent back): the pending
-/// approval is cancelled now, in the database, and its chain told so.
-pub(crate) async fn cancel_pending(tx: &mut TenantTx, ticket_id: Uuid, reason: &str) -> ApiResult<()> {
-    let Some(a) = approvals::pending_of_ticket(tx, ticket_id).await? else { return Ok(()) };
-    approvals::finish(tx, a.id, "cancelled", reason).await?;
-    for step in approvals::steps(tx, a.id).await? {
-        if step.state == "open" {
-            approvals::close_step(tx, step.id, "cancelled", reason).await?;
-        }
-    }
-    let tenant = tx.tenant_id();
-    outbox::enqueue(
-        tx,
-        tenant,
-        &a.workflow_id,
-        Intent::Signal,
-        "cancel",
-        &serde_json::to_value(ChainCancelled { reason: reason.to_owned() }).map_err(ApiError::internal)?,
-    )
-    .await?;
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------------------------
 // Change routing
 
@@ -723,7 +632,7 @@ pub async fn get_change_routing(
     p: Principal,
 ) -> ApiResult<Json<ChangeRouting>> {
     let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
-    let r = routing_of(&mut tx).await?;
+    let r = archer_store::approval_changes::routing(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(r))
 }

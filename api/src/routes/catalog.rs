@@ -14,13 +14,11 @@ use uuid::Uuid;
 use archer_orchestrator::access::Permission;
 use archer_orchestrator::approval::{ApproverSpec, ChainSpec, OnTimeout, StepTally};
 use archer_orchestrator::catalog::ItemSpec;
-use archer_orchestrator::workflows::activities::TicketRef;
-use archer_orchestrator::workflows::approval::{self as wf_approval, RequestInput};
-use archer_orchestrator::workflows::ticket as wf;
 use archer_orchestrator::{Impact, Priority, Status, TicketKind, Urgency};
-use archer_store::outbox::{self, Intent};
 use archer_store::tickets::NewTicket;
-use archer_store::{StoreError, TenantTx, approvals, catalog, changes, teams};
+use archer_store::{StoreError, TenantTx, catalog, changes, teams};
+
+use archer_store::approval_changes;
 
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -604,19 +602,13 @@ pub async fn submit_request(
     };
     let row = changes::create(&mut tx, &tenant, &new).await?;
     if let Some(chain) = &spec.approval {
-        let parsed = changes::parse(&row)?;
-        let ticket_wf = wf::workflow_id(&tenant, &parsed.number);
-        start_approval(
-            &mut tx,
-            &row,
-            &tenant,
-            &ticket_wf,
-            chain,
-            None,
-            &format!("catalog item {} v{}", item.name, item.version),
-            (Status::PendingApproval, Status::InProgress, Status::Rejected),
-        )
-        .await?;
+        let waiting = approval_changes::Waiting {
+            waiting_in: Status::PendingApproval,
+            on_approved: Status::InProgress,
+            on_rejected: Status::Rejected,
+        };
+        let source = format!("catalog item {} v{}", item.name, item.version);
+        approval_changes::start(&mut tx, &row, &tenant, chain, None, &source, waiting).await?;
     }
     let version = row.version;
     let dto = dto(&state, &mut tx, &tenant, row).await?;
@@ -641,55 +633,4 @@ fn describe(spec: &ItemSpec, fields: &serde_json::Value) -> String {
         }
     }
     out.chars().take(20_000).collect()
-}
-
-/// Records an approval of a ticket and the intent to start its request workflow (which runs
-/// the chain as a child), in `tx`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn start_approval(
-    tx: &mut TenantTx,
-    ticket: &archer_store::tickets::TicketRow,
-    tenant: &archer_orchestrator::TenantSlug,
-    ticket_wf: &str,
-    chain: &archer_orchestrator::approval::ChainSpec,
-    auto_approve: Option<String>,
-    source: &str,
-    (waiting_in, on_approved, on_rejected): (Status, Status, Status),
-) -> ApiResult<approvals::ApprovalRow> {
-    let chain_json = serde_json::to_value(chain).map_err(ApiError::internal)?;
-    let approval = approvals::create(
-        tx,
-        ticket.tenant_id,
-        ticket.id,
-        |seq| wf_approval::chain_workflow_id(ticket_wf, seq),
-        &chain_json,
-        source,
-    )
-    .await?;
-    let parsed = changes::parse(ticket)?;
-    let input = RequestInput {
-        ticket: TicketRef {
-            tenant_id: ticket.tenant_id,
-            tenant: tenant.clone(),
-            ticket_id: ticket.id,
-            number: parsed.number,
-        },
-        approval_id: approval.id,
-        seq: approval.seq,
-        chain: chain.clone(),
-        auto_approve,
-        waiting_in,
-        on_approved,
-        on_rejected,
-    };
-    outbox::enqueue(
-        tx,
-        ticket.tenant_id,
-        &wf_approval::request_workflow_id(ticket_wf, approval.seq),
-        Intent::Start,
-        wf_approval::REQUEST_TYPE,
-        &serde_json::to_value(&input).map_err(ApiError::internal)?,
-    )
-    .await?;
-    Ok(approval)
 }

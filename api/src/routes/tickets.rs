@@ -699,10 +699,15 @@ pub async fn update_ticket(
         && events.is_empty();
     let row = if unchanged { old } else { service::save(&mut tx, &tenant, &old, new, events, Some(p.user_id)).await? };
     if let Some(reason) = approval_cancelled {
-        super::approvals::cancel_pending(&mut tx, row.id, &reason).await?;
+        archer_store::approval_changes::cancel_pending(&mut tx, row.id, &reason).await?;
     }
     if approval_starts {
-        super::approvals::start_change_approval(&mut tx, &row, &tenant).await?;
+        let change_type: ChangeType = row
+            .change_type
+            .as_deref()
+            .and_then(|t| serde_json::from_value(serde_json::Value::String(t.to_owned())).ok())
+            .ok_or_else(|| ApiError::field("/change_type", "required", "a change needs a type before authorization"))?;
+        archer_store::approval_changes::start_change(&mut tx, &row, &tenant, change_type).await?;
     }
     let version = row.version;
     let dto = dto(&state, &mut tx, &tenant, row).await?;
