@@ -22,3 +22,4 @@ pub mod serde_ext;
 pub mod server;
 pub mod telemetry;
 pub mod validate;
+pub mod views;

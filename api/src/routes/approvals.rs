@@ -28,7 +28,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppPath, AppQuery, OptionalJson, RequestMeta};
 use crate::validate::Errors;
 
-use super::tickets::{find, is_agent};
+use crate::views::ticket::{find, is_agent};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -26,8 +26,8 @@ use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::extract::{AppJson, AppPath, IdempotencyKey, RequestMeta};
 use crate::forms;
 use crate::idempotency;
-use crate::routes::tickets::{Ticket, dto, tenant_slug};
 use crate::validate::Errors;
+use crate::views::ticket::{Ticket, dto, tenant_slug};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

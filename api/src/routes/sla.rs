@@ -14,10 +14,9 @@ use uuid::Uuid;
 
 use archer_orchestrator::access::Permission;
 use archer_orchestrator::sla::calendar::CalendarSpec;
-use archer_orchestrator::sla::engine::{ClockReport, SlaAssignment, SlaEngine};
+use archer_orchestrator::sla::engine::{ClockReport, SlaEngine};
 use archer_orchestrator::sla::policy::{MatchInput, PolicySpec};
 use archer_orchestrator::{Impact, Priority, Status, TicketKind, Urgency};
-use archer_store::changes::to_jiff;
 use archer_store::{StoreError, TenantTx, sla};
 
 use crate::app::AppState;
@@ -26,6 +25,7 @@ use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::extract::{AppJson, AppPath, AppQuery, IdempotencyKey, RequestMeta};
 use crate::idempotency;
 use crate::validate::Errors;
+use crate::views::sla::PolicyRef;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -34,10 +34,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_policies, create_policy))
         .routes(routes!(get_policy, update_policy, deactivate_policy))
         .routes(routes!(preview))
-}
-
-fn ts(t: OffsetDateTime) -> Timestamp {
-    to_jiff(t)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -480,29 +476,6 @@ pub struct Preview {
     targets: Vec<ClockReport>,
 }
 
-#[derive(Serialize, Deserialize, ToSchema, Clone)]
-pub struct PolicyRef {
-    id: Uuid,
-    name: String,
-    version: i32,
-    calendar_id: Option<Uuid>,
-    calendar_version: Option<i32>,
-    time_zone: String,
-}
-
-impl From<&SlaAssignment> for PolicyRef {
-    fn from(a: &SlaAssignment) -> Self {
-        PolicyRef {
-            id: a.policy_id,
-            name: a.policy_name.clone(),
-            version: a.policy_version,
-            calendar_id: a.calendar_id,
-            calendar_version: a.calendar_version,
-            time_zone: a.calendar.time_zone.clone(),
-        }
-    }
-}
-
 /// "If I create this ticket now, when is each target due?" Creates nothing.
 #[utoipa::path(get, path = "/sla/preview", tag = "sla", params(PreviewQuery), security(("bearer" = [])), responses(
     (status = 200, body = Preview),
@@ -543,85 +516,4 @@ pub async fn preview(
             }
         }
     }))
-}
-
-/// A ticket's SLA as the API shows it.
-#[derive(Serialize, ToSchema)]
-pub struct TicketSla {
-    pub policy: PolicyRef,
-    /// The worst state across the clocks.
-    pub state: String,
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub next_due_at: Option<Timestamp>,
-    /// When these figures were computed.
-    #[schema(value_type = String, format = DateTime)]
-    pub as_of: Timestamp,
-    /// The ticket's workflow has not yet applied its latest change (the clocks are from just
-    /// before; they catch up within moments).
-    pub stale: bool,
-    pub clocks: Vec<ClockReport>,
-}
-
-/// The projection brought up to `now`: running clocks' elapsed and remaining business time
-/// move on with the calendar.
-pub fn view(row: &sla::TicketSlaRow, now: Timestamp) -> ApiResult<TicketSla> {
-    let assignment: SlaAssignment = serde_json::from_value(row.assignment.clone()).map_err(ApiError::internal)?;
-    let calendar =
-        assignment.calendar.compile().unwrap_or_else(|_| archer_orchestrator::sla::calendar::Calendar::always());
-    let mut clocks: Vec<ClockReport> = serde_json::from_value(row.clocks.clone()).map_err(ApiError::internal)?;
-    for c in &mut clocks {
-        if let Some(due) = c.due_at
-            && !c.paused
-            && matches!(c.state.as_str(), "running" | "warning")
-        {
-            let remaining =
-                if due >= now { calendar.elapsed(now, due).as_secs() } else { -calendar.elapsed(due, now).as_secs() };
-            c.remaining_seconds = remaining;
-            c.elapsed_seconds = c.target_seconds - remaining;
-            if let Some(o) = c.ongoing.as_mut() {
-                o.remaining_seconds = remaining;
-                o.elapsed_seconds = c.elapsed_seconds;
-            }
-        }
-        c.within_calendar_hours = calendar.is_open(now);
-    }
-    Ok(TicketSla {
-        policy: PolicyRef::from(&assignment),
-        state: row.state.clone(),
-        next_due_at: row.next_due_at.map(ts),
-        as_of: now,
-        stale: false,
-        clocks,
-    })
-}
-
-/// Histories longer than this are not replayed on reads; the projection is shown as it is
-/// (marked stale) until the workflow catches up, which it does within moments.
-const CATCH_UP_LIMIT: i64 = 500;
-
-/// Brings a stale projection up to date by replaying the ticket's history (not stored).
-/// Returns whether it could.
-pub async fn catch_up(
-    tx: &mut TenantTx,
-    row: &mut sla::TicketSlaRow,
-    ticket: &archer_store::tickets::TicketRow,
-) -> ApiResult<bool> {
-    let assignment: SlaAssignment = serde_json::from_value(row.assignment.clone()).map_err(ApiError::internal)?;
-    let history = archer_store::audit::ticket_history(tx, ticket.id, CATCH_UP_LIMIT + 1).await?;
-    if history.len() as i64 > CATCH_UP_LIMIT {
-        return Ok(false);
-    }
-    let events = archer_store::changes::sla_events_from_history(&history, ticket.requester_id);
-    let now = now();
-    let (engine, _) = SlaEngine::replay(assignment, &events, now);
-    let summary = engine.summary(now);
-    row.clocks = serde_json::to_value(engine.report(now)).map_err(ApiError::internal)?;
-    row.state = summary.state;
-    row.next_due_at = summary.next_due_at.map(archer_store::changes::to_time);
-    row.event_seq = ticket.event_seq;
-    Ok(true)
-}
-
-pub fn now() -> Timestamp {
-    Timestamp::now()
 }

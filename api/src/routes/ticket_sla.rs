@@ -20,8 +20,8 @@ use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppPath, RequestMeta};
-use crate::routes::sla::{PolicyRef, TicketSla, now, view};
-use crate::routes::tickets::{find, is_agent, tenant_slug};
+use crate::views::sla::{PolicyRef, TicketSla, now, view};
+use crate::views::ticket::{find, is_agent, tenant_slug};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(ticket_sla)).routes(routes!(rebuild)).routes(routes!(timeline))

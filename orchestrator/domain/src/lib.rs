@@ -10,6 +10,7 @@
 pub mod access;
 pub mod approval;
 pub mod catalog;
+pub mod commands;
 pub mod ids;
 pub mod priority;
 pub mod sla;

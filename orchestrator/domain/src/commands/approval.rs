@@ -1,0 +1,1 @@
+//! Approval decisions: who may decide a task, and what deciding it now means.

@@ -1,0 +1,1 @@
+//! Ticket commands: creating a ticket and changing one.
