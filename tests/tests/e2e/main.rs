@@ -17,6 +17,7 @@ mod email;
 mod exact;
 mod fault;
 mod instants;
+mod layers;
 mod openapi;
 mod replay;
 mod sla;
