@@ -3,13 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use archer_store::{Clock, Db};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderName;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use secrecy::ExposeSecret;
-use sqlx::PgPool;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -29,7 +29,8 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
-    pub pool: PgPool,
+    /// The database and the one clock handlers read (see [`AppState::clock`]).
+    pub pool: Db,
     pub config: Config,
     pub tokens: TokenKeys,
     /// Checks the signed decision links of approval emails.
@@ -51,7 +52,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(pool: PgPool, config: Config) -> Result<Self, ApiError> {
+    pub fn new(pool: Db, config: Config) -> Result<Self, ApiError> {
         let tokens = TokenKeys::new(config.jwt_secret.expose_secret().as_bytes(), config.access_token_ttl());
         let dummy_hash = crate::auth::hash_password("archer: no such account")?;
         let links = config.link_signer();
@@ -69,6 +70,13 @@ impl AppState {
 }
 
 impl AppState {
+    /// Where handlers read the time: the clock the database handle stamps transactions with,
+    /// so a test that fixes it sees the same instant in responses and rows. Inside a
+    /// transaction, its `now()` is the instant to use.
+    pub fn clock(&self) -> &dyn Clock {
+        self.pool.clock().as_ref()
+    }
+
     /// A Temporal client, connecting on first use.
     pub async fn temporal(&self) -> Result<&temporalio_client::Client, archer_workers::TemporalError> {
         let cfg = self.config.temporal();
@@ -125,7 +133,7 @@ impl utoipa::Modify for BearerAuth {
 pub fn api(config: &Config) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::health::router())
-        .merge(routes::approval_pages::router())
+        .merge(routes::approvals::pages::router())
         .nest("/api/v1", routes::v1(config))
         .split_for_parts();
     common_responses::document(&mut doc);

@@ -6,7 +6,7 @@
 //! random, stored hashed, rotated on every use; reuse of a rotated one revokes its family
 //! (see `routes::auth`).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -17,6 +17,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, erro
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use archer_orchestrator::access::{Permission, Permissions};
@@ -77,15 +78,18 @@ impl TokenKeys {
         self.ttl
     }
 
+    /// A token issued at `now` (the clock's instant), valid for the TTL. Its expiry is checked
+    /// by jsonwebtoken against the system's clock.
     pub fn issue(
         &self,
+        now: OffsetDateTime,
         sub: Uuid,
         tid: Uuid,
         ten: &str,
         roles: Vec<String>,
         perms: Vec<String>,
     ) -> Result<String, ApiError> {
-        let now = unix_now();
+        let now = u64::try_from(now.unix_timestamp()).unwrap_or(0);
         let claims = Claims {
             sub,
             tid,
@@ -116,10 +120,6 @@ impl TokenKeys {
             Err(e) => Err(TokenError::Invalid(e.to_string())),
         }
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Hashes a password with Argon2id (the crate's recommended parameters).
@@ -218,7 +218,8 @@ impl FromRequestParts<AppState> for Principal {
                 // expired token must not write an audit row per request
                 let first = async {
                     let mut conn = state.pool.acquire().await?;
-                    archer_store::tokens::count_expired_use(&mut conn, c.jti, c.tid, c.sub).await
+                    let now = state.pool.now();
+                    archer_store::tokens::count_expired_use(&mut conn, now, c.jti, c.tid, c.sub).await
                 }
                 .await
                 .unwrap_or_else(|e| {
@@ -294,8 +295,10 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_refuse_tampering_and_other_algorithms() {
         let keys = TokenKeys::new(&[7u8; 32], Duration::from_secs(60));
-        let t =
-            keys.issue(Uuid::nil(), Uuid::nil(), "acme", vec!["agent".into()], vec!["ticket:update".into()]).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let t = keys
+            .issue(now, Uuid::nil(), Uuid::nil(), "acme", vec!["agent".into()], vec!["ticket:update".into()])
+            .unwrap();
         assert!(keys.verify(&t).is_ok());
         // flip one character of the signature
         let mut bytes = t.clone().into_bytes();
@@ -310,7 +313,7 @@ mod tests {
         assert!(matches!(keys.verify(&format!("{none_header}.{payload}.")), Err(TokenError::Invalid(_))));
         // a token from another key
         let other = TokenKeys::new(&[8u8; 32], Duration::from_secs(60));
-        let t2 = other.issue(Uuid::nil(), Uuid::nil(), "acme", vec![], vec![]).unwrap();
+        let t2 = other.issue(now, Uuid::nil(), Uuid::nil(), "acme", vec![], vec![]).unwrap();
         assert!(matches!(keys.verify(&t2), Err(TokenError::Invalid(_))));
     }
 

@@ -35,6 +35,17 @@ impl Caller {
         self.principal.tenant_id
     }
 
+    /// The application's state, for handlers that need more than the tenant transaction
+    /// (configuration, Temporal, the pool outside row-level security).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The current instant, from the one clock (for reads; a change takes its transaction's).
+    pub fn now(&self) -> jiff::Timestamp {
+        self.state.clock().timestamp()
+    }
+
     /// Whether the caller holds `permission` (no refusal recorded).
     pub fn can(&self, permission: Permission) -> bool {
         self.principal.can(permission)

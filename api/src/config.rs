@@ -203,8 +203,9 @@ impl Config {
         Ok(())
     }
 
-    /// What a worker needs besides Temporal: the database, SMTP and the public URL.
-    pub fn worker_deps(&self) -> archer_workers::WorkerDeps {
+    /// What a worker needs besides Temporal: the database, SMTP, the public URL and the clock
+    /// its activities read.
+    pub fn worker_deps(&self, clock: std::sync::Arc<dyn archer_store::Clock>) -> archer_workers::WorkerDeps {
         use secrecy::ExposeSecret;
         archer_workers::WorkerDeps {
             database_url: self.database_url.expose_secret().to_owned(),
@@ -213,6 +214,7 @@ impl Config {
             mail: Some(self.mail()),
             public_url: self.public_url.to_string(),
             links: self.link_signer(),
+            clock,
         }
     }
 
@@ -249,6 +251,15 @@ impl Config {
         archer_store::connect_with(self.database_url.expose_secret(), max_connections, self.database_limits()).await
     }
 
+    /// Connects this process's database handle: its pool, and the clock its transactions read.
+    pub async fn connect_db(
+        &self,
+        max_connections: u32,
+        clock: std::sync::Arc<dyn archer_store::Clock>,
+    ) -> Result<archer_store::Db, archer_store::StoreError> {
+        Ok(archer_store::Db::new(self.connect_database(max_connections).await?, clock))
+    }
+
     pub fn access_token_ttl(&self) -> Duration {
         Duration::from_secs(self.access_token_ttl_secs)
     }
@@ -272,7 +283,12 @@ mod tests {
             .set("jwt_secret", "jwt-hunter2-jwt-hunter2-jwt-hunter2-0123")
             .extract()
             .unwrap();
-        let shown = format!("{config:?} {} {:?} {:?}", config.smtp_url, config.mail(), config.worker_deps());
+        let shown = format!(
+            "{config:?} {} {:?} {:?}",
+            config.smtp_url,
+            config.mail(),
+            config.worker_deps(std::sync::Arc::new(archer_store::SystemClock))
+        );
         for secret in ["smtp-hunter2", "db-hunter2", "jwt-hunter2"] {
             assert!(!shown.contains(secret), "{secret} shown in {shown}");
         }

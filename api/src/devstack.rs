@@ -632,11 +632,14 @@ async fn run_system(
 ) -> Result<(), DevError> {
     use secrecy::ExposeSecret;
     let setup = |e: &dyn std::fmt::Display| DevError::Setup(e.to_string());
+    let clock: std::sync::Arc<dyn archer_store::Clock> = std::sync::Arc::new(archer_store::SystemClock);
     let pool = archer_store::connect(config.database_url.expose_secret(), 5).await.map_err(|e| setup(&e))?;
+    let pool = archer_store::Db::new(pool, clock.clone());
     archer_store::migrate(&pool).await.map_err(|e| setup(&e))?;
-    let worker = archer_workers::spawn_worker(config.temporal(), config.worker_deps()).map_err(|e| setup(&e))?;
+    let worker =
+        archer_workers::spawn_worker(config.temporal(), config.worker_deps(clock.clone())).map_err(|e| setup(&e))?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(io("binding the API port"))?;
-    let server = crate::server::start(config.clone(), listener).await.map_err(|e| setup(&e))?;
+    let server = crate::server::start(config.clone(), listener, clock).await.map_err(|e| setup(&e))?;
     if opts.seed && crate::seed::demo(&pool).await.map_err(|e| setup(&e))? {
         println!("archer dev: loaded demo data");
     }

@@ -6,6 +6,7 @@
 //! delivers those intents to Temporal.
 
 pub mod app;
+pub mod approvals;
 pub mod auth;
 pub mod caller;
 pub mod config;

@@ -1,6 +1,7 @@
 //! The `archer` binary: `serve`, `worker`, `migrate` and `dev`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -8,6 +9,7 @@ use secrecy::ExposeSecret;
 
 use archer_api::config::{Config, LogFormat};
 use archer_api::{devstack, server, telemetry};
+use archer_store::SystemClock;
 
 #[derive(Parser)]
 #[command(name = "archer", version, about = "Archer: ITSM orchestration on durable workflows")]
@@ -106,7 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("binding {}", config.listen))?;
-            let running = server::start(config, listener).await?;
+            let running = server::start(config, listener, Arc::new(SystemClock)).await?;
             let token = running.token();
             tokio::select! {
                 _ = server::shutdown_signal() => {}
@@ -118,7 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Worker => {
             let config = Config::load(cli.config.as_deref())?;
             telemetry::init(config.log_format);
-            let worker = archer_workers::spawn_worker(config.temporal(), config.worker_deps())?;
+            let worker = archer_workers::spawn_worker(config.temporal(), config.worker_deps(Arc::new(SystemClock)))?;
             server::shutdown_signal().await;
             tokio::task::spawn_blocking(move || worker.shutdown()).await??;
             Ok(0)

@@ -13,7 +13,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures::StreamExt;
-use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use temporalio_client::errors::{WorkflowInteractionError, WorkflowStartError};
 use temporalio_client::{
@@ -25,9 +24,10 @@ use tokio_util::sync::CancellationToken;
 
 use archer_orchestrator::workflows::approval::{self as wf_approval, ApprovalChainWorkflow, RequestWorkflow};
 use archer_orchestrator::workflows::search;
+use archer_orchestrator::workflows::signals::{ChainSignal, Delivery, TicketSignal};
 use archer_orchestrator::workflows::ticket::{self as wf, TicketWorkflow};
 use archer_store::outbox::{self, OutboxRow};
-use archer_store::{StoreError, idempotency};
+use archer_store::{Db, StoreError, idempotency};
 use archer_workers::TemporalConfig;
 
 use archer_store::changes::StartTicket;
@@ -55,7 +55,8 @@ pub enum RelayError {
 }
 
 /// Runs until `shutdown` is cancelled. Survives database and Temporal outages by retrying.
-pub async fn run(pool: PgPool, temporal: TemporalConfig, shutdown: CancellationToken) {
+/// Its statements run outside transactions, so each is given the instant of `pool`'s clock.
+pub async fn run(pool: Db, temporal: TemporalConfig, shutdown: CancellationToken) {
     let mut backoff = Duration::from_millis(500);
     while !shutdown.is_cancelled() {
         match lead(&pool, &temporal, &shutdown).await {
@@ -73,7 +74,7 @@ pub async fn run(pool: PgPool, temporal: TemporalConfig, shutdown: CancellationT
 }
 
 /// Waits to become the leader, then delivers until shutdown or an error.
-async fn lead(pool: &PgPool, temporal: &TemporalConfig, shutdown: &CancellationToken) -> Result<(), RelayError> {
+async fn lead(pool: &Db, temporal: &TemporalConfig, shutdown: &CancellationToken) -> Result<(), RelayError> {
     let mut lock_conn = pool.acquire().await?.detach();
     loop {
         if outbox::try_lead(&mut lock_conn).await? {
@@ -116,7 +117,7 @@ async fn lead(pool: &PgPool, temporal: &TemporalConfig, shutdown: &CancellationT
         let skip: Vec<i64> = held.keys().copied().collect();
         // the lock connection doubles as the relay's connection: if it breaks, leadership is
         // lost and the outer loop starts over
-        let rows = outbox::due(&mut lock_conn, BATCH, &skip).await?;
+        let rows = outbox::due(&mut lock_conn, pool.now(), BATCH, &skip).await?;
         let full = rows.len() as i64 == BATCH;
         if !rows.is_empty() {
             for id in deliver_batch(pool, &client, temporal, rows).await? {
@@ -124,10 +125,11 @@ async fn lead(pool: &PgPool, temporal: &TemporalConfig, shutdown: &CancellationT
             }
         }
         if last_housekeeping.elapsed() > Duration::from_secs(600) {
-            let n = idempotency::expire(&mut lock_conn, IDEMPOTENCY_TTL).await?;
-            let m = archer_store::users::expire_login_attempts(&mut lock_conn, IDEMPOTENCY_TTL).await?;
-            let e = archer_store::tokens::expire_expired_token_uses(&mut lock_conn, IDEMPOTENCY_TTL).await?;
-            let r = archer_store::security::expire_refused_links(&mut lock_conn, REFUSED_LINKS_TTL).await?;
+            let at = pool.now();
+            let n = idempotency::expire(&mut lock_conn, at, IDEMPOTENCY_TTL).await?;
+            let m = archer_store::users::expire_login_attempts(&mut lock_conn, at, IDEMPOTENCY_TTL).await?;
+            let e = archer_store::tokens::expire_expired_token_uses(&mut lock_conn, at, IDEMPOTENCY_TTL).await?;
+            let r = archer_store::security::expire_refused_links(&mut lock_conn, at, REFUSED_LINKS_TTL).await?;
             tracing::debug!(
                 expired = n,
                 login_attempts = m,
@@ -152,7 +154,7 @@ async fn lead(pool: &PgPool, temporal: &TemporalConfig, shutdown: &CancellationT
 /// Delivers a batch, concurrently across workflows and in order within one. Returns the rows
 /// that could not be marked (locked by another session).
 async fn deliver_batch(
-    pool: &PgPool,
+    pool: &Db,
     client: &Client,
     temporal: &TemporalConfig,
     rows: Vec<OutboxRow>,
@@ -171,7 +173,7 @@ async fn deliver_batch(
                     .unwrap_or_else(|_| Err(format!("no answer from Temporal within {DELIVERY_TIMEOUT:?}")));
                 match outcome {
                     Ok(note) => {
-                        if !outbox::mark_delivered(&mut conn, row.id, note.as_deref()).await? {
+                        if !outbox::mark_delivered(&mut conn, pool.now(), row.id, note.as_deref()).await? {
                             tracing::warn!(outbox_id = row.id, workflow_id = %row.workflow_id, "delivered, but the row is locked by another session: moving on");
                             unmarked.push(row.id);
                         }
@@ -179,7 +181,7 @@ async fn deliver_batch(
                     Err(error) => {
                         let wait = time::Duration::seconds(2_i64.saturating_pow(row.attempts.clamp(0, 5) as u32));
                         tracing::warn!(outbox_id = row.id, workflow_id = %row.workflow_id, %error, attempts = row.attempts + 1, "delivery failed; will retry");
-                        if !outbox::mark_failed(&mut conn, row.id, &error, wait).await? {
+                        if !outbox::mark_failed(&mut conn, pool.now(), row.id, &error, wait).await? {
                             unmarked.push(row.id);
                         }
                         // later intents for this workflow wait for this one
@@ -204,9 +206,10 @@ async fn deliver(client: &Client, temporal: &TemporalConfig, row: &OutboxRow) ->
     match (row.intent.as_str(), row.name.as_str()) {
         ("start", wf::WORKFLOW_TYPE) => start_ticket(client, temporal, row).await,
         ("start", wf_approval::REQUEST_TYPE) => start_request(client, temporal, row).await,
-        // the approval chain's signals (the ticket workflow's are named otherwise)
-        ("signal", "decision" | "cancel" | "withdraw") => signal_chain(client, row).await,
-        ("signal", name) => signal_ticket(client, row, name).await,
+        ("signal", name) => match Delivery::parse(name, row.payload.clone()).map_err(|e| e.to_string())? {
+            Delivery::Ticket(signal) => signal_ticket(client, row, *signal).await,
+            Delivery::ApprovalChain(signal) => signal_chain(client, row, signal).await,
+        },
         (intent, name) => Err(format!("unknown intent {intent}/{name}")),
     }
 }
@@ -260,22 +263,15 @@ async fn start_request(client: &Client, temporal: &TemporalConfig, row: &OutboxR
     }
 }
 
-/// Decisions and cancellation, to an approval chain. The chain is started by its request
-/// workflow; until it exists, delivery is retried.
-async fn signal_chain(client: &Client, row: &OutboxRow) -> Result<Option<String>, String> {
+/// Decisions, withdrawals and cancellation, to an approval chain. The chain is started by its
+/// request workflow; until it exists, delivery is retried.
+async fn signal_chain(client: &Client, row: &OutboxRow, signal: ChainSignal) -> Result<Option<String>, String> {
     let handle = client.get_workflow_handle::<ApprovalChainWorkflow>(row.workflow_id.clone());
     let opts = WorkflowSignalOptions::builder().request_id(format!("archer-outbox-{}", row.id)).build();
-    let bad = |e: serde_json::Error| format!("bad payload: {e}");
-    let p = row.payload.clone();
-    let sent = match row.name.as_str() {
-        "decision" => {
-            handle.signal(ApprovalChainWorkflow::decision, serde_json::from_value(p).map_err(bad)?, opts).await
-        }
-        "cancel" => handle.signal(ApprovalChainWorkflow::cancel, serde_json::from_value(p).map_err(bad)?, opts).await,
-        "withdraw" => {
-            handle.signal(ApprovalChainWorkflow::withdraw, serde_json::from_value(p).map_err(bad)?, opts).await
-        }
-        other => return Err(format!("unknown signal {other}")),
+    let sent = match signal {
+        ChainSignal::Decision(p) => handle.signal(ApprovalChainWorkflow::decision, p, opts).await,
+        ChainSignal::Withdraw(p) => handle.signal(ApprovalChainWorkflow::withdraw, p, opts).await,
+        ChainSignal::Cancel(p) => handle.signal(ApprovalChainWorkflow::cancel, p, opts).await,
     };
     match sent {
         Ok(()) => Ok(None),
@@ -290,28 +286,15 @@ async fn signal_chain(client: &Client, row: &OutboxRow) -> Result<Option<String>
     }
 }
 
-async fn signal_ticket(client: &Client, row: &OutboxRow, name: &str) -> Result<Option<String>, String> {
+async fn signal_ticket(client: &Client, row: &OutboxRow, signal: TicketSignal) -> Result<Option<String>, String> {
     let handle = client.get_workflow_handle::<TicketWorkflow>(row.workflow_id.clone());
     let opts = WorkflowSignalOptions::builder().request_id(format!("archer-outbox-{}", row.id)).build();
-    let bad = |e: serde_json::Error| format!("bad payload: {e}");
-    let p = row.payload.clone();
-    let sent = match name {
-        "status_changed" => {
-            handle.signal(TicketWorkflow::status_changed, serde_json::from_value(p).map_err(bad)?, opts).await
-        }
-        "priority_changed" => {
-            handle.signal(TicketWorkflow::priority_changed, serde_json::from_value(p).map_err(bad)?, opts).await
-        }
-        "assignment_changed" => {
-            handle.signal(TicketWorkflow::assignment_changed, serde_json::from_value(p).map_err(bad)?, opts).await
-        }
-        "comment_added" => {
-            handle.signal(TicketWorkflow::comment_added, serde_json::from_value(p).map_err(bad)?, opts).await
-        }
-        "sla_rebuilt" => {
-            handle.signal(TicketWorkflow::sla_rebuilt, serde_json::from_value(p).map_err(bad)?, opts).await
-        }
-        other => return Err(format!("unknown signal {other}")),
+    let sent = match signal {
+        TicketSignal::StatusChanged(p) => handle.signal(TicketWorkflow::status_changed, p, opts).await,
+        TicketSignal::PriorityChanged(p) => handle.signal(TicketWorkflow::priority_changed, p, opts).await,
+        TicketSignal::AssignmentChanged(p) => handle.signal(TicketWorkflow::assignment_changed, p, opts).await,
+        TicketSignal::CommentAdded(p) => handle.signal(TicketWorkflow::comment_added, p, opts).await,
+        TicketSignal::SlaRebuilt(p) => handle.signal(TicketWorkflow::sla_rebuilt, p, opts).await,
     };
     match sent {
         Ok(()) => Ok(None),

@@ -3,16 +3,17 @@
 //! Demo tickets are created through the same service as the API, so each gets its workflow.
 
 use serde_json::json;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use archer_orchestrator::{Impact, Priority, Status, TenantSlug, TicketKind, Urgency};
 use archer_store::tickets::NewTicket;
-use archer_store::{AuditContext, SystemTx, TenantTx, approvals, catalog, teams, tenants, users};
+use archer_store::{AuditContext, Db, SystemTx, TenantTx, approvals, catalog, teams, tenants, users};
 
 use crate::auth::hash_password;
 use crate::error::ApiError;
-use archer_store::changes::{self as service, Event};
+use archer_orchestrator::access::{Permission, Permissions};
+use archer_orchestrator::commands::ticket::{Actor, TicketChange};
+use archer_store::changes::{self as service};
 
 /// The password of every demo account.
 pub const DEMO_PASSWORD: &str = "archer-demo";
@@ -34,7 +35,7 @@ impl From<ApiError> for SeedError {
 }
 
 /// Creates a tenant (as the schema owner; tenants are not created through the API).
-pub async fn provision_tenant(pool: &PgPool, slug: &str, name: &str) -> Result<Uuid, SeedError> {
+pub async fn provision_tenant(pool: &Db, slug: &str, name: &str) -> Result<Uuid, SeedError> {
     let slug = TenantSlug::parse(slug).map_err(|e| SeedError::Other(e.to_string()))?;
     let id = Uuid::now_v7();
     let mut tx = SystemTx::begin(pool, Some(id), &AuditContext::default()).await?;
@@ -45,7 +46,7 @@ pub async fn provision_tenant(pool: &PgPool, slug: &str, name: &str) -> Result<U
 
 /// Creates a user with roles in a tenant.
 pub async fn provision_user(
-    pool: &PgPool,
+    pool: &Db,
     tenant_id: Uuid,
     email: &str,
     name: &str,
@@ -89,7 +90,7 @@ pub const DEMO_LOGINS: &[DemoLogin] = &[
 
 /// Loads the demo tenants, users, teams and tickets unless they are there already.
 /// Returns whether it loaded anything.
-pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
+pub async fn demo(pool: &Db) -> Result<bool, SeedError> {
     let mut conn = pool.acquire().await.map_err(archer_store::StoreError::from)?;
     if tenants::by_slug(&mut conn, "acme").await?.is_some() {
         return Ok(false);
@@ -213,7 +214,7 @@ pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
             &NewTicket {
                 id: Uuid::now_v7(),
                 tenant_id: acme,
-                kind: kind.as_str().into(),
+                kind,
                 title: title.into(),
                 description: description.into(),
                 requester_id,
@@ -224,7 +225,7 @@ pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
                 priority: i16::from(Priority::derive(impact, urgency).get()),
                 priority_reason: None,
                 category: None,
-                status: Status::New.as_str().into(),
+                status: Status::New,
                 tags: vec!["demo".into()],
                 change_type: (kind == TicketKind::Change).then(|| "normal".into()),
                 risk: (kind == TicketKind::Change).then(|| "medium".into()),
@@ -235,10 +236,15 @@ pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
         )
         .await?;
         if let Some(to) = status {
-            let mut new = row.clone();
-            new.status = to.as_str().into();
-            service::save(&mut tx, &slug, &row, new, vec![Event::Status { from: Status::New, to }], Some(agent))
-                .await?;
+            // the agent moves it on, through the same command as the API
+            let actor = Actor::user(agent, Permissions::new(vec![Permission::TicketUpdate, Permission::TicketAssign]));
+            let change = TicketChange { status: Some(to), ..TicketChange::default() };
+            let now = service::to_jiff(tx.now());
+            let decision = service::snapshot(&row)
+                .map_err(service::ServiceError::from)?
+                .apply(&change, &actor, now)
+                .map_err(|e| SeedError::Other(format!("demo ticket {title}: {e}")))?;
+            service::apply(&mut tx, &slug, &row, decision, &actor).await?;
         }
         tx.commit().await?;
     }
@@ -258,7 +264,7 @@ pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
         &NewTicket {
             id: Uuid::now_v7(),
             tenant_id: globex,
-            kind: TicketKind::Incident.as_str().into(),
+            kind: TicketKind::Incident,
             title: "Printer on floor 3 jams".into(),
             description: "Every second page jams.".into(),
             requester_id: g_req,
@@ -269,7 +275,7 @@ pub async fn demo(pool: &PgPool) -> Result<bool, SeedError> {
             priority: i16::from(Priority::derive(impact, urgency).get()),
             priority_reason: None,
             category: Some("hardware".into()),
-            status: Status::New.as_str().into(),
+            status: Status::New,
             tags: vec!["demo".into()],
             change_type: None,
             risk: None,
@@ -331,13 +337,7 @@ fn checked(spec: &serde_json::Value) -> Result<(), SeedError> {
 }
 
 /// The demo catalog: hardware, software access and onboarding, and the change routing.
-async fn demo_catalog(
-    pool: &PgPool,
-    tenant: Uuid,
-    admin: Uuid,
-    hardware: Uuid,
-    it_owner: Uuid,
-) -> Result<(), SeedError> {
+async fn demo_catalog(pool: &Db, tenant: Uuid, admin: Uuid, hardware: Uuid, it_owner: Uuid) -> Result<(), SeedError> {
     let bad = |e: serde_json::Error| SeedError::Other(e.to_string());
     let mut tx = TenantTx::begin(pool, tenant, &AuditContext { actor_id: Some(admin), ..Default::default() }).await?;
     let (hw, access, people) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
@@ -384,7 +384,7 @@ async fn demo_catalog(
 
 /// Acme's office calendar and SLA policies: P1 incidents around the clock, everything else in
 /// office hours, with warnings and escalations that mail people (MailDev shows them).
-async fn demo_sla(pool: &PgPool, tenant: Uuid, admin: Uuid, desk: Uuid, manager: Uuid) -> Result<(), SeedError> {
+async fn demo_sla(pool: &Db, tenant: Uuid, admin: Uuid, desk: Uuid, manager: Uuid) -> Result<(), SeedError> {
     let ctx = AuditContext { actor_id: Some(admin), ..Default::default() };
     let mut tx = TenantTx::begin(pool, tenant, &ctx).await?;
     let weekdays = ["monday", "tuesday", "wednesday", "thursday", "friday"];

@@ -1,6 +1,9 @@
 //! Running the API (and its outbox relay) on a listener until told to stop.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use archer_store::Clock;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -43,9 +46,10 @@ impl RunningServer {
     }
 }
 
-/// Connects to the database and serves on `listener` (and runs the relay if configured).
-pub async fn start(config: Config, listener: TcpListener) -> Result<RunningServer, ServeError> {
-    let pool = config.connect_database(config.database_max_connections).await?;
+/// Connects to the database and serves on `listener` (and runs the relay if configured),
+/// reading time from `clock` (`archer_store::SystemClock` but in tests).
+pub async fn start(config: Config, listener: TcpListener, clock: Arc<dyn Clock>) -> Result<RunningServer, ServeError> {
+    let pool = config.connect_db(config.database_max_connections, clock).await?;
     if !archer_store::migrations_current(&pool).await.unwrap_or(false) {
         tracing::warn!("database migrations are pending: run `archer migrate`; /ready reports not ready until then");
     }

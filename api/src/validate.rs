@@ -83,6 +83,45 @@ pub fn page(errors: &mut Errors, page: Option<i64>, limit: Option<i64>) -> (i64,
     (page.clamp(1, super::routes::MAX_PAGE), limit.clamp(1, super::routes::MAX_LIMIT))
 }
 
+/// A store refusal of a duplicate name (a unique constraint named `…_name`) as a field error at
+/// `pointer`; any other error as it is.
+pub fn name_taken(e: archer_store::StoreError, pointer: &str) -> ApiError {
+    match e {
+        archer_store::StoreError::Constraint { ref constraint, .. } if constraint.ends_with("_name") => {
+            ApiError::field(pointer, "taken", "this name is already in use")
+        }
+        other => other.into(),
+    }
+}
+
+/// `?limit` of a list: `1..=max` items, `default` when absent.
+pub fn limit(errors: &mut Errors, limit: Option<i64>, default: i64, max: i64) -> i64 {
+    let limit = limit.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        errors.add("?limit", "range", format!("must be between 1 and {max}"));
+    }
+    limit
+}
+
+/// `?cursor` of a keyset list: a previous page's `next_cursor`, the (positive) id of the last
+/// row it showed.
+pub fn cursor(errors: &mut Errors, cursor: Option<&str>) -> Option<i64> {
+    match cursor.map(str::parse::<i64>) {
+        None => None,
+        Some(Ok(id)) if id > 0 => Some(id),
+        Some(_) => {
+            errors.add("?cursor", "invalid", "not a cursor from a previous page");
+            None
+        }
+    }
+}
+
+/// The `next_cursor` of a keyset page: the last row's id when the page is full (there may be
+/// more), none on the last page.
+pub fn next_cursor<T, Id: ToString>(rows: &[T], limit: i64, id: impl Fn(&T) -> Id) -> Option<String> {
+    (rows.len() as i64 == limit).then(|| rows.last().map(|r| id(r).to_string())).flatten()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -108,6 +147,39 @@ mod tests {
             Err(ApiError::Validation(errs)) => assert_eq!(errs[0].pointer, "/b"),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn cursors_and_limits_are_checked_together() {
+        let mut e = Errors::new();
+        assert_eq!(cursor(&mut e, None), None);
+        assert_eq!(cursor(&mut e, Some("42")), Some(42));
+        assert_eq!(limit(&mut e, None, 50, 500), 50);
+        assert!(e.into_result().is_ok());
+        let mut e = Errors::new();
+        for bad in ["0", "-3", "abc", ""] {
+            assert_eq!(cursor(&mut e, Some(bad)), None, "{bad:?}");
+        }
+        limit(&mut e, Some(501), 50, 500);
+        limit(&mut e, Some(0), 50, 500);
+        match e.into_result() {
+            Err(ApiError::Validation(errs)) => {
+                let found: Vec<_> = errs.iter().map(|e| (e.pointer.as_str(), e.code.as_str())).collect();
+                assert_eq!(
+                    found,
+                    [("?cursor", "invalid"); 4].into_iter().chain([("?limit", "range"); 2]).collect::<Vec<_>>()
+                );
+                assert_eq!(errs[4].detail, "must be between 1 and 500");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_page_points_at_its_last_row_and_a_short_one_is_the_last() {
+        assert_eq!(next_cursor(&[7, 9], 2, |r| *r), Some("9".to_owned()));
+        assert_eq!(next_cursor(&[7], 2, |r| *r), None);
+        assert_eq!(next_cursor::<i64, i64>(&[], 2, |r| *r), None);
     }
 
     #[test]

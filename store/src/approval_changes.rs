@@ -12,11 +12,11 @@ use archer_orchestrator::workflows::activities::TicketRef;
 use archer_orchestrator::workflows::approval::{self as wf, ChainCancelled, DecisionMade, RequestInput};
 use archer_orchestrator::{Status, TenantSlug};
 
+use crate::TenantTx;
 use crate::approvals::{self, ApprovalRow, Decided, TaskRow};
 use crate::changes::{self, ServiceError};
-use crate::outbox::{self, Intent};
+use crate::outbox;
 use crate::tickets::TicketRow;
-use crate::{TenantTx, tx_now};
 
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
@@ -70,15 +70,8 @@ pub async fn start(
         on_approved: waiting.on_approved,
         on_rejected: waiting.on_rejected,
     };
-    outbox::enqueue(
-        tx,
-        ticket.tenant_id,
-        &wf::request_workflow_id(&ticket_wf, approval.seq),
-        Intent::Start,
-        wf::REQUEST_TYPE,
-        &serde_json::to_value(&input)?,
-    )
-    .await?;
+    outbox::start(tx, ticket.tenant_id, &wf::request_workflow_id(&ticket_wf, approval.seq), wf::REQUEST_TYPE, &input)
+        .await?;
     Ok(approval)
 }
 
@@ -124,15 +117,7 @@ pub async fn cancel_pending(tx: &mut TenantTx, ticket_id: Uuid, reason: &str) ->
         }
     }
     let tenant = tx.tenant_id();
-    outbox::enqueue(
-        tx,
-        tenant,
-        &a.workflow_id,
-        Intent::Signal,
-        "cancel",
-        &serde_json::to_value(ChainCancelled { reason: reason.to_owned() })?,
-    )
-    .await?;
+    outbox::signal(tx, tenant, &a.workflow_id, &ChainCancelled { reason: reason.to_owned() }).await?;
     Ok(())
 }
 
@@ -152,11 +137,56 @@ pub async fn decide(
     };
     let decided = approvals::decide(tx, task.id, word, comment, via).await?;
     if let Decided::Recorded(t) = &decided {
-        let at = tx_now(tx).await?;
+        let at = tx.now();
         let tenant = tx.tenant_id();
         let signal = DecisionMade { task_id: t.id, approver_id: t.approver_id, decision, at: rfc3339(at) };
-        outbox::enqueue(tx, tenant, &approval.workflow_id, Intent::Signal, "decision", &serde_json::to_value(&signal)?)
-            .await?;
+        outbox::signal(tx, tenant, &approval.workflow_id, &signal).await?;
     }
     Ok(decided)
+}
+
+/// A deactivated approver decides nothing: each of their open approval tasks goes to their
+/// out-of-office delegate if they have an active one (who is told in the app and by the step's
+/// next reminder), otherwise it is withdrawn and its chain is told to decide the step again
+/// without it (it may then be approved, or impossible). In the deactivating transaction.
+pub async fn hand_over_tasks_of_deactivated(tx: &mut TenantTx, user: Uuid) -> Result<(), ServiceError> {
+    let delegate = match approvals::delegate_of(tx, user).await? {
+        Some(d) if crate::users::get(tx, d).await.is_ok_and(|u| u.active) => Some(d),
+        _ => None,
+    };
+    for task in approvals::open_tasks_of(tx, user).await? {
+        if let Some(d) = delegate
+            && approvals::hand_task_to(tx, task.task_id, d, user).await?
+        {
+            notify_handed_over(tx, &task, d).await?;
+            continue;
+        }
+        approvals::withdraw_task(tx, task.task_id).await?;
+        let signal = wf::ApproverWithdrawn { task_id: task.task_id, reason: "the approver was deactivated".into() };
+        let tenant = tx.tenant_id();
+        outbox::signal(tx, tenant, &task.workflow_id, &signal).await?;
+    }
+    Ok(())
+}
+
+/// Tells `delegate` that `task` is theirs now, once per task.
+async fn notify_handed_over(tx: &mut TenantTx, task: &approvals::OpenTask, delegate: Uuid) -> Result<(), ServiceError> {
+    use crate::notifications::{self, NewNotification};
+    let data = serde_json::json!({"approval_id": task.approval_id, "task_id": task.task_id});
+    let tenant_id = tx.tenant_id();
+    notifications::notify(
+        tx,
+        NewNotification {
+            tenant_id,
+            user_id: delegate,
+            ticket_id: Some(task.ticket_id),
+            kind: "approval.handed_over",
+            title: "An approval was handed to you",
+            body: "Its approver was deactivated and you are their delegate: decide it in your approvals inbox.",
+            data: &data,
+            dedup_key: &format!("approval-handed-over:{}", task.task_id),
+        },
+    )
+    .await?;
+    Ok(())
 }

@@ -77,7 +77,7 @@ pub async fn of_ticket(conn: &mut PgConnection, ticket_id: Uuid) -> Result<Vec<A
 /// Sets the outcome of an approval still pending; returns whether it was.
 pub async fn finish(conn: &mut PgConnection, id: Uuid, state: &str, reason: &str) -> Result<bool> {
     let done = sqlx::query!(
-        "UPDATE approvals SET state = $2, reason = $3, decided_at = now() WHERE id = $1 AND state = 'pending'",
+        "UPDATE approvals SET state = $2, reason = $3, decided_at = archer_now() WHERE id = $1 AND state = 'pending'",
         id,
         state,
         reason
@@ -186,7 +186,7 @@ pub async fn step(conn: &mut PgConnection, id: Uuid) -> Result<StepRow> {
 /// Closes an open step with its outcome; the tasks not decided are superseded.
 pub async fn close_step(conn: &mut PgConnection, id: Uuid, state: &str, reason: &str) -> Result<bool> {
     let done = sqlx::query!(
-        "UPDATE approval_steps SET state = $2, reason = $3, closed_at = now() WHERE id = $1 AND state = 'open'",
+        "UPDATE approval_steps SET state = $2, reason = $3, closed_at = archer_now() WHERE id = $1 AND state = 'open'",
         id,
         state,
         reason
@@ -203,9 +203,12 @@ pub async fn close_step(conn: &mut PgConnection, id: Uuid, state: &str, reason: 
 }
 
 pub async fn mark_escalated(conn: &mut PgConnection, step_id: Uuid) -> Result<()> {
-    sqlx::query!("UPDATE approval_steps SET escalated_at = COALESCE(escalated_at, now()) WHERE id = $1", step_id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE approval_steps SET escalated_at = COALESCE(escalated_at, archer_now()) WHERE id = $1",
+        step_id
+    )
+    .execute(&mut *conn)
+    .await?;
     // the original approvers are superseded by the escalation
     sqlx::query!(
         "UPDATE approval_tasks SET state = 'superseded' WHERE step_id = $1 AND NOT escalation AND state IN ('waiting', 'asked')",
@@ -302,7 +305,7 @@ pub async fn task(conn: &mut PgConnection, id: Uuid) -> Result<TaskRow> {
 /// Marks tasks asked (those still waiting); returns the ones newly asked.
 pub async fn ask(conn: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<Uuid>> {
     Ok(sqlx::query_scalar!(
-        "UPDATE approval_tasks SET state = 'asked', asked_at = now() WHERE id = ANY($1) AND state = 'waiting' RETURNING id",
+        "UPDATE approval_tasks SET state = 'asked', asked_at = archer_now() WHERE id = ANY($1) AND state = 'waiting' RETURNING id",
         ids
     )
     .fetch_all(conn)
@@ -349,7 +352,7 @@ pub async fn decide(
     }
     let state = if decision == "approve" { "approved" } else { "rejected" };
     sqlx::query!(
-        "UPDATE approval_tasks SET state = $2, decided_at = now(), comment = $3, via = $4 WHERE id = $1",
+        "UPDATE approval_tasks SET state = $2, decided_at = archer_now(), comment = $3, via = $4 WHERE id = $1",
         task_id,
         state,
         comment,
@@ -484,7 +487,7 @@ pub async fn link_used(conn: &mut PgConnection, token_id: Uuid) -> Result<Option
 /// The active out-of-office delegate of a user, if any.
 pub async fn delegate_of(conn: &mut PgConnection, user_id: Uuid) -> Result<Option<Uuid>> {
     Ok(sqlx::query_scalar!(
-        "SELECT delegate_id FROM user_delegations WHERE user_id = $1 AND starts_at <= now() AND ends_at > now()
+        "SELECT delegate_id FROM user_delegations WHERE user_id = $1 AND starts_at <= archer_now() AND ends_at > archer_now()
           ORDER BY starts_at DESC LIMIT 1",
         user_id
     )
@@ -556,7 +559,7 @@ pub async fn change_routing(conn: &mut PgConnection, tenant_id: Uuid) -> Result<
 pub async fn set_change_routing(conn: &mut PgConnection, tenant_id: Uuid, routing: &serde_json::Value) -> Result<()> {
     sqlx::query!(
         "INSERT INTO tenant_settings (tenant_id, change_routing) VALUES ($1, $2)
-         ON CONFLICT (tenant_id) DO UPDATE SET change_routing = $2, updated_at = now()",
+         ON CONFLICT (tenant_id) DO UPDATE SET change_routing = $2, updated_at = archer_now()",
         tenant_id,
         routing
     )

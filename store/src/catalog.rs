@@ -72,7 +72,7 @@ pub async fn update_category(
     sqlx::query_as!(
         Category,
         "UPDATE catalog_categories SET name = COALESCE($2, name), description = COALESCE($3, description),
-                icon = CASE WHEN $4 THEN $5 ELSE icon END, position = COALESCE($6, position), updated_at = now()
+                icon = CASE WHEN $4 THEN $5 ELSE icon END, position = COALESCE($6, position), updated_at = archer_now()
           WHERE id = $1
           RETURNING id, name, description, icon, position",
         id,
@@ -225,7 +225,7 @@ pub async fn update_item(
     };
     sqlx::query!(
         "UPDATE catalog_items SET name = COALESCE($2, name), category_id = COALESCE($3, category_id),
-                current_version = $4, updated_at = now()
+                current_version = $4, updated_at = archer_now()
           WHERE id = $1",
         id,
         name,
@@ -238,9 +238,10 @@ pub async fn update_item(
 }
 
 pub async fn deactivate_item(conn: &mut PgConnection, id: Uuid) -> Result<()> {
-    let done = sqlx::query!("UPDATE catalog_items SET active = false, updated_at = now() WHERE id = $1 AND active", id)
-        .execute(conn)
-        .await?;
+    let done =
+        sqlx::query!("UPDATE catalog_items SET active = false, updated_at = archer_now() WHERE id = $1 AND active", id)
+            .execute(conn)
+            .await?;
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound);
     }

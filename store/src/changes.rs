@@ -1,19 +1,24 @@
 //! Creating and changing tickets together with the workflow intents each change records (the
-//! outbox rows), in the caller's transaction. The API and the workers (escalations) both write
-//! tickets through here, so every change reaches the ticket's workflow the same way.
+//! outbox rows), in the caller's transaction: the one write path for tickets. The domain's
+//! ticket commands (`archer_orchestrator::commands::ticket`) decide a change; [`apply`] and
+//! [`open`] persist the decision. The API, the workers (approval outcomes, escalations) and the
+//! demo seed all write tickets through here, so every change reaches the ticket's workflow the
+//! same way; no other code writes a ticket's outbox rows.
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+use archer_orchestrator::commands::ticket::{Actor, Decision, FollowUp, Ticket, Voice};
 use archer_orchestrator::sla::engine::SlaEngine;
 use archer_orchestrator::sla::policy::MatchInput;
 use archer_orchestrator::workflows::ticket::{
     self as wf, AssignmentChanged, CommentAdded, CommentAuthor, PriorityChanged, StatusChanged, TicketWorkflowInput,
 };
-use archer_orchestrator::{Priority, Status, TenantSlug, TicketKind, TicketNumber};
+use archer_orchestrator::{Impact, Priority, Status, TenantSlug, TicketKind, TicketNumber, Urgency};
 
-use crate::outbox::{self, Intent};
+use crate::approval_changes;
+use crate::outbox;
 use crate::sla;
 use crate::tickets::{self, NewTicket, TicketRow};
 use crate::{StoreError, TenantTx};
@@ -36,12 +41,10 @@ pub struct CorruptRow {
 
 pub fn parse(row: &TicketRow) -> Result<Parsed, CorruptRow> {
     let bad = |what: String| CorruptRow { id: row.id, what };
-    let kind: TicketKind = row.kind.parse().map_err(|e| bad(format!("{e}")))?;
-    let number = TicketNumber::new(kind, u32::try_from(row.number).map_err(|e| bad(e.to_string()))?)
+    let number = TicketNumber::new(row.kind, u32::try_from(row.number).map_err(|e| bad(e.to_string()))?)
         .map_err(|e| bad(e.to_string()))?;
-    let status: Status = row.status.parse().map_err(|e| bad(format!("{e}")))?;
     let priority = Priority::new(i64::from(row.priority)).map_err(|e| bad(e.to_string()))?;
-    Ok(Parsed { kind, number, status, priority })
+    Ok(Parsed { kind: row.kind, number, status: row.status, priority })
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -114,15 +117,7 @@ pub async fn create(tx: &mut TenantTx, tenant: &TenantSlug, new: &NewTicket) -> 
         carried: None,
     };
     let start = StartTicket { input, title: row.title.clone() };
-    outbox::enqueue(
-        tx,
-        row.tenant_id,
-        &wf::workflow_id(tenant, &p.number),
-        Intent::Start,
-        wf::WORKFLOW_TYPE,
-        &serde_json::to_value(&start)?,
-    )
-    .await?;
+    outbox::start(tx, row.tenant_id, &wf::workflow_id(tenant, &p.number), wf::WORKFLOW_TYPE, &start).await?;
     Ok(row)
 }
 
@@ -133,11 +128,117 @@ pub struct StartTicket {
     pub title: String,
 }
 
-/// A change the workflow hears about.
-pub enum Event {
-    Status { from: Status, to: Status },
-    Priority { from: Priority, to: Priority, reason: Option<String> },
-    Assignment { assignee_id: Option<Uuid>, team_id: Option<Uuid> },
+/// A change the workflow hears about (decided by the domain's ticket commands).
+pub use archer_orchestrator::commands::ticket::Event;
+
+/// The domain's view of a stored ticket, for its commands to decide on.
+pub fn snapshot(row: &TicketRow) -> Result<Ticket, CorruptRow> {
+    let p = parse(row)?;
+    let bad = |what: String| CorruptRow { id: row.id, what };
+    Ok(Ticket {
+        kind: p.kind,
+        status: p.status,
+        title: row.title.clone(),
+        description: row.description.clone(),
+        requester_id: row.requester_id,
+        assignee_id: row.assignee_id,
+        team_id: row.team_id,
+        impact: Impact::new(i64::from(row.impact)).map_err(|e| bad(e.to_string()))?,
+        urgency: Urgency::new(i64::from(row.urgency)).map_err(|e| bad(e.to_string()))?,
+        priority: p.priority,
+        priority_reason: row.priority_reason.clone(),
+        category: row.category.clone(),
+        tags: row.tags.clone(),
+        change_type: text_enum(row.id, row.change_type.as_deref())?,
+        risk: text_enum(row.id, row.risk.as_deref())?,
+        resolved_at: row.resolved_at.map(to_jiff),
+        closed_at: row.closed_at.map(to_jiff),
+    })
+}
+
+/// A stored name of a domain enum (`change_type`, `risk`) read by its serde name.
+fn text_enum<T: serde::de::DeserializeOwned>(id: Uuid, v: Option<&str>) -> Result<Option<T>, CorruptRow> {
+    v.map(|t| serde_json::from_value(serde_json::Value::from(t)))
+        .transpose()
+        .map_err(|e| CorruptRow { id, what: e.to_string() })
+}
+
+/// `row` with the fields a command decides set as `t` has them.
+fn with_decided(row: &TicketRow, t: &Ticket) -> TicketRow {
+    TicketRow {
+        title: t.title.clone(),
+        description: t.description.clone(),
+        assignee_id: t.assignee_id,
+        team_id: t.team_id,
+        impact: i16::from(t.impact.get()),
+        urgency: i16::from(t.urgency.get()),
+        priority: i16::from(t.priority.get()),
+        priority_reason: t.priority_reason.clone(),
+        category: t.category.clone(),
+        status: t.status,
+        tags: t.tags.clone(),
+        resolved_at: t.resolved_at.map(to_time),
+        closed_at: t.closed_at.map(to_time),
+        change_type: t.change_type.map(|c| c.as_str().to_owned()),
+        risk: t.risk.map(|r| r.as_str().to_owned()),
+        ..row.clone()
+    }
+}
+
+/// Opens the ticket a command decided (`NewTicket::open`), as [`create`] does.
+pub async fn open(tx: &mut TenantTx, tenant: &TenantSlug, t: &Ticket) -> Result<TicketRow, ServiceError> {
+    let new = NewTicket {
+        id: Uuid::now_v7(),
+        tenant_id: tx.tenant_id(),
+        kind: t.kind,
+        title: t.title.clone(),
+        description: t.description.clone(),
+        requester_id: t.requester_id,
+        assignee_id: t.assignee_id,
+        team_id: t.team_id,
+        impact: i16::from(t.impact.get()),
+        urgency: i16::from(t.urgency.get()),
+        priority: i16::from(t.priority.get()),
+        priority_reason: t.priority_reason.clone(),
+        category: t.category.clone(),
+        status: t.status,
+        tags: t.tags.clone(),
+        change_type: t.change_type.map(|c| c.as_str().to_owned()),
+        risk: t.risk.map(|r| r.as_str().to_owned()),
+        catalog_item_id: None,
+        catalog_item_version: None,
+        request_fields: None,
+    };
+    create(tx, tenant, &new).await
+}
+
+/// Persists what a ticket command decided about `old` (read locked in `tx`): the saved row
+/// with one signal per event, then the follow-ups in order (approvals cancelled or started
+/// through `approval_changes`, Archer's notes). A decision that changed nothing writes nothing.
+pub async fn apply(
+    tx: &mut TenantTx,
+    tenant: &TenantSlug,
+    old: &TicketRow,
+    decision: Decision,
+    actor: &Actor,
+) -> Result<TicketRow, ServiceError> {
+    if !decision.changed {
+        return Ok(old.clone());
+    }
+    let new = with_decided(old, &decision.ticket);
+    let row = save(tx, tenant, old, new, decision.events, actor.user_id()).await?;
+    for follow_up in decision.follow_ups {
+        match follow_up {
+            FollowUp::CancelPendingApproval { reason } => approval_changes::cancel_pending(tx, row.id, &reason).await?,
+            FollowUp::StartChangeApproval(change_type) => {
+                approval_changes::start_change(tx, &row, tenant, change_type).await?;
+            }
+            FollowUp::Note(body) => {
+                tickets::add_comment(tx, row.tenant_id, row.id, None, &body, false).await?;
+            }
+        }
+    }
+    Ok(row)
 }
 
 /// Saves `new` (a modified copy of `old`, locked in `tx`) and records one signal per event.
@@ -157,47 +258,45 @@ pub async fn save(
     for (i, event) in events.into_iter().enumerate() {
         let seq = old.event_seq + 1 + i as i64;
         let at = at.clone();
-        let (name, payload) = match event {
+        let tenant_id = saved.tenant_id;
+        match event {
             Event::Status { from, to } => {
-                ("status_changed", serde_json::to_value(StatusChanged { seq, at, actor_id, from, to })?)
+                outbox::signal(tx, tenant_id, &workflow_id, &StatusChanged { seq, at, actor_id, from, to }).await?
             }
             Event::Priority { from, to, reason } => {
-                ("priority_changed", serde_json::to_value(PriorityChanged { seq, at, actor_id, from, to, reason })?)
+                let signal = PriorityChanged { seq, at, actor_id, from, to, reason };
+                outbox::signal(tx, tenant_id, &workflow_id, &signal).await?
             }
-            Event::Assignment { assignee_id, team_id } => (
-                "assignment_changed",
-                serde_json::to_value(AssignmentChanged { seq, at, actor_id, assignee_id, team_id })?,
-            ),
+            Event::Assignment { assignee_id, team_id } => {
+                let signal = AssignmentChanged { seq, at, actor_id, assignee_id, team_id };
+                outbox::signal(tx, tenant_id, &workflow_id, &signal).await?
+            }
         };
-        outbox::enqueue(tx, saved.tenant_id, &workflow_id, Intent::Signal, name, &payload).await?;
     }
     Ok(saved)
 }
 
-/// Adds a comment; a public one is signalled to the workflow (SLA clocks react to replies).
+/// Adds a comment by `author_id` speaking for `voice` (as `Ticket::comment` decided); a public
+/// one is signalled to the workflow (SLA clocks react to replies).
 pub async fn comment(
     tx: &mut TenantTx,
     tenant: &TenantSlug,
     ticket: &TicketRow,
     author_id: Uuid,
-    author: CommentAuthor,
+    voice: Voice,
     body: &str,
     internal: bool,
 ) -> Result<tickets::Comment, ServiceError> {
+    let author = match voice {
+        Voice::Customer => CommentAuthor::Customer,
+        Voice::Agent => CommentAuthor::Agent,
+    };
     let c = tickets::add_comment(tx, ticket.tenant_id, ticket.id, Some(author_id), body, internal).await?;
     if !internal {
         let seq = tickets::next_event_seq(tx, ticket.id).await?;
         let p = parse(ticket)?;
         let payload = CommentAdded { seq, at: rfc3339(c.created_at), comment_id: c.id, author_id, author };
-        outbox::enqueue(
-            tx,
-            ticket.tenant_id,
-            &wf::workflow_id(tenant, &p.number),
-            Intent::Signal,
-            "comment_added",
-            &serde_json::to_value(payload)?,
-        )
-        .await?;
+        outbox::signal(tx, ticket.tenant_id, &wf::workflow_id(tenant, &p.number), &payload).await?;
     }
     Ok(c)
 }

@@ -79,15 +79,16 @@ pub async fn complete(
     Ok(())
 }
 
-/// Forgets keys older than `max_age` (run by the relay's housekeeping).
-/// Never waits for a lock: a key held by a transaction still in flight is skipped.
-pub async fn expire(conn: &mut PgConnection, max_age: time::Duration) -> Result<u64> {
+/// Forgets keys older than `max_age` at `now` (run by the relay's housekeeping, outside a
+/// transaction). Never waits for a lock: a key held by a transaction still in flight is skipped.
+pub async fn expire(conn: &mut PgConnection, now: time::OffsetDateTime, max_age: time::Duration) -> Result<u64> {
     let done = sqlx::query!(
         "DELETE FROM idempotency_keys
           WHERE ctid = ANY (ARRAY(SELECT ctid FROM idempotency_keys
-                                   WHERE created_at < now() - make_interval(secs => $1)
+                                   WHERE created_at < $2::timestamptz - make_interval(secs => $1)
                                    FOR UPDATE SKIP LOCKED))",
-        max_age.as_seconds_f64()
+        max_age.as_seconds_f64(),
+        now
     )
     .execute(conn)
     .await?;

@@ -9,17 +9,23 @@
 //! Every mutation of an audited table writes its audit row through a database trigger that
 //! reads the transaction's context ([`AuditContext`]), so no code path can change data
 //! without a trace.
+//!
+//! Time comes from one [`Clock`], carried by the database handle ([`Db`]): each transaction
+//! reads it once when it begins and stamps everything it writes with that instant
+//! (`archer_now()` in SQL), so a test that fixes the clock sees it in every row.
 
 pub mod approval_changes;
 pub mod approvals;
 pub mod audit;
 pub mod catalog;
 pub mod changes;
+pub mod clock;
 pub mod idempotency;
 pub mod notifications;
 pub mod outbox;
 pub mod security;
 pub mod sla;
+pub mod sla_changes;
 pub mod teams;
 pub mod tenants;
 pub mod tickets;
@@ -31,9 +37,12 @@ use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use std::net::IpAddr;
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use sqlx;
 
 /// Migrations embedded in the binary.
@@ -56,6 +65,9 @@ pub enum StoreError {
     /// transaction, a cancelled statement): nothing was written; trying again later may work.
     #[error("the database is busy: {0}")]
     Busy(String),
+    /// A workflow payload could not be encoded (a bug, never the caller's input).
+    #[error("could not encode a workflow payload: {0}")]
+    Encode(String),
     #[error(transparent)]
     Database(sqlx::Error),
     #[error(transparent)]
@@ -187,22 +199,70 @@ pub struct AuditContext {
     pub ip: Option<IpAddr>,
 }
 
+/// The database handle every process shares: the pool and the one clock its transactions
+/// read. Cheap to clone. Dereferences to the pool for what does not need the time.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: PgPool,
+    clock: Arc<dyn Clock>,
+}
+
+impl Db {
+    pub fn new(pool: PgPool, clock: Arc<dyn Clock>) -> Self {
+        Db { pool, clock }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The clock's instant at the database's precision (microseconds), so that what Rust holds
+    /// and what PostgreSQL stores are the same instant.
+    pub fn now(&self) -> OffsetDateTime {
+        to_micros(self.clock.now())
+    }
+}
+
+impl Deref for Db {
+    type Target = PgPool;
+    fn deref(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// `t` without its nanoseconds below the microsecond (PostgreSQL's precision; it would round).
+fn to_micros(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(t.nanosecond() / 1_000 * 1_000).unwrap_or(t)
+}
+
 /// A transaction confined to one tenant by row-level security.
 pub struct TenantTx {
     tx: Transaction<'static, Postgres>,
     tenant_id: Uuid,
+    now: OffsetDateTime,
 }
 
 impl TenantTx {
-    pub async fn begin(pool: &PgPool, tenant_id: Uuid, ctx: &AuditContext) -> Result<Self> {
-        let mut tx = pool.begin().await?;
+    pub async fn begin(db: &Db, tenant_id: Uuid, ctx: &AuditContext) -> Result<Self> {
+        let mut tx = db.pool.begin().await?;
         sqlx::query("SET LOCAL ROLE archer_app").execute(&mut *tx).await?;
-        set_context(&mut tx, Some(tenant_id), ctx).await?;
-        Ok(Self { tx, tenant_id })
+        let now = db.now();
+        set_context(&mut tx, Some(tenant_id), ctx, now).await?;
+        Ok(Self { tx, tenant_id, now })
     }
 
     pub fn tenant_id(&self) -> Uuid {
         self.tenant_id
+    }
+
+    /// The transaction's instant (`archer_now()`), read from the clock when it began: every
+    /// row it writes is stamped with it.
+    pub fn now(&self) -> OffsetDateTime {
+        self.now
     }
 
     pub async fn commit(self) -> Result<()> {
@@ -228,14 +288,21 @@ impl DerefMut for TenantTx {
 /// (before a tenant is known), provisioning tenants and the outbox relay.
 pub struct SystemTx {
     tx: Transaction<'static, Postgres>,
+    now: OffsetDateTime,
 }
 
 impl SystemTx {
     /// `tenant_id` is set for audit triggers when the work concerns one tenant.
-    pub async fn begin(pool: &PgPool, tenant_id: Option<Uuid>, ctx: &AuditContext) -> Result<Self> {
-        let mut tx = pool.begin().await?;
-        set_context(&mut tx, tenant_id, ctx).await?;
-        Ok(Self { tx })
+    pub async fn begin(db: &Db, tenant_id: Option<Uuid>, ctx: &AuditContext) -> Result<Self> {
+        let mut tx = db.pool.begin().await?;
+        let now = db.now();
+        set_context(&mut tx, tenant_id, ctx, now).await?;
+        Ok(Self { tx, now })
+    }
+
+    /// The transaction's instant (`archer_now()`), as [`TenantTx::now`].
+    pub fn now(&self) -> OffsetDateTime {
+        self.now
     }
 
     pub async fn commit(self) -> Result<()> {
@@ -257,21 +324,36 @@ impl DerefMut for SystemTx {
     }
 }
 
-async fn set_context(conn: &mut PgConnection, tenant_id: Option<Uuid>, ctx: &AuditContext) -> Result<()> {
+/// Sets the transaction's audit context and its instant (`archer.now`, read by `archer_now()`)
+/// in one statement.
+async fn set_context(
+    conn: &mut PgConnection,
+    tenant_id: Option<Uuid>,
+    ctx: &AuditContext,
+    now: OffsetDateTime,
+) -> Result<()> {
+    // RFC 3339 in UTC: PostgreSQL reads it whatever the session's DateStyle and TimeZone
+    let now = now
+        .to_offset(time::UtcOffset::UTC)
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| StoreError::Invalid(format!("the clock's instant {now} cannot be written: {e}")))?;
     sqlx::query(
         "SELECT set_config('archer.tenant_id', $1, true), set_config('archer.actor_id', $2, true), \
-                set_config('archer.request_id', $3, true), set_config('archer.client_ip', $4, true)",
+                set_config('archer.request_id', $3, true), set_config('archer.client_ip', $4, true), \
+                set_config('archer.now', $5, true)",
     )
     .bind(tenant_id.map(|t| t.to_string()).unwrap_or_default())
     .bind(ctx.actor_id.map(|a| a.to_string()).unwrap_or_default())
     .bind(ctx.request_id.clone().unwrap_or_default())
     .bind(ctx.ip.map(|ip| ip.to_string()).unwrap_or_default())
+    .bind(now)
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// The transaction's timestamp (`now()`), the instant every row it writes is stamped with.
+/// The transaction's instant (`archer_now()`), the instant every row it writes is stamped with:
+/// in a [`TenantTx`] or [`SystemTx`], the same as its `now()`, which needs no round trip.
 pub async fn tx_now(conn: &mut PgConnection) -> Result<time::OffsetDateTime> {
-    Ok(sqlx::query_scalar!(r#"SELECT now() AS "now!""#).fetch_one(conn).await?)
+    Ok(sqlx::query_scalar!(r#"SELECT archer_now() AS "now!""#).fetch_one(conn).await?)
 }

@@ -82,7 +82,7 @@ pub async fn inbox(
 pub async fn mark_read(conn: &mut PgConnection, user_id: Uuid, id: Uuid) -> Result<Notification> {
     sqlx::query_as!(
         Notification,
-        "UPDATE notifications SET read_at = COALESCE(read_at, now()) WHERE id = $1 AND user_id = $2
+        "UPDATE notifications SET read_at = COALESCE(read_at, archer_now()) WHERE id = $1 AND user_id = $2
          RETURNING id, ticket_id, kind, title, body, data, created_at, read_at",
         id,
         user_id
@@ -93,9 +93,10 @@ pub async fn mark_read(conn: &mut PgConnection, user_id: Uuid, id: Uuid) -> Resu
 }
 
 pub async fn mark_all_read(conn: &mut PgConnection, user_id: Uuid) -> Result<u64> {
-    let done = sqlx::query!("UPDATE notifications SET read_at = now() WHERE user_id = $1 AND read_at IS NULL", user_id)
-        .execute(conn)
-        .await?;
+    let done =
+        sqlx::query!("UPDATE notifications SET read_at = archer_now() WHERE user_id = $1 AND read_at IS NULL", user_id)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected())
 }
 
@@ -173,7 +174,7 @@ pub async fn claim_email(conn: &mut PgConnection, id: Uuid) -> Result<Claim> {
     }
     if mail.sending_since.is_some() {
         sqlx::query!(
-            "UPDATE email_outbox SET outcome_unknown_at = now(), sending_since = NULL,
+            "UPDATE email_outbox SET outcome_unknown_at = archer_now(), sending_since = NULL,
                     last_error = 'the sender stopped while sending: it may have been delivered, so it is not sent again'
               WHERE id = $1",
             id
@@ -182,7 +183,7 @@ pub async fn claim_email(conn: &mut PgConnection, id: Uuid) -> Result<Claim> {
         .await?;
         return Ok(Claim::Unknown(mail));
     }
-    sqlx::query!("UPDATE email_outbox SET sending_since = now(), attempts = attempts + 1 WHERE id = $1", id)
+    sqlx::query!("UPDATE email_outbox SET sending_since = archer_now(), attempts = attempts + 1 WHERE id = $1", id)
         .execute(conn)
         .await?;
     Ok(Claim::Send(mail))
@@ -190,9 +191,12 @@ pub async fn claim_email(conn: &mut PgConnection, id: Uuid) -> Result<Claim> {
 
 /// The SMTP server accepted the email.
 pub async fn email_sent(conn: &mut PgConnection, id: Uuid) -> Result<()> {
-    sqlx::query!("UPDATE email_outbox SET sent_at = now(), sending_since = NULL, last_error = NULL WHERE id = $1", id)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE email_outbox SET sent_at = archer_now(), sending_since = NULL, last_error = NULL WHERE id = $1",
+        id
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -4,7 +4,9 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::Result;
+use archer_orchestrator::workflows::signals::Signal;
+
+use crate::{Result, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Intent {
@@ -34,7 +36,27 @@ pub struct OutboxRow {
     pub attempts: i32,
 }
 
-pub async fn enqueue(
+/// Records the intent to send `signal` to the workflow `workflow_id`, in the caller's
+/// transaction. The signal's name comes from its type (`archer_orchestrator::workflows::signals`).
+pub async fn signal<S: Signal>(conn: &mut PgConnection, tenant_id: Uuid, workflow_id: &str, signal: &S) -> Result<i64> {
+    let payload = serde_json::to_value(signal).map_err(|e| StoreError::Encode(e.to_string()))?;
+    enqueue(conn, tenant_id, workflow_id, Intent::Signal, S::NAME, &payload).await
+}
+
+/// Records the intent to start the workflow `workflow_id` of type `workflow_type` with `input`,
+/// in the caller's transaction.
+pub async fn start<I: serde::Serialize>(
+    conn: &mut PgConnection,
+    tenant_id: Uuid,
+    workflow_id: &str,
+    workflow_type: &str,
+    input: &I,
+) -> Result<i64> {
+    let payload = serde_json::to_value(input).map_err(|e| StoreError::Encode(e.to_string()))?;
+    enqueue(conn, tenant_id, workflow_id, Intent::Start, workflow_type, &payload).await
+}
+
+async fn enqueue(
     conn: &mut PgConnection,
     tenant_id: Uuid,
     workflow_id: &str,
@@ -54,65 +76,78 @@ pub async fn enqueue(
     .await?)
 }
 
-/// The oldest undelivered rows that are due, in id order, except those in `skip` (delivered,
-/// but not yet marked so). Rows of a workflow that has an earlier row waiting for a retry, or
-/// an earlier row in `skip`, are held back, so a workflow's intents stay in order.
-pub async fn due(conn: &mut PgConnection, limit: i64, skip: &[i64]) -> Result<Vec<OutboxRow>> {
+/// The oldest undelivered rows that are due at `now`, in id order, except those in `skip`
+/// (delivered, but not yet marked so). Rows of a workflow that has an earlier row waiting for a
+/// retry, or an earlier row in `skip`, are held back, so a workflow's intents stay in order.
+///
+/// The relay's statements run outside a transaction (no `archer_now()` of Archer's clock), so
+/// they are given the clock's instant.
+pub async fn due(conn: &mut PgConnection, now: OffsetDateTime, limit: i64, skip: &[i64]) -> Result<Vec<OutboxRow>> {
     Ok(sqlx::query_as!(
         OutboxRow,
         "SELECT o.id, o.tenant_id, o.workflow_id, o.intent, o.name, o.payload, o.created_at, o.attempts
            FROM outbox o
-          WHERE o.delivered_at IS NULL AND o.available_at <= now() AND o.id <> ALL($2)
+          WHERE o.delivered_at IS NULL AND o.available_at <= $3 AND o.id <> ALL($2)
             AND NOT EXISTS (SELECT 1 FROM outbox e
                              WHERE e.workflow_id = o.workflow_id AND e.delivered_at IS NULL
-                               AND e.id < o.id AND (e.available_at > now() OR e.id = ANY($2)))
+                               AND e.id < o.id AND (e.available_at > $3 OR e.id = ANY($2)))
           ORDER BY o.id
           LIMIT $1",
         limit,
-        skip
+        skip,
+        now
     )
     .fetch_all(conn)
     .await?)
 }
 
-/// Marks a row delivered. Never waits for a lock: a row locked by another session (a
+/// Marks a row delivered at `now`. Never waits for a lock: a row locked by another session (a
 /// transaction that should not exist, see `connect_with`) is left as it is and `false` is
 /// returned; the relay moves on and delivers it again later, which is harmless.
-pub async fn mark_delivered(conn: &mut PgConnection, id: i64, note: Option<&str>) -> Result<bool> {
+pub async fn mark_delivered(conn: &mut PgConnection, now: OffsetDateTime, id: i64, note: Option<&str>) -> Result<bool> {
     let r = sqlx::query!(
-        "UPDATE outbox SET delivered_at = now(), attempts = attempts + 1, last_error = $2
+        "UPDATE outbox SET delivered_at = $3, attempts = attempts + 1, last_error = $2
           WHERE id = (SELECT id FROM outbox WHERE id = $1 FOR UPDATE SKIP LOCKED)",
         id,
-        note
+        note,
+        now
     )
     .execute(conn)
     .await?;
     Ok(r.rows_affected() == 1)
 }
 
-/// Records a failed attempt and when to try again. Never waits for a lock (as
+/// Records a failed attempt at `now` and when to try again. Never waits for a lock (as
 /// [`mark_delivered`]): `false` when the row was locked by another session.
-pub async fn mark_failed(conn: &mut PgConnection, id: i64, error: &str, retry_in: time::Duration) -> Result<bool> {
+pub async fn mark_failed(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+    id: i64,
+    error: &str,
+    retry_in: time::Duration,
+) -> Result<bool> {
     let r = sqlx::query!(
         "UPDATE outbox SET attempts = attempts + 1, last_error = $2,
-                available_at = now() + make_interval(secs => $3)
+                available_at = $4::timestamptz + make_interval(secs => $3)
           WHERE id = (SELECT id FROM outbox WHERE id = $1 FOR UPDATE SKIP LOCKED)",
         id,
         error,
-        retry_in.as_seconds_f64()
+        retry_in.as_seconds_f64(),
+        now
     )
     .execute(conn)
     .await?;
     Ok(r.rows_affected() == 1)
 }
 
-/// How far behind delivery is: the number of undelivered rows and the age in seconds of the
-/// oldest one (0 when none waits).
-pub async fn backlog(conn: &mut PgConnection) -> Result<(i64, f64)> {
+/// How far behind delivery is at `now`: the number of undelivered rows and the age in seconds
+/// of the oldest one (0 when none waits).
+pub async fn backlog(conn: &mut PgConnection, now: OffsetDateTime) -> Result<(i64, f64)> {
     let row = sqlx::query!(
         r#"SELECT count(*) AS "pending!",
-                  COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) AS "oldest_age!"
-             FROM outbox WHERE delivered_at IS NULL"#
+                  COALESCE(EXTRACT(EPOCH FROM $1::timestamptz - min(created_at))::float8, 0) AS "oldest_age!"
+             FROM outbox WHERE delivered_at IS NULL"#,
+        now
     )
     .fetch_one(conn)
     .await?;

@@ -81,11 +81,16 @@ pub async fn refused_links_of(
     .await?)
 }
 
-/// Forgets refused links older than `max_age` (housekeeping).
-pub async fn expire_refused_links(conn: &mut PgConnection, max_age: time::Duration) -> Result<u64> {
+/// Forgets refused links older than `max_age` at `now` (housekeeping, outside a transaction).
+pub async fn expire_refused_links(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+    max_age: time::Duration,
+) -> Result<u64> {
     let done = sqlx::query!(
-        "DELETE FROM refused_links WHERE at < now() - make_interval(secs => $1)",
-        max_age.as_seconds_f64()
+        "DELETE FROM refused_links WHERE at < $2::timestamptz - make_interval(secs => $1)",
+        max_age.as_seconds_f64(),
+        now
     )
     .execute(conn)
     .await?;

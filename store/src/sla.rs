@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use archer_orchestrator::sla::calendar::CalendarSpec;
-use archer_orchestrator::sla::engine::SlaAssignment;
+use archer_orchestrator::sla::engine::{ClockReport, SlaAssignment, clocks_as_of};
 use archer_orchestrator::sla::policy::{MatchInput, PolicySpec};
 
 use crate::{Result, StoreError};
@@ -106,7 +106,7 @@ pub async fn update_calendar(
         current.version
     };
     sqlx::query!(
-        "UPDATE business_calendars SET name = COALESCE($2, name), current_version = $3, updated_at = now() WHERE id = $1",
+        "UPDATE business_calendars SET name = COALESCE($2, name), current_version = $3, updated_at = archer_now() WHERE id = $1",
         id,
         name,
         version
@@ -118,7 +118,7 @@ pub async fn update_calendar(
 
 pub async fn archive_calendar(conn: &mut PgConnection, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
-        "UPDATE business_calendars SET archived = true, updated_at = now() WHERE id = $1 AND NOT archived",
+        "UPDATE business_calendars SET archived = true, updated_at = archer_now() WHERE id = $1 AND NOT archived",
         id
     )
     .execute(conn)
@@ -274,7 +274,7 @@ pub async fn update_policy(
     };
     sqlx::query!(
         "UPDATE sla_policies SET name = COALESCE($2, name), position = COALESCE($3, position), current_version = $4,
-                updated_at = now()
+                updated_at = archer_now()
           WHERE id = $1",
         id,
         name,
@@ -287,9 +287,10 @@ pub async fn update_policy(
 }
 
 pub async fn deactivate_policy(conn: &mut PgConnection, id: Uuid) -> Result<()> {
-    let done = sqlx::query!("UPDATE sla_policies SET active = false, updated_at = now() WHERE id = $1 AND active", id)
-        .execute(conn)
-        .await?;
+    let done =
+        sqlx::query!("UPDATE sla_policies SET active = false, updated_at = archer_now() WHERE id = $1 AND active", id)
+            .execute(conn)
+            .await?;
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound);
     }
@@ -312,6 +313,17 @@ pub struct TicketSlaRow {
     pub updated_at: OffsetDateTime,
 }
 
+impl TicketSlaRow {
+    /// The policy and calendar pinned to the ticket, and its recorded clocks brought up to `now`
+    /// (`engine::clocks_as_of`): what a read or a rebuild shows as the ticket's clocks.
+    pub fn clocks_as_of(&self, now: jiff::Timestamp) -> serde_json::Result<(SlaAssignment, Vec<ClockReport>)> {
+        let assignment: SlaAssignment = serde_json::from_value(self.assignment.clone())?;
+        let clocks: Vec<ClockReport> = serde_json::from_value(self.clocks.clone())?;
+        let clocks = clocks_as_of(&assignment, clocks, now);
+        Ok((assignment, clocks))
+    }
+}
+
 pub struct NewTicketSla<'a> {
     pub tenant_id: Uuid,
     pub ticket_id: Uuid,
@@ -332,7 +344,7 @@ pub async fn assign(conn: &mut PgConnection, t: NewTicketSla<'_>) -> Result<()> 
                                  assignment, clocks, state, next_due_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (ticket_id) DO UPDATE SET policy_id = $3, policy_version = $4, calendar_id = $5,
-             calendar_version = $6, assignment = $7, clocks = $8, state = $9, next_due_at = $10, updated_at = now()",
+             calendar_version = $6, assignment = $7, clocks = $8, state = $9, next_due_at = $10, updated_at = archer_now()",
         t.ticket_id,
         t.tenant_id,
         t.policy_id,
@@ -385,7 +397,7 @@ pub async fn project(
     next_due_at: Option<OffsetDateTime>,
 ) -> Result<bool> {
     let done = sqlx::query!(
-        "UPDATE ticket_sla SET clocks = $3, state = $4, next_due_at = $5, seq = $2, event_seq = $6, updated_at = now()
+        "UPDATE ticket_sla SET clocks = $3, state = $4, next_due_at = $5, seq = $2, event_seq = $6, updated_at = archer_now()
           WHERE ticket_id = $1 AND seq <= $2",
         ticket_id,
         seq,

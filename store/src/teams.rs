@@ -57,7 +57,7 @@ pub async fn list(conn: &mut PgConnection) -> Result<Vec<Team>> {
 
 pub async fn update(conn: &mut PgConnection, id: Uuid, name: Option<&str>, description: Option<&str>) -> Result<Team> {
     let done = sqlx::query!(
-        "UPDATE teams SET name = COALESCE($2, name), description = COALESCE($3, description), updated_at = now()
+        "UPDATE teams SET name = COALESCE($2, name), description = COALESCE($3, description), updated_at = archer_now()
           WHERE id = $1",
         id,
         name,

@@ -1,16 +1,64 @@
 //! Tickets, their numbers, comments and links.
 
-use sqlx::{PgConnection, Postgres, QueryBuilder};
+use std::fmt::Display;
+use std::str::FromStr;
+
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgTypeInfo, PgValueRef};
+use sqlx::{Decode, PgConnection, Postgres, QueryBuilder, Type};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use archer_orchestrator::{LinkKind, Status, TicketKind};
+
 use crate::{Result, StoreError};
+
+/// A domain enum stored as its name in a `text` column (`TicketKind`, `Status`, `LinkKind`),
+/// decoded through `FromStr`: a row holding a name this build does not know fails to decode
+/// instead of travelling on as a string. The domain crate knows nothing of sqlx, so the mapping
+/// lives here. Queries name it in their column overrides (`kind AS "kind: Text<TicketKind>"`);
+/// rows hold the enum itself, and writes bind its `as_str()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Text<T>(pub T);
+
+impl<T> Type<Postgres> for Text<T> {
+    fn type_info() -> PgTypeInfo {
+        <&str as Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <&str as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r, T: FromStr> Decode<'r, Postgres> for Text<T>
+where
+    T::Err: Display,
+{
+    fn decode(value: PgValueRef<'r>) -> std::result::Result<Self, BoxDynError> {
+        let name = <&str as Decode<Postgres>>::decode(value)?;
+        name.parse().map(Text).map_err(|e: T::Err| e.to_string().into())
+    }
+}
+
+macro_rules! stored_as_text {
+    ($($t:ty),*) => {$(
+        impl From<Text<$t>> for $t {
+            fn from(t: Text<$t>) -> $t {
+                t.0
+            }
+        }
+    )*};
+}
+
+stored_as_text!(TicketKind, Status, LinkKind);
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TicketRow {
     pub id: Uuid,
     pub tenant_id: Uuid,
-    pub kind: String,
+    #[sqlx(try_from = "Text<TicketKind>")]
+    pub kind: TicketKind,
     pub number: i32,
     pub title: String,
     pub description: String,
@@ -22,7 +70,8 @@ pub struct TicketRow {
     pub priority: i16,
     pub priority_reason: Option<String>,
     pub category: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "Text<Status>")]
+    pub status: Status,
     pub tags: Vec<String>,
     pub version: i32,
     pub event_seq: i64,
@@ -53,7 +102,7 @@ const DUE: &str = "COALESCE(s.next_due_at, '9999-12-31T00:00:00Z'::timestamptz)"
 pub struct NewTicket {
     pub id: Uuid,
     pub tenant_id: Uuid,
-    pub kind: String,
+    pub kind: TicketKind,
     pub title: String,
     pub description: String,
     pub requester_id: Uuid,
@@ -64,7 +113,7 @@ pub struct NewTicket {
     pub priority: i16,
     pub priority_reason: Option<String>,
     pub category: Option<String>,
-    pub status: String,
+    pub status: Status,
     pub tags: Vec<String>,
     pub change_type: Option<String>,
     pub risk: Option<String>,
@@ -76,33 +125,34 @@ pub struct NewTicket {
 /// Allocates the next number of the tenant's `kind` sequence. The counter row stays locked
 /// until the transaction ends, so numbers are handed out in commit order, and a rollback gives
 /// the number back: no gaps, no duplicates.
-async fn next_number(conn: &mut PgConnection, tenant_id: Uuid, kind: &str) -> Result<i32> {
+async fn next_number(conn: &mut PgConnection, tenant_id: Uuid, kind: TicketKind) -> Result<i32> {
     Ok(sqlx::query_scalar!(
         "INSERT INTO ticket_counters (tenant_id, kind, last_number) VALUES ($1, $2, 1)
          ON CONFLICT (tenant_id, kind) DO UPDATE SET last_number = ticket_counters.last_number + 1
          RETURNING last_number",
         tenant_id,
-        kind
+        kind.as_str()
     )
     .fetch_one(conn)
     .await?)
 }
 
 pub async fn create(conn: &mut PgConnection, t: &NewTicket) -> Result<TicketRow> {
-    let number = next_number(conn, t.tenant_id, &t.kind).await?;
+    let number = next_number(conn, t.tenant_id, t.kind).await?;
     Ok(sqlx::query_as!(
         TicketRow,
-        "INSERT INTO tickets (id, tenant_id, kind, number, title, description, requester_id, assignee_id,
+        r#"INSERT INTO tickets (id, tenant_id, kind, number, title, description, requester_id, assignee_id,
                               team_id, impact, urgency, priority, priority_reason, category, status, tags,
                               change_type, risk, catalog_item_id, catalog_item_version, request_fields)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
-         RETURNING id, tenant_id, kind, number, title, description, requester_id, assignee_id, team_id,
-                   impact, urgency, priority, priority_reason, category, status, tags, version, event_seq,
+         RETURNING id, tenant_id, kind AS "kind: Text<TicketKind>", number, title, description, requester_id,
+                   assignee_id, team_id, impact, urgency, priority, priority_reason, category,
+                   status AS "status: Text<Status>", tags, version, event_seq,
                    created_at, updated_at, resolved_at, closed_at, change_type, risk, catalog_item_id,
-                   catalog_item_version, request_fields",
+                   catalog_item_version, request_fields"#,
         t.id,
         t.tenant_id,
-        t.kind,
+        t.kind.as_str(),
         number,
         t.title,
         t.description,
@@ -114,7 +164,7 @@ pub async fn create(conn: &mut PgConnection, t: &NewTicket) -> Result<TicketRow>
         t.priority,
         t.priority_reason,
         t.category,
-        t.status,
+        t.status.as_str(),
         &t.tags,
         t.change_type,
         t.risk,
@@ -129,11 +179,12 @@ pub async fn create(conn: &mut PgConnection, t: &NewTicket) -> Result<TicketRow>
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<TicketRow> {
     sqlx::query_as!(
         TicketRow,
-        "SELECT id, tenant_id, kind, number, title, description, requester_id, assignee_id, team_id,
-                impact, urgency, priority, priority_reason, category, status, tags, version, event_seq,
+        r#"SELECT id, tenant_id, kind AS "kind: Text<TicketKind>", number, title, description, requester_id,
+                assignee_id, team_id, impact, urgency, priority, priority_reason, category,
+                status AS "status: Text<Status>", tags, version, event_seq,
                 created_at, updated_at, resolved_at, closed_at, change_type, risk, catalog_item_id,
                 catalog_item_version, request_fields
-           FROM tickets WHERE id = $1",
+           FROM tickets WHERE id = $1"#,
         id
     )
     .fetch_optional(conn)
@@ -141,15 +192,16 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<TicketRow> {
     .ok_or(StoreError::NotFound)
 }
 
-pub async fn get_by_number(conn: &mut PgConnection, kind: &str, number: i32) -> Result<TicketRow> {
+pub async fn get_by_number(conn: &mut PgConnection, kind: TicketKind, number: i32) -> Result<TicketRow> {
     sqlx::query_as!(
         TicketRow,
-        "SELECT id, tenant_id, kind, number, title, description, requester_id, assignee_id, team_id,
-                impact, urgency, priority, priority_reason, category, status, tags, version, event_seq,
+        r#"SELECT id, tenant_id, kind AS "kind: Text<TicketKind>", number, title, description, requester_id,
+                assignee_id, team_id, impact, urgency, priority, priority_reason, category,
+                status AS "status: Text<Status>", tags, version, event_seq,
                 created_at, updated_at, resolved_at, closed_at, change_type, risk, catalog_item_id,
                 catalog_item_version, request_fields
-           FROM tickets WHERE kind = $1 AND number = $2",
-        kind,
+           FROM tickets WHERE kind = $1 AND number = $2"#,
+        kind.as_str(),
         number
     )
     .fetch_optional(conn)
@@ -161,11 +213,12 @@ pub async fn get_by_number(conn: &mut PgConnection, kind: &str, number: i32) -> 
 pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<TicketRow> {
     sqlx::query_as!(
         TicketRow,
-        "SELECT id, tenant_id, kind, number, title, description, requester_id, assignee_id, team_id,
-                impact, urgency, priority, priority_reason, category, status, tags, version, event_seq,
+        r#"SELECT id, tenant_id, kind AS "kind: Text<TicketKind>", number, title, description, requester_id,
+                assignee_id, team_id, impact, urgency, priority, priority_reason, category,
+                status AS "status: Text<Status>", tags, version, event_seq,
                 created_at, updated_at, resolved_at, closed_at, change_type, risk, catalog_item_id,
                 catalog_item_version, request_fields
-           FROM tickets WHERE id = $1 FOR UPDATE",
+           FROM tickets WHERE id = $1 FOR UPDATE"#,
         id
     )
     .fetch_optional(conn)
@@ -178,15 +231,16 @@ pub async fn lock(conn: &mut PgConnection, id: Uuid) -> Result<TicketRow> {
 pub async fn save(conn: &mut PgConnection, t: &TicketRow) -> Result<TicketRow> {
     let saved = sqlx::query_as!(
         TicketRow,
-        "UPDATE tickets SET title = $3, description = $4, assignee_id = $5, team_id = $6, impact = $7,
+        r#"UPDATE tickets SET title = $3, description = $4, assignee_id = $5, team_id = $6, impact = $7,
                 urgency = $8, priority = $9, priority_reason = $10, category = $11, status = $12, tags = $13,
                 event_seq = $14, resolved_at = $15, closed_at = $16, change_type = $17, risk = $18,
-                version = version + 1, updated_at = now()
+                version = version + 1, updated_at = archer_now()
           WHERE id = $1 AND version = $2
-          RETURNING id, tenant_id, kind, number, title, description, requester_id, assignee_id, team_id,
-                    impact, urgency, priority, priority_reason, category, status, tags, version, event_seq,
+          RETURNING id, tenant_id, kind AS "kind: Text<TicketKind>", number, title, description, requester_id,
+                    assignee_id, team_id, impact, urgency, priority, priority_reason, category,
+                    status AS "status: Text<Status>", tags, version, event_seq,
                     created_at, updated_at, resolved_at, closed_at, change_type, risk, catalog_item_id,
-                    catalog_item_version, request_fields",
+                    catalog_item_version, request_fields"#,
         t.id,
         t.version,
         t.title,
@@ -198,7 +252,7 @@ pub async fn save(conn: &mut PgConnection, t: &TicketRow) -> Result<TicketRow> {
         t.priority,
         t.priority_reason,
         t.category,
-        t.status,
+        t.status.as_str(),
         &t.tags,
         t.event_seq,
         t.resolved_at,
@@ -458,11 +512,11 @@ pub struct Link {
     pub id: Uuid,
     pub from_ticket_id: Uuid,
     pub to_ticket_id: Uuid,
-    pub kind: String,
+    pub kind: LinkKind,
     pub created_by: Uuid,
     pub created_at: OffsetDateTime,
     /// The other ticket's kind and number, for display.
-    pub other_kind: String,
+    pub other_kind: TicketKind,
     pub other_number: i32,
 }
 
@@ -471,7 +525,7 @@ pub async fn add_link(
     tenant_id: Uuid,
     from: Uuid,
     to: Uuid,
-    kind: &str,
+    kind: LinkKind,
     created_by: Uuid,
 ) -> Result<Link> {
     let id = Uuid::now_v7();
@@ -482,7 +536,7 @@ pub async fn add_link(
         tenant_id,
         from,
         to,
-        kind,
+        kind.as_str(),
         created_by
     )
     .execute(&mut *conn)
@@ -494,8 +548,8 @@ pub async fn add_link(
 pub async fn links(conn: &mut PgConnection, ticket_id: Uuid) -> Result<Vec<Link>> {
     Ok(sqlx::query_as!(
         Link,
-        r#"SELECT l.id, l.from_ticket_id, l.to_ticket_id, l.kind, l.created_by, l.created_at,
-                  o.kind AS other_kind, o.number AS other_number
+        r#"SELECT l.id, l.from_ticket_id, l.to_ticket_id, l.kind AS "kind: Text<LinkKind>", l.created_by,
+                  l.created_at, o.kind AS "other_kind: Text<TicketKind>", o.number AS other_number
              FROM ticket_links l
              JOIN tickets o ON o.id = CASE WHEN l.from_ticket_id = $1 THEN l.to_ticket_id ELSE l.from_ticket_id END
             WHERE l.from_ticket_id = $1 OR l.to_ticket_id = $1

@@ -131,7 +131,7 @@ pub async fn update(conn: &mut PgConnection, id: Uuid, p: UserPatch<'_>) -> Resu
             active        = COALESCE($4, active),
             manager_id    = CASE WHEN $5 THEN $6 ELSE manager_id END,
             password_hash = COALESCE($7, password_hash),
-            updated_at    = now()
+            updated_at    = archer_now()
           WHERE id = $1",
         id,
         p.display_name,
@@ -222,26 +222,30 @@ pub enum LoginGate {
 /// statement: at most `max_failures` attempts get a slot per lock window, whatever the
 /// concurrency; the attempt that takes the last slot starts the lock. A lock that has run out
 /// starts a new window. [`clear_login_attempts`] after a right password gives the slots back.
+/// Runs outside a transaction (the slot is taken even if the login fails later), so it is given
+/// the clock's instant `now`.
 pub async fn reserve_login_attempt(
     conn: &mut PgConnection,
+    now: OffsetDateTime,
     email: &str,
     max_failures: i32,
     lockout: time::Duration,
 ) -> Result<LoginGate> {
     let key = email.trim().to_lowercase();
     let reserved = sqlx::query!(
-        r#"INSERT INTO login_attempts AS a (email, failures, locked_until)
-           VALUES ($1, 1, CASE WHEN 1 >= $2 THEN now() + make_interval(secs => $3) END)
+        r#"INSERT INTO login_attempts AS a (email, failures, locked_until, updated_at)
+           VALUES ($1, 1, CASE WHEN 1 >= $2 THEN $4::timestamptz + make_interval(secs => $3) END, $4)
            ON CONFLICT (email) DO UPDATE SET
                failures = CASE WHEN a.locked_until IS NOT NULL THEN 1 ELSE a.failures + 1 END,
                locked_until = CASE WHEN (CASE WHEN a.locked_until IS NOT NULL THEN 1 ELSE a.failures + 1 END) >= $2
-                                   THEN now() + make_interval(secs => $3) END,
-               updated_at = now()
-             WHERE a.locked_until IS NULL OR a.locked_until <= now()
+                                   THEN $4::timestamptz + make_interval(secs => $3) END,
+               updated_at = $4
+             WHERE a.locked_until IS NULL OR a.locked_until <= $4
            RETURNING a.locked_until"#,
         key,
         max_failures,
-        lockout.as_seconds_f64()
+        lockout.as_seconds_f64(),
+        now
     )
     .fetch_optional(&mut *conn)
     .await?;
@@ -251,7 +255,7 @@ pub async fn reserve_login_attempt(
     let until = sqlx::query_scalar!("SELECT locked_until FROM login_attempts WHERE email = $1", key)
         .fetch_one(conn)
         .await?
-        .unwrap_or_else(OffsetDateTime::now_utc);
+        .unwrap_or(now);
     Ok(LoginGate::Locked { until })
 }
 
@@ -261,15 +265,21 @@ pub async fn clear_login_attempts(conn: &mut PgConnection, email: &str) -> Resul
     Ok(())
 }
 
-/// Forgets throttle rows untouched for `max_age` whose lock has run out (housekeeping).
-pub async fn expire_login_attempts(conn: &mut PgConnection, max_age: time::Duration) -> Result<u64> {
+/// Forgets throttle rows untouched for `max_age` whose lock has run out at `now` (housekeeping,
+/// outside a transaction).
+pub async fn expire_login_attempts(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+    max_age: time::Duration,
+) -> Result<u64> {
     let done = sqlx::query!(
         "DELETE FROM login_attempts
           WHERE email = ANY (ARRAY(SELECT email FROM login_attempts
-                                    WHERE updated_at < now() - make_interval(secs => $1)
-                                      AND (locked_until IS NULL OR locked_until < now())
+                                    WHERE updated_at < $2::timestamptz - make_interval(secs => $1)
+                                      AND (locked_until IS NULL OR locked_until < $2)
                                     FOR UPDATE SKIP LOCKED))",
-        max_age.as_seconds_f64()
+        max_age.as_seconds_f64(),
+        now
     )
     .execute(conn)
     .await?;

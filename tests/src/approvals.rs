@@ -66,7 +66,7 @@ impl TestApp {
         let local: String =
             name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '.' }).collect();
         let email = format!("{local}.{}@{}.example", unique_slug("u"), tenant.slug);
-        let id = archer_api::seed::provision_user(&self.pool, tenant.id, &email, name, PASSWORD, roles, manager)
+        let id = archer_api::seed::provision_user(&self.db, tenant.id, &email, name, PASSWORD, roles, manager)
             .await
             .expect("provision user");
         let token = self.login(&email, PASSWORD).await;

@@ -13,10 +13,12 @@ pub mod smtp;
 pub mod temporal;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use archer_api::config::Config;
 use archer_api::server::RunningServer;
+use archer_store::{Clock, Db, SystemClock};
 use archer_workers::{TemporalConfig, WorkerHandle};
 use sqlx::{Connection, PgPool};
 use uuid::Uuid;
@@ -90,6 +92,14 @@ pub async fn fresh_database() -> String {
     with_db(&s.admin_url, &name)
 }
 
+/// A fresh, migrated database of its own (see [`fresh_database`]) as the store sees it, on
+/// the system clock: for tests of the store alone, without an API, a relay or a worker.
+pub async fn fresh_db() -> Db {
+    init_logging();
+    let pool = archer_store::connect(&fresh_database().await, 5).await.expect("test pool");
+    Db::new(pool, Arc::new(SystemClock))
+}
+
 /// A unique tenant slug (workflow ids share the Temporal namespace across tests).
 pub fn unique_slug(prefix: &str) -> String {
     format!("{prefix}-{}", &Uuid::new_v4().simple().to_string()[..10])
@@ -128,7 +138,11 @@ pub struct TestApp {
     pub base: String,
     /// Every email the app sends arrives here.
     pub mail: smtp::SmtpSink,
+    /// The app's database as its owner, to look at rows across tenants.
     pub pool: PgPool,
+    /// The same pool with the app's clock: for transactions a test opens itself
+    /// (`TenantTx::begin(&app.db, ..)`) and provisioning, stamped like the app's own.
+    pub db: Db,
     pub database_url: String,
     pub task_queue: String,
     pub config: Config,
@@ -142,6 +156,12 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(opts: Options) -> TestApp {
+    spawn_app_with_clock(opts, Arc::new(SystemClock)).await
+}
+
+/// An app whose API, relay and worker read time from `clock`: pass a clone of an
+/// `archer_store::ManualClock` to fix the time and move it on.
+pub async fn spawn_app_with_clock(opts: Options, clock: Arc<dyn Clock>) -> TestApp {
     init_logging();
     let database_url = fresh_database().await;
     let task_queue = format!("archer-test-{}", Uuid::new_v4().simple());
@@ -152,6 +172,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     let mut app = TestApp {
         base: String::new(),
         mail,
+        db: Db::new(pool.clone(), clock),
         pool,
         database_url,
         task_queue,
@@ -177,7 +198,8 @@ impl TestApp {
         let addr = listener.local_addr().expect("local addr");
         // links in emails (approval decisions) point at this server
         self.config.public_url = format!("http://{addr}").parse().expect("public url");
-        let server = archer_api::server::start(self.config.clone(), listener).await.expect("start API");
+        let server =
+            archer_api::server::start(self.config.clone(), listener, self.db.clock().clone()).await.expect("start API");
         self.base = format!("http://{}", server.addr);
         self.server = Some(server);
     }
@@ -190,7 +212,7 @@ impl TestApp {
 
     pub async fn start_worker(&mut self) {
         let cfg = self.temporal_config();
-        let deps = self.config.worker_deps();
+        let deps = self.config.worker_deps(self.db.clock().clone());
         let w = tokio::task::spawn_blocking(move || archer_workers::spawn_worker(cfg, deps))
             .await
             .expect("join")
@@ -235,8 +257,7 @@ impl TestApp {
     /// A tenant with an admin, an agent, a manager and a requester, all logged in.
     pub async fn tenant(&self) -> TestTenant {
         let slug = unique_slug("t");
-        let id =
-            archer_api::seed::provision_tenant(&self.pool, &slug, &format!("Tenant {slug}")).await.expect("tenant");
+        let id = archer_api::seed::provision_tenant(&self.db, &slug, &format!("Tenant {slug}")).await.expect("tenant");
         let mut users = Vec::new();
         for (name, roles) in [
             ("admin", vec!["admin"]),
@@ -245,7 +266,7 @@ impl TestApp {
             ("requester", vec!["requester"]),
         ] {
             let email = format!("{name}@{slug}.example");
-            let uid = archer_api::seed::provision_user(&self.pool, id, &email, name, PASSWORD, &roles, None)
+            let uid = archer_api::seed::provision_user(&self.db, id, &email, name, PASSWORD, &roles, None)
                 .await
                 .expect("user");
             let token = self.login(&email, PASSWORD).await;

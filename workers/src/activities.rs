@@ -8,26 +8,27 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::json;
-use sqlx::PgPool;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use archer_orchestrator::Priority;
+use archer_orchestrator::commands::ticket::{Actor, PriorityOverride, TicketChange};
 use archer_orchestrator::sla::engine::{ClockReport, Fact};
 use archer_orchestrator::sla::policy::{EscalationAction, EscalationTrigger, Recipients};
 use archer_orchestrator::workflows::activities::{Escalate, Escalated, RecordSla, SendEmails};
-use archer_orchestrator::{Priority, Status, TicketKind};
-use archer_store::changes::{self, Event};
+use archer_store::changes;
 use archer_store::notifications::{self, NewNotification};
 use archer_store::tickets;
-use archer_store::{AuditContext, StoreError, TenantTx, sla};
+use archer_store::{AuditContext, Db, StoreError, TenantTx, sla};
 
 use crate::email::{Mailer, OutgoingEmail, Recipient};
 
-/// What the activities need: the database, the mailer and where people reach the API.
+/// What the activities need: the database (and its clock), the mailer and where people reach
+/// the API.
 pub struct TicketActivities {
-    pub pool: PgPool,
+    pub pool: Db,
     pub mailer: Option<Mailer>,
     pub public_url: String,
 }
@@ -111,8 +112,8 @@ impl TicketActivities {
             .unwrap_or_else(|| "UTC".into());
         let tenant_name = archer_store::tenants::by_id(&mut tx, t.tenant_id).await.map_err(fail)?.name;
         let mut emails = Vec::new();
-        let mut changed = ticket.clone();
-        let mut events = Vec::new();
+        // what the level changes goes through the same ticket command as every other writer
+        let mut change = TicketChange::default();
         for action in &input.level.actions {
             match action {
                 // notifications are deduplicated per recipient, so a retry repeats them harmlessly
@@ -159,19 +160,15 @@ impl TicketActivities {
                 }
                 // changes to the ticket happen once, on the attempt that claimed the level
                 EscalationAction::RaisePriority { by } if claimed => {
-                    let p = changed.priority.saturating_sub(i16::from(*by)).max(1);
-                    if p != changed.priority {
-                        let from = Priority::new(i64::from(changed.priority)).map_err(fail)?;
+                    let p = ticket.priority.saturating_sub(i16::from(*by)).max(1);
+                    if p != ticket.priority {
                         let to = Priority::new(i64::from(p)).map_err(fail)?;
-                        changed.priority = p;
-                        changed.priority_reason = Some(format!("escalation: {}", input.level.name));
-                        events.push(Event::Priority { from, to, reason: changed.priority_reason.clone() });
+                        change.priority = PriorityOverride::new(to, &format!("escalation: {}", input.level.name));
                     }
                 }
-                EscalationAction::Reassign { team_id } if claimed && changed.team_id != Some(*team_id) => {
-                    changed.team_id = Some(*team_id);
-                    changed.assignee_id = None;
-                    events.push(Event::Assignment { assignee_id: None, team_id: Some(*team_id) });
+                EscalationAction::Reassign { team_id } if claimed && ticket.team_id != Some(*team_id) => {
+                    change.team_id = Some(Some(*team_id));
+                    change.assignee_id = Some(None);
                 }
                 EscalationAction::InternalComment { body } if claimed => {
                     tickets::add_comment(&mut tx, t.tenant_id, t.ticket_id, None, body, true).await.map_err(fail)?;
@@ -179,11 +176,11 @@ impl TicketActivities {
                 _ => {}
             }
         }
-        if claimed && !events.is_empty() {
-            let open = ticket.status.parse::<Status>().map(|s| !s.is_terminal()).unwrap_or(false);
-            if open {
-                changes::save(&mut tx, &t.tenant, &ticket, changed, events, None).await.map_err(fail)?;
-            }
+        if claimed && change != TicketChange::default() && !ticket.status.is_terminal() {
+            let now = changes::to_jiff(tx.now());
+            let decision =
+                changes::snapshot(&ticket).map_err(fail)?.apply(&change, &Actor::system(), now).map_err(fail)?;
+            changes::apply(&mut tx, &t.tenant, &ticket, decision, &Actor::system()).await.map_err(fail)?;
         }
         tx.commit().await.map_err(fail)?;
         tracing::info!(ticket = %number, level = %input.level.name, claimed, emails = emails.len(), "escalation ran");
@@ -204,6 +201,7 @@ impl TicketActivities {
             // claimed, and the retry does not send it again (never twice)
             let mut tx = TenantTx::begin(&self.pool, input.tenant_id, &AuditContext::default()).await.map_err(fail)?;
             let claim = notifications::claim_email(&mut tx, *id).await.map_err(fail)?;
+            let date = tx.now();
             tx.commit().await.map_err(fail)?;
             let mail = match claim {
                 notifications::Claim::Send(mail) => mail,
@@ -223,6 +221,7 @@ impl TicketActivities {
                 template: mail.template.clone(),
                 data: mail.data.clone(),
                 message_id: mail.message_id.clone(),
+                date,
             };
             let result = mailer.send(&out).await;
             let mut tx = TenantTx::begin(&self.pool, input.tenant_id, &AuditContext::default()).await.map_err(fail)?;
@@ -324,8 +323,7 @@ fn template_data(
     recipient: &str,
 ) -> serde_json::Value {
     let clock: Option<&ClockReport> = input.clock.as_ref();
-    let prefix = ticket.kind.parse::<TicketKind>().map(|k| k.prefix()).unwrap_or("TKT");
-    let number = format!("{prefix}-{:06}", ticket.number);
+    let number = format!("{}-{:06}", ticket.kind.prefix(), ticket.number);
     let breached_at = clock.and_then(|c| c.ongoing.as_ref().or(c.completed.last())).and_then(|c| c.breach_at);
     let mut data = json!({
         "recipient": {"name": recipient},

@@ -10,21 +10,21 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::json;
-use sqlx::PgPool;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use archer_orchestrator::approval::{ApproverSpec, ChainSpec, Clock, Decision, Outcome, StepSpec};
+use archer_orchestrator::commands::approval::{self as rules, ApprovalState, Approver, Named, StepState, TaskState};
+use archer_orchestrator::commands::ticket::{Actor, ApprovalRoute};
 use archer_orchestrator::sla::calendar::{Calendar, CalendarSpec};
 use archer_orchestrator::sla::engine::SlaAssignment;
 use archer_orchestrator::workflows::activities::{
     ApplyOutcome, Ask, Close, EscalateStep, OpenStep, OpenedStep, StepEscalated, TaskRef, TicketRef,
 };
-use archer_orchestrator::{Status, TicketKind};
 use archer_store::approvals::{self, StepRow, TaskRow};
-use archer_store::changes::{self, Event, to_jiff, to_time};
+use archer_store::changes::{self, to_jiff, to_time};
 use archer_store::{AuditContext, StoreError, TenantTx, notifications, tickets};
 
 use crate::email::{self, StepText, answers, human_utc};
@@ -32,7 +32,7 @@ use crate::links::{LinkClaims, LinkSigner, ViewClaims};
 
 /// What the approval activities need.
 pub struct ApprovalActivities {
-    pub pool: PgPool,
+    pub pool: archer_store::Db,
     pub links: LinkSigner,
     pub public_url: String,
 }
@@ -45,18 +45,33 @@ fn workflow_ctx(t: &TicketRef) -> AuditContext {
     AuditContext { actor_id: None, request_id: Some(format!("workflow:{}/{}", t.tenant, t.number)), ip: None }
 }
 
-/// Decision links stay valid this long when the step has no timeout.
-const LINK_TTL_SECS: i64 = 14 * 24 * 3600;
-
 impl ApprovalActivities {
-    /// Users a step's approver specs name, in order, without repeats, active, never the
-    /// requester; an approver out of office is replaced by their delegate.
+    /// Who a step with these approver specs asks, by the domain's rules ([`rules::approvers`]:
+    /// a delegate for someone out of office, nobody twice, only active people, never the
+    /// requester), given each named person's delegation and whether whoever would be asked is
+    /// active.
     async fn resolve(
         &self,
         tx: &mut TenantTx,
         specs: &[ApproverSpec],
         ticket: &tickets::TicketRow,
-    ) -> Result<Vec<(Uuid, Option<Uuid>)>, StoreError> {
+    ) -> Result<Vec<Approver>, StoreError> {
+        let mut named = Vec::new();
+        for user in self.named(tx, specs, ticket).await? {
+            let delegate = approvals::delegate_of(tx, user).await?;
+            let active = archer_store::users::get(tx, delegate.unwrap_or(user)).await.is_ok_and(|u| u.active);
+            named.push(Named { user, delegate, active });
+        }
+        Ok(rules::approvers(&named, ticket.requester_id))
+    }
+
+    /// The users a step's approver specs name, in order (repeats included).
+    async fn named(
+        &self,
+        tx: &mut TenantTx,
+        specs: &[ApproverSpec],
+        ticket: &tickets::TicketRow,
+    ) -> Result<Vec<Uuid>, StoreError> {
         let mut ids: Vec<Uuid> = Vec::new();
         for spec in specs {
             match spec {
@@ -98,20 +113,7 @@ impl ApprovalActivities {
                 }
             }
         }
-        let mut out: Vec<(Uuid, Option<Uuid>)> = Vec::new();
-        for id in ids {
-            let (approver, on_behalf_of) = match approvals::delegate_of(tx, id).await? {
-                Some(d) => (d, Some(id)),
-                None => (id, None),
-            };
-            if approver == ticket.requester_id || out.iter().any(|(a, _)| *a == approver) {
-                continue;
-            }
-            if archer_store::users::get(tx, approver).await.is_ok_and(|u| u.active) {
-                out.push((approver, on_behalf_of));
-            }
-        }
-        Ok(out)
+        Ok(ids)
     }
 
     /// Tells the item's owner (else the tenant's admins) that a step could not be met by the
@@ -188,10 +190,7 @@ impl ApprovalActivities {
             Some(u) => archer_store::users::get(tx, u).await.ok().map(|u| u.display_name),
             None => None,
         };
-        let exp = step
-            .timeout_at
-            .map(|t| t.unix_timestamp() + 3600)
-            .unwrap_or_else(|| OffsetDateTime::now_utc().unix_timestamp() + LINK_TTL_SECS);
+        let exp = rules::link_expires_at(step.timeout_at.map(to_jiff), to_jiff(tx.now())).as_second();
         let link = |decision: Decision| {
             let token = self.links.sign(&LinkClaims {
                 jti: Uuid::now_v7(),
@@ -294,6 +293,11 @@ fn after(calendar: &Calendar, clock: Clock, start: Timestamp, secs: u64) -> Time
     }
 }
 
+/// A task's state as the domain knows it.
+fn task_state(task: &TaskRow) -> Result<TaskState, ActivityError> {
+    task.state.parse().map_err(fail)
+}
+
 fn task_refs(tasks: &[TaskRow]) -> Vec<TaskRef> {
     tasks.iter().map(|t| TaskRef { task_id: t.id, approver_id: t.approver_id }).collect()
 }
@@ -311,7 +315,7 @@ impl ApprovalActivities {
         let ticket = tickets::get(&mut tx, t.ticket_id).await.map_err(fail)?;
         // cancelled before this step opened (the ticket was cancelled): ask nobody
         let approval = approvals::get(&mut tx, input.approval_id).await.map_err(fail)?;
-        if approval.state != "pending" {
+        if approval.state.parse::<ApprovalState>().map_err(fail)? != ApprovalState::Pending {
             let reason = approval.reason.unwrap_or_else(|| format!("the approval is {}", approval.state));
             return Ok(OpenedStep {
                 step_id: Uuid::nil(),
@@ -335,10 +339,9 @@ impl ApprovalActivities {
         .await
         .map_err(fail)?;
         if new {
-            for (i, (approver, on_behalf_of)) in
-                self.resolve(&mut tx, &input.step.approvers, &ticket).await.map_err(fail)?.into_iter().enumerate()
-            {
-                approvals::add_task(&mut tx, t.tenant_id, &step, i as i32, approver, on_behalf_of, false)
+            let asked = self.resolve(&mut tx, &input.step.approvers, &ticket).await.map_err(fail)?;
+            for (i, a) in asked.into_iter().enumerate() {
+                approvals::add_task(&mut tx, t.tenant_id, &step, i as i32, a.user, a.on_behalf_of, false)
                     .await
                     .map_err(fail)?;
             }
@@ -368,14 +371,12 @@ impl ApprovalActivities {
                 closed: None,
             });
         }
-        let first: Vec<Uuid> = match input.step.mode {
-            archer_orchestrator::approval::Mode::Parallel => tasks.iter().map(|t| t.id).collect(),
-            archer_orchestrator::approval::Mode::Sequential => tasks.iter().take(1).map(|t| t.id).collect(),
-        };
+        let first: Vec<Uuid> =
+            tasks.iter().take(rules::asked_at_open(input.step.mode, tasks.len())).map(|t| t.id).collect();
         approvals::ask(&mut tx, &first).await.map_err(fail)?;
         let mut emails = Vec::new();
         for task in approvals::tasks(&mut tx, step.id).await.map_err(fail)? {
-            if task.state == "asked" {
+            if task_state(&task)? == TaskState::Asked {
                 emails.push(self.email(&mut tx, t, &ticket, &step, &task, "request").await?);
             }
         }
@@ -403,11 +404,12 @@ impl ApprovalActivities {
             Some(n) => format!("reminder.{n}"),
             None => "request".to_owned(),
         };
+        let step_state: StepState = step.state.parse().map_err(fail)?;
         let mut emails = Vec::new();
-        if step.state == "open" {
+        if step_state == StepState::Open {
             for id in &input.task_ids {
                 let task = approvals::task(&mut tx, *id).await.map_err(fail)?;
-                if task.state == "asked" {
+                if rules::awaits_decision(task_state(&task)?, step_state) {
                     emails.push(self.email(&mut tx, t, &ticket, &step, &task, &purpose).await?);
                 }
             }
@@ -428,8 +430,8 @@ impl ApprovalActivities {
         let step = approvals::step(&mut tx, input.step_id).await.map_err(fail)?;
         let resolved = self.resolve(&mut tx, &input.to, &ticket).await.map_err(fail)?;
         let base = approvals::tasks(&mut tx, step.id).await.map_err(fail)?.len() as i32;
-        for (i, (approver, on_behalf_of)) in resolved.into_iter().enumerate() {
-            approvals::add_task(&mut tx, t.tenant_id, &step, base + i as i32, approver, on_behalf_of, true)
+        for (i, a) in resolved.into_iter().enumerate() {
+            approvals::add_task(&mut tx, t.tenant_id, &step, base + i as i32, a.user, a.on_behalf_of, true)
                 .await
                 .map_err(fail)?;
         }
@@ -440,7 +442,7 @@ impl ApprovalActivities {
         approvals::ask(&mut tx, &ids).await.map_err(fail)?;
         let mut emails = Vec::new();
         for task in approvals::tasks(&mut tx, step.id).await.map_err(fail)? {
-            if task.escalation && task.state == "asked" {
+            if task.escalation && task_state(&task)? == TaskState::Asked {
                 emails.push(self.email(&mut tx, t, &ticket, &step, &task, "escalation").await?);
             }
         }
@@ -452,21 +454,21 @@ impl ApprovalActivities {
     pub async fn close(self: Arc<Self>, _ctx: ActivityContext, input: Close) -> Result<(), ActivityError> {
         let t = &input.ticket;
         let mut tx = TenantTx::begin(&self.pool, t.tenant_id, &workflow_ctx(t)).await.map_err(fail)?;
-        let (state, reason) = match &input.outcome {
-            Outcome::Approved { reason } => ("approved", reason),
-            Outcome::Rejected { reason } => ("rejected", reason),
-            Outcome::Cancelled { reason } => ("cancelled", reason),
+        let reason = match &input.outcome {
+            Outcome::Approved { reason } | Outcome::Rejected { reason } | Outcome::Cancelled { reason } => reason,
         };
+        let step_state = StepState::from(&input.outcome).as_str();
         match input.step_id {
             Some(step) => {
-                approvals::close_step(&mut tx, step, state, reason).await.map_err(fail)?;
+                approvals::close_step(&mut tx, step, step_state, reason).await.map_err(fail)?;
             }
             None => {
+                let state = ApprovalState::from(&input.outcome).as_str();
                 approvals::finish(&mut tx, input.approval_id, state, reason).await.map_err(fail)?;
                 // any step still open (cancellation) closes with it
                 for step in approvals::steps(&mut tx, input.approval_id).await.map_err(fail)? {
-                    if step.state == "open" {
-                        approvals::close_step(&mut tx, step.id, state, reason).await.map_err(fail)?;
+                    if step.state.parse::<StepState>().map_err(fail)? == StepState::Open {
+                        approvals::close_step(&mut tx, step.id, step_state, reason).await.map_err(fail)?;
                     }
                 }
             }
@@ -484,30 +486,16 @@ impl ApprovalActivities {
         let t = &input.ticket;
         let mut tx = TenantTx::begin(&self.pool, t.tenant_id, &workflow_ctx(t)).await.map_err(fail)?;
         let ticket = tickets::lock(&mut tx, t.ticket_id).await.map_err(fail)?;
-        let current: Status = ticket.status.parse().map_err(fail)?;
-        let (to, note) = match &input.outcome {
-            Outcome::Approved { reason } => (input.on_approved, format!("Approved: {reason}.")),
-            Outcome::Rejected { reason } => (input.on_rejected, format!("Rejected: {reason}.")),
-            Outcome::Cancelled { .. } => return Ok(()),
+        let route = ApprovalRoute {
+            waiting_in: input.waiting_in,
+            on_approved: input.on_approved,
+            on_rejected: input.on_rejected,
         };
+        let now = to_jiff(tx.now());
         // only a ticket still waiting for this approval moves (a retry finds it moved)
-        if current != input.waiting_in {
-            return Ok(());
-        }
-        let kind: TicketKind = ticket.kind.parse().map_err(fail)?;
-        if current.transition(kind, to).is_err() {
-            return Err(ActivityError::from(anyhow::anyhow!("{kind} cannot go from {current} to {to}")));
-        }
-        let mut new = ticket.clone();
-        new.status = to.as_str().to_owned();
-        let now = archer_store::tx_now(&mut tx).await.map_err(fail)?;
-        if to.is_terminal() {
-            new.closed_at = Some(now);
-        }
-        changes::save(&mut tx, &t.tenant, &ticket, new, vec![Event::Status { from: current, to }], None)
-            .await
-            .map_err(fail)?;
-        tickets::add_comment(&mut tx, t.tenant_id, t.ticket_id, None, &note, false).await.map_err(fail)?;
+        let decided = changes::snapshot(&ticket).map_err(fail)?.after_approval(route, &input.outcome, now);
+        let Some(decision) = decided.map_err(fail)? else { return Ok(()) };
+        changes::apply(&mut tx, &t.tenant, &ticket, decision, &Actor::system()).await.map_err(fail)?;
         tx.commit().await.map_err(fail)?;
         Ok(())
     }

@@ -117,6 +117,9 @@ pub struct OutgoingEmail {
     /// `<sla-breach.acme.INC-000045.resolution.1@archer>`. Deterministic per logical message, so
     /// a retried send carries the same id.
     pub message_id: String,
+    /// The `Date` header: when it was sent, by Archer's clock (otherwise lettre would read the
+    /// system's).
+    pub date: time::OffsetDateTime,
 }
 
 /// A rendered email template.
@@ -307,6 +310,7 @@ impl Mailer {
         let mut builder = Message::builder()
             .from(self.from.clone())
             .message_id(Some(email.message_id.clone()))
+            .date(email.date.into())
             .subject(rendered.subject);
         for r in &email.to {
             let address: Address = r
@@ -894,6 +898,7 @@ mod tests {
             template: "sla_breach".into(),
             data: sample(),
             message_id: "<sla-breach.acme.INC-000045.resolution.1@archer>".into(),
+            date: time::macros::datetime!(2026-12-13 22:18:19 UTC),
         }
     }
 
@@ -908,7 +913,7 @@ mod tests {
         assert!(raw.contains("Content-Type: multipart/alternative;"), "{raw}");
         assert!(raw.contains("Content-Type: text/plain; charset=utf-8"), "{raw}");
         assert!(raw.contains("Content-Type: text/html; charset=utf-8"), "{raw}");
-        assert!(raw.contains("\r\nDate: "), "{raw}");
+        assert!(raw.contains("\r\nDate: Sun, 13 Dec 2026 22:18:19 +0000\r\n"), "{raw}");
     }
 
     #[tokio::test]

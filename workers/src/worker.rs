@@ -3,7 +3,7 @@
 //! The SDK's worker future is not `Send`, so it runs on a thread of its own with a
 //! single-threaded runtime; [`WorkerHandle`] stops it gracefully.
 
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use archer_orchestrator::workflows::approval::{ApprovalChainWorkflow, RequestWorkflow};
@@ -16,8 +16,8 @@ use crate::email::{MailConfig, Mailer};
 use crate::links::LinkSigner;
 use crate::temporal::{self, TemporalConfig, TemporalError};
 
-/// What the activities reach: the database, the SMTP server, the API's public address.
-/// The worker opens its own connections on its own runtime.
+/// What the activities reach: the database, the SMTP server, the API's public address, the
+/// clock. The worker opens its own connections on its own runtime.
 #[derive(Clone)]
 pub struct WorkerDeps {
     pub database_url: String,
@@ -29,6 +29,8 @@ pub struct WorkerDeps {
     pub public_url: String,
     /// Signs the decision links in approval emails (the API checks them with the same key).
     pub links: LinkSigner,
+    /// Where the activities read the time (the API's clock, so a test fixes both at once).
+    pub clock: Arc<dyn archer_store::Clock>,
 }
 
 impl std::fmt::Debug for WorkerDeps {
@@ -49,6 +51,7 @@ impl std::fmt::Debug for WorkerDeps {
             .field("database_limits", &self.database_limits)
             .field("mail", &self.mail)
             .field("public_url", &self.public_url)
+            .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
 }
@@ -103,6 +106,7 @@ pub fn spawn_worker(cfg: TemporalConfig, deps: WorkerDeps) -> Result<WorkerHandl
                     )
                     .await
                     .map_err(|e| TemporalError::Worker(format!("database: {e}")))?;
+                    let pool = archer_store::Db::new(pool, deps.clock.clone());
                     let mailer = deps
                         .mail
                         .as_ref()

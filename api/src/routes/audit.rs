@@ -1,7 +1,6 @@
 //! `/audit`: the audit log, newest first.
 
 use axum::Json;
-use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
@@ -9,13 +8,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use archer_orchestrator::access::Permission;
-use archer_store::{TenantTx, audit};
+use archer_store::audit;
 
 use crate::app::AppState;
-use crate::auth::Principal;
-use crate::error::{ApiResult, Problem};
-use crate::extract::{AppQuery, RequestMeta};
-use crate::validate::Errors;
+use crate::caller::Caller;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::AppQuery;
+use crate::validate::{self, Errors};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_audit)).routes(routes!(refused_links))
@@ -89,47 +88,43 @@ fn time_param(errors: &mut Errors, name: &str, v: Option<&str>) -> Option<Offset
     (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn list_audit(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
-    AppQuery(q): AppQuery<AuditQuery>,
-) -> ApiResult<Json<AuditPage>> {
-    p.require(&state, &meta, Permission::AuditRead).await?;
-    let mut errors = Errors::new();
-    let from = time_param(&mut errors, "from", q.from.as_deref());
-    let to = time_param(&mut errors, "to", q.to.as_deref());
-    let before_id = match q.cursor.as_deref().map(str::parse::<i64>) {
-        None => None,
-        Some(Ok(id)) if id > 0 => Some(id),
-        Some(_) => {
-            errors.add("?cursor", "invalid", "not a cursor from a previous page");
-            None
-        }
-    };
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        errors.add("?limit", "range", "must be between 1 and 500");
-    }
-    errors.into_result()?;
-    let filter = audit::AuditFilter {
-        actor_id: q.actor,
-        action: q.action,
-        entity_type: q.entity_type,
-        entity_id: q.entity_id,
-        request_id: q.request_id,
-        from,
-        to,
-        before_id,
-        limit,
-    };
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+pub async fn list_audit(caller: Caller, AppQuery(q): AppQuery<AuditQuery>) -> ApiResult<Json<AuditPage>> {
+    caller.require(Permission::AuditRead).await?;
+    let filter = audit::AuditFilter::try_from(q)?;
+    let mut tx = caller.begin().await?;
     let rows = audit::list(&mut tx, &filter).await?;
     tx.commit().await?;
-    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id.to_string())).flatten();
-    let items = rows
-        .into_iter()
-        .map(|r| AuditEntry {
+    let next_cursor = validate::next_cursor(&rows, filter.limit, |r| r.id);
+    Ok(Json(AuditPage { items: rows.into_iter().map(AuditEntry::from).collect(), next_cursor }))
+}
+
+impl TryFrom<AuditQuery> for audit::AuditFilter {
+    type Error = ApiError;
+
+    fn try_from(q: AuditQuery) -> Result<Self, ApiError> {
+        let mut errors = Errors::new();
+        let from = time_param(&mut errors, "from", q.from.as_deref());
+        let to = time_param(&mut errors, "to", q.to.as_deref());
+        let before_id = validate::cursor(&mut errors, q.cursor.as_deref());
+        let limit = validate::limit(&mut errors, q.limit, 50, 500);
+        errors.into_result()?;
+        Ok(audit::AuditFilter {
+            actor_id: q.actor,
+            action: q.action,
+            entity_type: q.entity_type,
+            entity_id: q.entity_id,
+            request_id: q.request_id,
+            from,
+            to,
+            before_id,
+            limit,
+        })
+    }
+}
+
+impl From<audit::AuditEntry> for AuditEntry {
+    fn from(r: audit::AuditEntry) -> Self {
+        AuditEntry {
             id: r.id,
             at: r.at,
             actor_id: r.actor_id,
@@ -141,9 +136,8 @@ pub async fn list_audit(
             request_id: r.request_id,
             ip: r.ip.map(|ip| ip.addr().to_string()),
             detail: r.detail,
-        })
-        .collect();
-    Ok(Json(AuditPage { items, next_cursor }))
+        }
+    }
 }
 
 /// A decision link refused because its signature does not hold: recorded with what can be
@@ -196,32 +190,21 @@ pub struct RefusedLinkQuery {
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn refused_links(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
+    caller: Caller,
     AppQuery(q): AppQuery<RefusedLinkQuery>,
 ) -> ApiResult<Json<RefusedLinkPage>> {
-    p.require(&state, &meta, Permission::AuditRead).await?;
+    caller.require(Permission::AuditRead).await?;
     let mut errors = Errors::new();
-    let before = match q.cursor.as_deref().map(str::parse::<i64>) {
-        None => None,
-        Some(Ok(id)) if id > 0 => Some(id),
-        Some(_) => {
-            errors.add("?cursor", "invalid", "not a cursor from a previous page");
-            None
-        }
-    };
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        errors.add("?limit", "range", "must be between 1 and 500");
-    }
+    let before = validate::cursor(&mut errors, q.cursor.as_deref());
+    let limit = validate::limit(&mut errors, q.limit, 50, 500);
     errors.into_result()?;
+    let tenant = caller.tenant_id();
     // not tenant data (no tenant is proven by such a link): read as the owner, filtered here
     let mut conn =
-        state.pool.acquire().await.map_err(|e| crate::error::ApiError::internal(archer_store::StoreError::from(e)))?;
-    let rows = archer_store::security::refused_links_of(&mut conn, p.tenant_id, before, limit).await?;
+        caller.state().pool.acquire().await.map_err(|e| ApiError::internal(archer_store::StoreError::from(e)))?;
+    let rows = archer_store::security::refused_links_of(&mut conn, tenant, before, limit).await?;
     drop(conn);
-    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|r| r.id.to_string())).flatten();
+    let next_cursor = validate::next_cursor(&rows, limit, |r| r.id);
     let items = rows
         .into_iter()
         .map(|r| RefusedLink {
@@ -231,9 +214,9 @@ pub async fn refused_links(
             request_id: r.request_id,
             page: r.page,
             reason: r.reason,
-            claims_this_tenant: r.claimed_tenant_id == Some(p.tenant_id),
-            claimed_approver: r.claimed_approver.filter(|_| r.claimed_tenant_id == Some(p.tenant_id)),
-            signed_in_user: r.signed_in_user.filter(|_| r.signed_in_tenant == Some(p.tenant_id)),
+            claims_this_tenant: r.claimed_tenant_id == Some(tenant),
+            claimed_approver: r.claimed_approver.filter(|_| r.claimed_tenant_id == Some(tenant)),
+            signed_in_user: r.signed_in_user.filter(|_| r.signed_in_tenant == Some(tenant)),
         })
         .collect();
     Ok(Json(RefusedLinkPage { items, next_cursor }))

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use archer_store::{SystemTx, TenantTx, audit, teams, tenants, tokens, users};
+use archer_store::{SystemTx, audit, teams, tenants, tokens, users};
 
 use std::sync::Arc;
 
@@ -22,6 +22,7 @@ use tower_governor::{GovernorError, GovernorLayer};
 
 use crate::app::AppState;
 use crate::auth::{self, Principal, audit_refusal};
+use crate::caller::Caller;
 use crate::config::Config;
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::extract::{AppJson, RequestMeta};
@@ -121,22 +122,15 @@ pub async fn login(
     meta: RequestMeta,
     AppJson(req, _): AppJson<LoginRequest>,
 ) -> ApiResult<Json<TokenResponse>> {
-    let mut errors = Vec::new();
-    if req.email.trim().is_empty() {
-        errors.push(FieldError::new("/email", "required", "email is required"));
-    }
-    if req.password.is_empty() {
-        errors.push(FieldError::new("/password", "required", "password is required"));
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    req.check()?;
     // One slot per attempt, reserved before anything is checked (see users::reserve_login_attempt):
     // unknown emails are counted and locked like known ones, so neither the status, the body
     // nor the time of a refusal says whether an account exists.
     let mut conn = state.pool.acquire().await.map_err(|e| ApiError::internal(archer_store::StoreError::from(e)))?;
+    let now = state.pool.now();
     let gate = users::reserve_login_attempt(
         &mut conn,
+        now,
         &req.email,
         state.config.login_max_failures,
         time::Duration::seconds(state.config.login_lockout_secs as i64),
@@ -144,78 +138,14 @@ pub async fn login(
     .await?;
     let accounts = users::find_for_login(&mut conn, req.email.trim(), req.tenant.as_deref()).await?;
     drop(conn);
-    let now = OffsetDateTime::now_utc();
     let locks = match gate {
         users::LoginGate::Locked { until } => {
-            for account in &accounts {
-                audit_refusal(
-                    &state,
-                    &meta,
-                    account.tenant_id,
-                    Some(account.id),
-                    "auth.login_locked",
-                    "user",
-                    Some(account.id.to_string()),
-                    "login refused: too many failed logins for this email",
-                )
-                .await;
-            }
+            refuse_locked(&state, &meta, &accounts).await;
             return Err(locked(until, now));
         }
         users::LoginGate::Open { locks } => locks,
     };
-    let mut matched = Vec::new();
-    if accounts.is_empty() {
-        // Spend the same time as a real check (the hash, and a transaction like the one that
-        // audits a refusal) so that response times do not reveal accounts.
-        let _ = auth::verify_password(&req.password, &state.dummy_hash);
-        SystemTx::begin(&state.pool, None, &meta.audit(None)).await?.commit().await?;
-    }
-    for account in &accounts {
-        // deactivated and password-less accounts are checked against the dummy hash: same time
-        let hash = account.password_hash.as_deref().filter(|_| account.active).unwrap_or(&state.dummy_hash);
-        let ok = auth::verify_password(&req.password, hash) && account.active && account.password_hash.is_some();
-        if ok {
-            matched.push(account);
-            continue;
-        }
-        let ctx = meta.audit(Some(account.id));
-        let mut tx = SystemTx::begin(&state.pool, Some(account.tenant_id), &ctx).await?;
-        let detail = if !account.active {
-            "login refused: account deactivated"
-        } else if account.password_hash.is_none() {
-            "login refused: account has no password"
-        } else {
-            "login refused: wrong password"
-        };
-        audit::record(
-            &mut tx,
-            &ctx,
-            audit::Event {
-                tenant_id: account.tenant_id,
-                action: "auth.login_failed",
-                entity_type: "user",
-                entity_id: Some(account.id.to_string()),
-                detail: Some(detail.into()),
-            },
-        )
-        .await?;
-        if locks {
-            audit::record(
-                &mut tx,
-                &ctx,
-                audit::Event {
-                    tenant_id: account.tenant_id,
-                    action: "auth.account_locked",
-                    entity_type: "user",
-                    entity_id: Some(account.id.to_string()),
-                    detail: Some(format!("locked after {} failed logins", state.config.login_max_failures)),
-                },
-            )
-            .await?;
-        }
-        tx.commit().await?;
-    }
+    let matched = check_password(&state, &meta, &req.password, &accounts, locks).await?;
     let account = match matched.as_slice() {
         [] => return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into())),
         [one] => *one,
@@ -225,20 +155,103 @@ pub async fn login(
     let mut tx = SystemTx::begin(&state.pool, Some(account.tenant_id), &ctx).await?;
     users::clear_login_attempts(&mut tx, &req.email).await?;
     let pair = issue_pair(&state, &mut tx, account.id, account.tenant_id, &account.tenant_slug, Uuid::now_v7()).await?;
-    audit::record(
-        &mut tx,
-        &ctx,
-        audit::Event {
-            tenant_id: account.tenant_id,
-            action: "auth.login",
-            entity_type: "user",
-            entity_id: Some(account.id.to_string()),
-            detail: None,
-        },
-    )
-    .await?;
+    audit::record(&mut tx, &ctx, user_event(account.tenant_id, account.id, "auth.login", None)).await?;
     tx.commit().await?;
     Ok(Json(pair))
+}
+
+impl LoginRequest {
+    /// Both fields are there (checked before an attempt is counted).
+    fn check(&self) -> ApiResult<()> {
+        let mut errors = Vec::new();
+        if self.email.trim().is_empty() {
+            errors.push(FieldError::new("/email", "required", "email is required"));
+        }
+        if self.password.is_empty() {
+            errors.push(FieldError::new("/password", "required", "password is required"));
+        }
+        if errors.is_empty() { Ok(()) } else { Err(ApiError::Validation(errors)) }
+    }
+}
+
+/// A locked email's attempt checks nothing; each account it names gets an audited refusal.
+async fn refuse_locked(state: &AppState, meta: &RequestMeta, accounts: &[users::LoginAccount]) {
+    for account in accounts {
+        audit_refusal(
+            state,
+            meta,
+            account.tenant_id,
+            Some(account.id),
+            "auth.login_locked",
+            "user",
+            Some(account.id.to_string()),
+            "login refused: too many failed logins for this email",
+        )
+        .await;
+    }
+}
+
+/// The accounts `password` opens among those the email names. Every account costs the same
+/// (a hash check and a transaction), known or not, active or not, so the time of an answer
+/// reveals nothing; each refusal of an existing account is audited, with the lock this attempt
+/// starts when `locks`.
+async fn check_password<'a>(
+    state: &AppState,
+    meta: &RequestMeta,
+    password: &str,
+    accounts: &'a [users::LoginAccount],
+    locks: bool,
+) -> ApiResult<Vec<&'a users::LoginAccount>> {
+    let mut matched = Vec::new();
+    if accounts.is_empty() {
+        // Spend the same time as a real check (the hash, and a transaction like the one that
+        // audits a refusal) so that response times do not reveal accounts.
+        let _ = auth::verify_password(password, &state.dummy_hash);
+        SystemTx::begin(&state.pool, None, &meta.audit(None)).await?.commit().await?;
+    }
+    for account in accounts {
+        // deactivated and password-less accounts are checked against the dummy hash: same time
+        let hash = account.password_hash.as_deref().filter(|_| account.active).unwrap_or(&state.dummy_hash);
+        let ok = auth::verify_password(password, hash) && account.active && account.password_hash.is_some();
+        if ok {
+            matched.push(account);
+        } else {
+            audit_failed(state, meta, account, locks).await?;
+        }
+    }
+    Ok(matched)
+}
+
+/// Audits a refused login of `account` (why), and the lock it starts when `locks`.
+async fn audit_failed(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &users::LoginAccount,
+    locks: bool,
+) -> ApiResult<()> {
+    let ctx = meta.audit(Some(account.id));
+    let mut tx = SystemTx::begin(&state.pool, Some(account.tenant_id), &ctx).await?;
+    let detail = if !account.active {
+        "login refused: account deactivated"
+    } else if account.password_hash.is_none() {
+        "login refused: account has no password"
+    } else {
+        "login refused: wrong password"
+    };
+    audit::record(&mut tx, &ctx, user_event(account.tenant_id, account.id, "auth.login_failed", Some(detail.into())))
+        .await?;
+    if locks {
+        let detail = format!("locked after {} failed logins", state.config.login_max_failures);
+        audit::record(&mut tx, &ctx, user_event(account.tenant_id, account.id, "auth.account_locked", Some(detail)))
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// An audit event about a user's sign-in.
+fn user_event(tenant_id: Uuid, user_id: Uuid, action: &str, detail: Option<String>) -> audit::Event<'_> {
+    audit::Event { tenant_id, action, entity_type: "user", entity_id: Some(user_id.to_string()), detail }
 }
 
 fn locked(until: OffsetDateTime, now: OffsetDateTime) -> ApiError {
@@ -258,9 +271,9 @@ async fn issue_pair(
 ) -> ApiResult<TokenResponse> {
     let user = users::get(tx, user_id).await?;
     let perms = users::permissions_of(tx, user_id).await?;
-    let access_token = state.tokens.issue(user_id, tenant_id, tenant_slug, user.roles, perms)?;
+    let access_token = state.tokens.issue(tx.now(), user_id, tenant_id, tenant_slug, user.roles, perms)?;
     let (refresh_token, hash) = auth::new_refresh_token();
-    let refresh_expires_at = OffsetDateTime::now_utc() + state.config.refresh_token_ttl();
+    let refresh_expires_at = tx.now() + state.config.refresh_token_ttl();
     tokens::insert(tx, tenant_id, user_id, family, &hash, refresh_expires_at).await?;
     Ok(TokenResponse {
         access_token,
@@ -290,54 +303,39 @@ pub async fn refresh(
         return Err(ApiError::Unauthorized("unknown refresh token".into()));
     };
     let ctx = meta.audit(Some(token.user_id));
-    let refuse = |action: &'static str, detail: &'static str| (action, detail);
-    let refusal = if token.revoked_at.is_some() {
-        Some(refuse("auth.refresh_revoked", "refresh token was revoked"))
-    } else if token.used_at.is_some() {
-        Some(refuse("auth.refresh_reused", "refresh token reused: every token of this login is revoked"))
-    } else if token.expires_at <= OffsetDateTime::now_utc() {
-        Some(refuse("auth.refresh_expired", "refresh token expired"))
-    } else if !users::is_active(&mut tx, token.user_id).await? {
-        Some(refuse("auth.refresh_inactive", "account deactivated"))
-    } else {
-        None
-    };
-    if let Some((action, detail)) = refusal {
+    if let Some((action, detail)) = refresh_refusal(&mut tx, &token).await? {
         if action == "auth.refresh_reused" {
             tokens::revoke_family(&mut tx, token.family_id).await?;
         }
-        audit::record(
-            &mut tx,
-            &ctx,
-            audit::Event {
-                tenant_id: token.tenant_id,
-                action,
-                entity_type: "user",
-                entity_id: Some(token.user_id.to_string()),
-                detail: Some(detail.into()),
-            },
-        )
-        .await?;
+        audit::record(&mut tx, &ctx, user_event(token.tenant_id, token.user_id, action, Some(detail.into()))).await?;
         tx.commit().await?;
         return Err(ApiError::Unauthorized(detail.into()));
     }
     tokens::mark_used(&mut tx, token.id).await?;
     let tenant = tenants::by_id(&mut tx, token.tenant_id).await?;
     let pair = issue_pair(&state, &mut tx, token.user_id, token.tenant_id, &tenant.slug, token.family_id).await?;
-    audit::record(
-        &mut tx,
-        &ctx,
-        audit::Event {
-            tenant_id: token.tenant_id,
-            action: "auth.refresh",
-            entity_type: "user",
-            entity_id: Some(token.user_id.to_string()),
-            detail: None,
-        },
-    )
-    .await?;
+    audit::record(&mut tx, &ctx, user_event(token.tenant_id, token.user_id, "auth.refresh", None)).await?;
     tx.commit().await?;
     Ok(Json(pair))
+}
+
+/// Why a refresh token may not be exchanged (the audit action and the detail), if it may not:
+/// revoked, already used (taken as theft), expired, or its account deactivated.
+async fn refresh_refusal(
+    tx: &mut SystemTx,
+    token: &tokens::RefreshToken,
+) -> ApiResult<Option<(&'static str, &'static str)>> {
+    Ok(if token.revoked_at.is_some() {
+        Some(("auth.refresh_revoked", "refresh token was revoked"))
+    } else if token.used_at.is_some() {
+        Some(("auth.refresh_reused", "refresh token reused: every token of this login is revoked"))
+    } else if token.expires_at <= tx.now() {
+        Some(("auth.refresh_expired", "refresh token expired"))
+    } else if !users::is_active(tx, token.user_id).await? {
+        Some(("auth.refresh_inactive", "account deactivated"))
+    } else {
+        None
+    })
 }
 
 /// End a login: its refresh tokens stop working. The access token lapses at its expiry.
@@ -360,18 +358,7 @@ pub async fn logout(
         }
         _ => return Err(ApiError::field("/refresh_token", "unknown", "not a refresh token of yours")),
     }
-    audit::record(
-        &mut tx,
-        &ctx,
-        audit::Event {
-            tenant_id: principal.tenant_id,
-            action: "auth.logout",
-            entity_type: "user",
-            entity_id: Some(principal.user_id.to_string()),
-            detail: None,
-        },
-    )
-    .await?;
+    audit::record(&mut tx, &ctx, user_event(principal.tenant_id, principal.user_id, "auth.logout", None)).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -400,12 +387,13 @@ pub struct TenantRef {
     (status = 200, body = Me),
     (status = 401, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn me(State(state): State<AppState>, meta: RequestMeta, principal: Principal) -> ApiResult<Json<Me>> {
-    let mut tx = TenantTx::begin(&state.pool, principal.tenant_id, &meta.audit(Some(principal.user_id))).await?;
-    let user = users::get(&mut tx, principal.user_id).await?;
-    let tenant = tenants::by_id(&mut tx, principal.tenant_id).await?;
-    let teams = teams::of_user(&mut tx, principal.user_id).await?;
+pub async fn me(caller: Caller) -> ApiResult<Json<Me>> {
+    let mut tx = caller.begin().await?;
+    let user = users::get(&mut tx, caller.user_id()).await?;
+    let tenant = tenants::by_id(&mut tx, caller.tenant_id()).await?;
+    let teams = teams::of_user(&mut tx, caller.user_id()).await?;
     tx.commit().await?;
+    let principal = caller.principal;
     Ok(Json(Me {
         id: user.id,
         email: user.email,

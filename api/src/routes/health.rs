@@ -74,7 +74,7 @@ impl Check {
     (status = 503, body = Readiness, description = "not ready; the failing checks say why"),
 ))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let database = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool).await.map(|_| true);
+    let database = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(state.pool.pool()).await.map(|_| true);
     let migrations = if database.is_ok() {
         archer_store::migrations_current(&state.pool).await.map_err(|e| e.to_string())
     } else {
@@ -91,7 +91,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
     .await;
     let max_age = state.config.outbox_max_age_secs as f64;
     let outbox = match state.pool.acquire().await {
-        Ok(mut conn) => match archer_store::outbox::backlog(&mut conn).await {
+        Ok(mut conn) => match archer_store::outbox::backlog(&mut conn, state.pool.now()).await {
             Ok((pending, age)) => OutboxCheck {
                 ok: age <= max_age,
                 pending,

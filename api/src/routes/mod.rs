@@ -1,6 +1,5 @@
 //! HTTP handlers, one module per resource. Each handler carries its OpenAPI description.
 
-pub mod approval_pages;
 pub mod approvals;
 pub mod audit;
 pub mod auth;

@@ -1,20 +1,19 @@
 //! `/notifications`: each user's in-app inbox.
 
 use axum::Json;
-use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use archer_store::{TenantTx, notifications};
+use archer_store::notifications;
 
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::caller::Caller;
 use crate::error::{ApiResult, Problem};
-use crate::extract::{AppPath, AppQuery, RequestMeta};
-use crate::validate::Errors;
+use crate::extract::{AppPath, AppQuery};
+use crate::validate::{self, Errors};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(inbox)).routes(routes!(mark_read)).routes(routes!(mark_all_read))
@@ -80,22 +79,14 @@ pub struct InboxQuery {
     (status = 200, body = Inbox),
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn inbox(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
-    AppQuery(q): AppQuery<InboxQuery>,
-) -> ApiResult<Json<Inbox>> {
-    let limit = q.limit.unwrap_or(50);
+pub async fn inbox(caller: Caller, AppQuery(q): AppQuery<InboxQuery>) -> ApiResult<Json<Inbox>> {
     let mut errors = Errors::new();
-    if !(1..=200).contains(&limit) {
-        errors.add("?limit", "range", "must be between 1 and 200");
-    }
+    let limit = validate::limit(&mut errors, q.limit, 50, 200);
     errors.into_result()?;
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
-    let (rows, unread) = notifications::inbox(&mut tx, p.user_id, q.unread, q.cursor, limit).await?;
+    let mut tx = caller.begin().await?;
+    let (rows, unread) = notifications::inbox(&mut tx, caller.user_id(), q.unread, q.cursor, limit).await?;
     tx.commit().await?;
-    let next_cursor = (rows.len() as i64 == limit).then(|| rows.last().map(|n| n.id.to_string())).flatten();
+    let next_cursor = validate::next_cursor(&rows, limit, |n| n.id);
     Ok(Json(Inbox { items: rows.into_iter().map(Notification::from).collect(), unread, next_cursor }))
 }
 
@@ -104,14 +95,9 @@ pub async fn inbox(
     (status = 200, body = Notification),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn mark_read(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
-    AppPath(id): AppPath<Uuid>,
-) -> ApiResult<Json<Notification>> {
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
-    let n = notifications::mark_read(&mut tx, p.user_id, id).await?;
+pub async fn mark_read(caller: Caller, AppPath(id): AppPath<Uuid>) -> ApiResult<Json<Notification>> {
+    let mut tx = caller.begin().await?;
+    let n = notifications::mark_read(&mut tx, caller.user_id(), id).await?;
     tx.commit().await?;
     Ok(Json(n.into()))
 }
@@ -123,9 +109,9 @@ pub struct Marked {
 
 /// Mark every notification read.
 #[utoipa::path(post, path = "/notifications/read-all", tag = "notifications", security(("bearer" = [])), responses((status = 200, body = Marked)))]
-pub async fn mark_all_read(State(state): State<AppState>, meta: RequestMeta, p: Principal) -> ApiResult<Json<Marked>> {
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
-    let marked = notifications::mark_all_read(&mut tx, p.user_id).await?;
+pub async fn mark_all_read(caller: Caller) -> ApiResult<Json<Marked>> {
+    let mut tx = caller.begin().await?;
+    let marked = notifications::mark_all_read(&mut tx, caller.user_id()).await?;
     tx.commit().await?;
     Ok(Json(Marked { marked }))
 }

@@ -1,7 +1,6 @@
 //! `/teams`: teams and their members.
 
 use axum::Json;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -11,12 +10,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use archer_orchestrator::access::Permission;
-use archer_store::{StoreError, TenantTx, teams, users};
+use archer_store::{StoreError, teams, users};
 
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{AppJson, AppPath, IdempotencyKey, RequestMeta};
+use crate::extract::{AppJson, AppPath, IdempotencyKey};
 use crate::idempotency;
 use crate::validate::Errors;
 
@@ -57,8 +56,8 @@ impl From<teams::Team> for Team {
 
 /// Every team of the tenant (any signed-in user may see them).
 #[utoipa::path(get, path = "/teams", tag = "teams", security(("bearer" = [])), responses((status = 200, body = Vec<Team>)))]
-pub async fn list_teams(State(state): State<AppState>, meta: RequestMeta, p: Principal) -> ApiResult<Json<Vec<Team>>> {
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+pub async fn list_teams(caller: Caller) -> ApiResult<Json<Vec<Team>>> {
+    let mut tx = caller.begin().await?;
     let all = teams::list(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(all.into_iter().map(Team::from).collect()))
@@ -84,31 +83,30 @@ pub struct CreateTeam {
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn create_team(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
+    caller: Caller,
     key: IdempotencyKey,
     AppJson(body, digest): AppJson<CreateTeam>,
 ) -> ApiResult<Response> {
-    p.require(&state, &meta, Permission::UserAdmin).await?;
+    caller.require(Permission::UserAdmin).await?;
     let mut errors = Errors::new();
     let name = errors.text("/name", &body.name, 1, 200);
     let description = errors.text("/description", &body.description, 0, 2000);
     errors.into_result()?;
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
-    if let Some(replay) = idempotency::claim(&mut tx, &p, &key, "POST /teams", &digest).await? {
+    let mut tx = caller.begin().await?;
+    if let Some(replay) = idempotency::claim(&mut tx, &caller.principal, &key, "POST /teams", &digest).await? {
         return Ok(replay);
     }
     let id = Uuid::now_v7();
-    teams::create(&mut tx, p.tenant_id, id, &name, &description).await?;
+    teams::create(&mut tx, caller.tenant_id(), id, &name, &description).await?;
     for (i, member) in body.members.iter().enumerate() {
-        teams::add_member(&mut tx, p.tenant_id, id, *member)
+        teams::add_member(&mut tx, caller.tenant_id(), id, *member)
             .await
             .map_err(|e| member_error(e, &format!("/members/{i}")))?;
     }
     let team = Team::from(teams::get(&mut tx, id).await?);
     let location = format!("/api/v1/teams/{id}");
-    let resp = idempotency::respond(&mut tx, &p, &key, StatusCode::CREATED, &team, Some(&location)).await?;
+    let resp =
+        idempotency::respond(&mut tx, &caller.principal, &key, StatusCode::CREATED, &team, Some(&location)).await?;
     tx.commit().await?;
     Ok(resp)
 }
@@ -125,13 +123,8 @@ fn member_error(e: StoreError, pointer: &str) -> ApiError {
     (status = 200, body = Team),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn get_team(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
-    AppPath(id): AppPath<Uuid>,
-) -> ApiResult<Json<Team>> {
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+pub async fn get_team(caller: Caller, AppPath(id): AppPath<Uuid>) -> ApiResult<Json<Team>> {
+    let mut tx = caller.begin().await?;
     let team = teams::get(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(team.into()))
@@ -154,18 +147,16 @@ pub struct UpdateTeam {
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn update_team(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
+    caller: Caller,
     AppPath(id): AppPath<Uuid>,
     AppJson(body, _): AppJson<UpdateTeam>,
 ) -> ApiResult<Json<Team>> {
-    p.require(&state, &meta, Permission::UserAdmin).await?;
+    caller.require(Permission::UserAdmin).await?;
     let mut errors = Errors::new();
     let name = body.name.as_deref().map(|n| errors.text("/name", n, 1, 200));
     let description = body.description.as_deref().map(|d| errors.text("/description", d, 0, 2000));
     errors.into_result()?;
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    let mut tx = caller.begin().await?;
     let team = teams::update(&mut tx, id, name.as_deref(), description.as_deref()).await?;
     tx.commit().await?;
     Ok(Json(team.into()))
@@ -178,14 +169,9 @@ pub async fn update_team(
     (status = 404, body = Problem, content_type = "application/problem+json"),
     (status = 409, body = Problem, content_type = "application/problem+json", description = "tickets still belong to the team"),
 ))]
-pub async fn delete_team(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
-    AppPath(id): AppPath<Uuid>,
-) -> ApiResult<StatusCode> {
-    p.require(&state, &meta, Permission::UserAdmin).await?;
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+pub async fn delete_team(caller: Caller, AppPath(id): AppPath<Uuid>) -> ApiResult<StatusCode> {
+    caller.require(Permission::UserAdmin).await?;
+    let mut tx = caller.begin().await?;
     match teams::delete(&mut tx, id).await {
         Err(StoreError::Constraint { .. }) => {
             return Err(ApiError::Conflict("tickets still belong to this team; reassign them first".into()));
@@ -202,17 +188,12 @@ pub async fn delete_team(
     (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn add_member(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
-    AppPath((id, user_id)): AppPath<(Uuid, Uuid)>,
-) -> ApiResult<Json<Team>> {
-    p.require(&state, &meta, Permission::UserAdmin).await?;
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+pub async fn add_member(caller: Caller, AppPath((id, user_id)): AppPath<(Uuid, Uuid)>) -> ApiResult<Json<Team>> {
+    caller.require(Permission::UserAdmin).await?;
+    let mut tx = caller.begin().await?;
     teams::get(&mut tx, id).await?;
     users::get(&mut tx, user_id).await?;
-    teams::add_member(&mut tx, p.tenant_id, id, user_id).await?;
+    teams::add_member(&mut tx, caller.tenant_id(), id, user_id).await?;
     let team = teams::get(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(team.into()))
@@ -224,14 +205,9 @@ pub async fn add_member(
     (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn remove_member(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
-    AppPath((id, user_id)): AppPath<(Uuid, Uuid)>,
-) -> ApiResult<Json<Team>> {
-    p.require(&state, &meta, Permission::UserAdmin).await?;
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+pub async fn remove_member(caller: Caller, AppPath((id, user_id)): AppPath<(Uuid, Uuid)>) -> ApiResult<Json<Team>> {
+    caller.require(Permission::UserAdmin).await?;
+    let mut tx = caller.begin().await?;
     teams::remove_member(&mut tx, id, user_id).await?;
     let team = teams::get(&mut tx, id).await?;
     tx.commit().await?;

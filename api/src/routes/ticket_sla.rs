@@ -1,7 +1,8 @@
 //! A ticket's SLA: live clocks (from its workflow), rebuilds (`sla:admin`) and its timeline.
 
+use std::collections::HashMap;
+
 use axum::Json;
-use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use temporalio_client::WorkflowQueryOptions;
 use time::OffsetDateTime;
@@ -10,18 +11,21 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use archer_orchestrator::access::Permission;
-use archer_orchestrator::sla::engine::{ClockReport, SlaEngine};
-use archer_orchestrator::workflows::ticket::{self as wf, SlaRebuilt, TicketWorkflow};
+use archer_orchestrator::sla::engine::{ClockReport, EngineState, SlaEngine};
+use archer_orchestrator::sla::rebuild;
+use archer_orchestrator::workflows::ticket::{self as wf, TicketWorkflow};
+use archer_orchestrator::{TenantSlug, TicketNumber};
+use archer_store::audit::{self, AuditEntry};
 use archer_store::changes::{self, to_time};
-use archer_store::outbox::{self, Intent};
-use archer_store::{TenantTx, audit, sla};
+use archer_store::sla_changes::{self, RebuildError};
+use archer_store::{TenantTx, sla};
 
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{AppJson, AppPath, RequestMeta};
-use crate::views::sla::{PolicyRef, TicketSla, now, view};
-use crate::views::ticket::{find, is_agent, tenant_slug};
+use crate::extract::{AppJson, AppPath};
+use crate::views::sla::{PolicyRef, TicketSla, view};
+use crate::views::ticket::find;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(ticket_sla)).routes(routes!(rebuild)).routes(routes!(timeline))
@@ -41,30 +45,14 @@ pub struct LiveSla {
     (status = 200, body = LiveSla),
     (status = 404, body = Problem, content_type = "application/problem+json", description = "no such ticket, or no SLA applies to it"),
 ))]
-pub async fn ticket_sla(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
-    AppPath(reference): AppPath<String>,
-) -> ApiResult<Json<LiveSla>> {
-    let tenant = tenant_slug(&p)?;
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
-    let ticket = find(&mut tx, &p, &reference, false).await?;
+pub async fn ticket_sla(caller: Caller, AppPath(reference): AppPath<String>) -> ApiResult<Json<LiveSla>> {
+    let mut tx = caller.begin().await?;
+    let ticket = find(&mut tx, &caller.principal, &reference, false).await?;
     let row = sla::ticket_sla(&mut tx, ticket.id).await?.ok_or(ApiError::NotFound)?;
     tx.commit().await?;
     let parsed = changes::parse(&ticket)?;
-    let now = now();
-    let live = async {
-        let client =
-            state.temporal().await.map_err(|e| tracing::warn!(error = %e, "no Temporal for a live SLA")).ok()?;
-        let h = client.get_workflow_handle::<TicketWorkflow>(wf::workflow_id(&tenant, &parsed.number));
-        h.query(TicketWorkflow::sla, (), WorkflowQueryOptions::default())
-            .await
-            .map_err(|e| tracing::info!(error = %e, "SLA query refused; answering from the projection"))
-            .ok()
-            .flatten()
-    }
-    .await;
+    let now = caller.now();
+    let live = live_clocks(caller.state(), &caller.tenant, &parsed.number).await;
     let mut sla = view(&row, now)?;
     let source = match live {
         Some(engine_state) => {
@@ -80,6 +68,18 @@ pub async fn ticket_sla(
     Ok(Json(LiveSla { source, sla }))
 }
 
+/// The clocks as the ticket's running workflow holds them; none when Temporal cannot be
+/// reached or the workflow has finished (the projection answers then).
+async fn live_clocks(state: &AppState, tenant: &TenantSlug, number: &TicketNumber) -> Option<EngineState> {
+    let client = state.temporal().await.map_err(|e| tracing::warn!(error = %e, "no Temporal for a live SLA")).ok()?;
+    let h = client.get_workflow_handle::<TicketWorkflow>(wf::workflow_id(tenant, number));
+    h.query(TicketWorkflow::sla, (), WorkflowQueryOptions::default())
+        .await
+        .map_err(|e| tracing::info!(error = %e, "SLA query refused; answering from the projection"))
+        .ok()
+        .flatten()
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RebuildRequest {
@@ -87,6 +87,12 @@ pub struct RebuildRequest {
     policy_id: Option<Uuid>,
     /// Its version; default: the current one.
     policy_version: Option<i32>,
+}
+
+impl From<RebuildRequest> for rebuild::Request {
+    fn from(r: RebuildRequest) -> Self {
+        rebuild::Request { policy_id: r.policy_id, policy_version: r.policy_version }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -108,93 +114,30 @@ pub struct Rebuilt {
     (status = 422, body = Problem, content_type = "application/problem+json", description = "no such policy version, or none pinned and none named"),
 ))]
 pub async fn rebuild(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
+    caller: Caller,
     AppPath(reference): AppPath<String>,
     AppJson(body, _): AppJson<RebuildRequest>,
 ) -> ApiResult<Json<Rebuilt>> {
-    p.require(&state, &meta, Permission::SlaAdmin).await?;
-    let tenant = tenant_slug(&p)?;
-    let ctx = meta.audit(Some(p.user_id));
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &ctx).await?;
-    let ticket = find(&mut tx, &p, &reference, true).await?;
-    let parsed = changes::parse(&ticket)?;
-    if parsed.status.is_terminal() {
-        return Err(ApiError::Conflict("the ticket is closed; its clocks are final".into()));
-    }
-    let current = sla::ticket_sla(&mut tx, ticket.id).await?;
-    let policy_id = match (body.policy_id, &current) {
-        (Some(id), _) => id,
-        (None, Some(c)) => c.policy_id,
-        (None, None) => {
-            return Err(ApiError::field("/policy_id", "required", "no policy is pinned to this ticket: name one"));
-        }
-    };
-    let policy = match body.policy_version {
-        Some(v) => sla::policy_version(&mut tx, policy_id, v).await,
-        None => sla::policy(&mut tx, policy_id).await,
-    }
-    .map_err(|e| match e {
-        archer_store::StoreError::NotFound => ApiError::field("/policy_id", "unknown", "no such policy version"),
-        other => other.into(),
-    })?;
-    let assignment = sla::assignment_for(&mut tx, &policy).await?;
-    let history = audit::ticket_history(&mut tx, ticket.id, i64::MAX).await?;
-    let events = changes::sla_events_from_history(&history, ticket.requester_id);
-    let now = now();
-    let (engine, _) = SlaEngine::replay(assignment.clone(), &events, now);
-    let after = engine.report(now);
-    let before = match &current {
-        Some(row) => view(row, now)?.clocks,
-        None => Vec::new(),
-    };
-    let summary = engine.summary(now);
-    sla::assign(
-        &mut tx,
-        sla::NewTicketSla {
-            tenant_id: p.tenant_id,
-            ticket_id: ticket.id,
-            policy_id: assignment.policy_id,
-            policy_version: assignment.policy_version,
-            calendar_id: assignment.calendar_id,
-            calendar_version: assignment.calendar_version,
-            assignment: &serde_json::to_value(&assignment).map_err(ApiError::internal)?,
-            clocks: &serde_json::to_value(&after).map_err(ApiError::internal)?,
-            state: &summary.state,
-            next_due_at: summary.next_due_at.map(to_time),
-        },
-    )
-    .await?;
-    let before_json = serde_json::to_value(&before).map_err(ApiError::internal)?;
-    let after_json = serde_json::to_value(&after).map_err(ApiError::internal)?;
-    audit::record_ticket_change(
-        &mut tx,
-        &ctx,
-        audit::Event {
-            tenant_id: p.tenant_id,
-            action: "sla.rebuilt",
-            entity_type: "ticket_sla",
-            entity_id: Some(ticket.id.to_string()),
-            detail: Some(format!("clocks rebuilt under {} v{}", assignment.policy_name, assignment.policy_version)),
-        },
-        ticket.id,
-        &before_json,
-        &after_json,
-    )
-    .await?;
-    let signal = SlaRebuilt { seq: ticket.event_seq, at: now.to_string(), assignment: assignment.clone(), events };
-    outbox::enqueue(
-        &mut tx,
-        p.tenant_id,
-        &wf::workflow_id(&tenant, &parsed.number),
-        Intent::Signal,
-        "sla_rebuilt",
-        &serde_json::to_value(&signal).map_err(ApiError::internal)?,
-    )
-    .await?;
+    caller.require(Permission::SlaAdmin).await?;
+    let mut tx = caller.begin().await?;
+    let ticket = find(&mut tx, &caller.principal, &reference, true).await?;
+    let now = changes::to_jiff(tx.now());
+    let r = sla_changes::rebuild(&mut tx, &caller.audit(), &caller.tenant, &ticket, body.into(), now).await?;
     tx.commit().await?;
-    Ok(Json(Rebuilt { policy: PolicyRef::from(&assignment), before, after }))
+    Ok(Json(Rebuilt { policy: PolicyRef::from(&r.assignment), before: r.before, after: r.after }))
+}
+
+impl From<RebuildError> for ApiError {
+    fn from(e: RebuildError) -> Self {
+        match e {
+            RebuildError::Refused(r @ rebuild::Refusal::Closed) => ApiError::Conflict(r.to_string()),
+            RebuildError::Refused(r @ rebuild::Refusal::NoPolicy) => {
+                ApiError::field("/policy_id", "required", r.to_string())
+            }
+            RebuildError::UnknownPolicy => ApiError::field("/policy_id", "unknown", "no such policy version"),
+            RebuildError::Service(e) => e.into(),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -251,158 +194,164 @@ fn due_and_recorded(action: &str, row: Option<&serde_json::Value>) -> (Option<Of
     (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn timeline(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
-    AppPath(reference): AppPath<String>,
-) -> ApiResult<Json<Vec<TimelineEntry>>> {
-    if !is_agent(&p) {
-        p.require(&state, &meta, Permission::TicketUpdate).await?;
-    }
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
-    let ticket = find(&mut tx, &p, &reference, false).await?;
+pub async fn timeline(caller: Caller, AppPath(reference): AppPath<String>) -> ApiResult<Json<Vec<TimelineEntry>>> {
+    caller.require(Permission::TicketUpdate).await?;
+    let mut tx = caller.begin().await?;
+    let ticket = find(&mut tx, &caller.principal, &reference, false).await?;
     let history = audit::ticket_history(&mut tx, ticket.id, 10_000).await?;
-    // names for approval entries: steps by id, approvers by id
-    let mut step_names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    let mut task_users: std::collections::HashMap<String, (String, Option<String>)> = std::collections::HashMap::new();
-    let mut user_names: std::collections::HashMap<Uuid, String> = std::collections::HashMap::new();
-    for a in archer_store::approvals::of_ticket(&mut tx, ticket.id).await? {
-        for step in archer_store::approvals::steps(&mut tx, a.id).await? {
-            step_names.insert(step.id.to_string(), step.name);
-        }
-        for t in archer_store::approvals::tasks_of_approval(&mut tx, a.id).await? {
-            for u in [Some(t.approver_id), t.on_behalf_of].into_iter().flatten() {
-                if let std::collections::hash_map::Entry::Vacant(e) = user_names.entry(u) {
-                    e.insert(archer_store::users::get(&mut tx, u).await.map(|u| u.display_name).unwrap_or_default());
-                }
-            }
-            let name = user_names.get(&t.approver_id).cloned().unwrap_or_default();
-            let behalf = t.on_behalf_of.and_then(|u| user_names.get(&u).cloned());
-            let step = step_names.get(&t.step_id.to_string()).cloned().unwrap_or_default();
-            task_users.insert(t.id.to_string(), (format!("{name} ({step})"), behalf));
-        }
-    }
+    let names = ApprovalNames::of_ticket(&mut tx, ticket.id).await?;
     tx.commit().await?;
-    let s = |v: &Option<serde_json::Value>, k: &str| {
-        v.as_ref()
-            .and_then(|v| v.get(k))
-            .map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string()))
-            .unwrap_or_default()
-    };
-    let mut out: Vec<TimelineEntry> = history
-        .into_iter()
-        .map(|h| {
-            let (kind, summary, at) = match h.action.as_str() {
-                "tickets.insert" => ("created", format!("created: {}", s(&h.after, "title")), h.at),
-                "tickets.update" => {
-                    let fields: Vec<String> = h
-                        .after
-                        .as_ref()
-                        .and_then(|a| a.as_object())
-                        .map(|o| o.keys().cloned().collect())
-                        .unwrap_or_default();
-                    ("changed", format!("changed {}", fields.join(", ")), h.at)
-                }
-                "ticket_comments.insert" => {
-                    let internal =
-                        h.after.as_ref().and_then(|a| a.get("internal")).and_then(|v| v.as_bool()) == Some(true);
-                    ("comment", if internal { "internal note".to_owned() } else { "public comment".to_owned() }, h.at)
-                }
-                "ticket_links.insert" => ("link", format!("linked: {}", s(&h.after, "kind")), h.at),
-                "ticket_links.delete" => ("link", format!("unlinked: {}", s(&h.before, "kind")), h.at),
-                "sla_events.insert" => {
-                    let kind = s(&h.after, "kind");
-                    let at = h
-                        .after
-                        .as_ref()
-                        .and_then(|a| a.get("at"))
-                        .and_then(|v| v.as_str())
-                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                        .map(to_time)
-                        .unwrap_or(h.at);
-                    let label = if kind == "breach" { "sla_breach" } else { "sla_warning" };
-                    (
-                        label,
-                        format!(
-                            "{} {} (cycle {})",
-                            s(&h.after, "metric"),
-                            kind.replace('_', " "),
-                            s(&h.after, "cycle")
-                        ),
-                        at,
-                    )
-                }
-                "sla_escalations.insert" => {
-                    ("escalation", format!("escalation: {} ({})", s(&h.after, "name"), s(&h.after, "metric")), h.at)
-                }
-                "sla.rebuilt" => ("sla_rebuilt", h.detail.clone().unwrap_or_default(), h.at),
-                "approvals.insert" => ("approval", format!("approval requested: {}", s(&h.after, "source")), h.at),
-                "approvals.update" => {
-                    ("approval", format!("approval {}: {}", s(&h.after, "state"), s(&h.after, "reason")), h.at)
-                }
-                "approval_steps.insert" => ("approval_step", format!("step started: {}", s(&h.after, "name")), h.at),
-                "approval_steps.update" => {
-                    let name = h.entity_id.as_ref().and_then(|id| step_names.get(id)).cloned().unwrap_or_default();
-                    let after = h.after.as_ref();
-                    if after.and_then(|a| a.get("state")).is_some() {
-                        (
-                            "approval_step",
-                            format!("step {}: {name} ({})", s(&h.after, "state"), s(&h.after, "reason")),
-                            h.at,
-                        )
-                    } else if after.and_then(|a| a.get("escalated_at")).is_some() {
-                        ("approval_step", format!("step escalated after its timeout: {name}"), h.at)
-                    } else {
-                        ("approval_step", format!("step scheduled (reminders, timeout): {name}"), h.at)
-                    }
-                }
-                "approval_tasks.insert" => {
-                    let who = h
-                        .entity_id
-                        .as_ref()
-                        .and_then(|id| task_users.get(id))
-                        .map(|(n, _)| n.clone())
-                        .unwrap_or_default();
-                    ("approval_task", format!("approver added: {who}"), h.at)
-                }
-                "approval_tasks.update" => {
-                    let (who, behalf) =
-                        h.entity_id.as_ref().and_then(|id| task_users.get(id)).cloned().unwrap_or_default();
-                    let behalf = behalf.map(|b| format!(" on behalf of {b}")).unwrap_or_default();
-                    let state = s(&h.after, "state");
-                    let summary = match state.as_str() {
-                        "asked" => format!("asked: {who}{behalf}"),
-                        "approved" | "rejected" => {
-                            let via = s(&h.after, "via");
-                            let comment = s(&h.after, "comment");
-                            let comment = if comment.is_empty() || comment == "null" {
-                                String::new()
-                            } else {
-                                format!(": {comment}")
-                            };
-                            format!("{state} by {who}{behalf} (via {via}){comment}")
-                        }
-                        "superseded" => format!("no longer asked: {who}"),
-                        other => format!("{other}: {who}"),
-                    };
-                    ("approval_decision", summary, h.at)
-                }
-                other => ("changed", other.to_owned(), h.at),
-            };
-            let (due_at, recorded_at) = due_and_recorded(&h.action, h.after.as_ref());
-            TimelineEntry {
-                at,
-                kind: kind.into(),
-                actor_id: h.actor_id,
-                summary,
-                before: h.before,
-                after: h.after,
-                due_at,
-                recorded_at,
-            }
-        })
-        .collect();
+    let mut out: Vec<TimelineEntry> = history.into_iter().map(|h| names.entry(h)).collect();
     out.sort_by_key(|e| e.at);
     Ok(Json(out))
+}
+
+/// Names for the approval entries of a timeline: steps by id, and each task's approver (with
+/// their step) and whom they decide for.
+#[derive(Default)]
+struct ApprovalNames {
+    steps: HashMap<String, String>,
+    tasks: HashMap<String, (String, Option<String>)>,
+}
+
+impl ApprovalNames {
+    async fn of_ticket(tx: &mut TenantTx, ticket_id: Uuid) -> ApiResult<Self> {
+        use archer_store::{approvals, users};
+        let mut names = ApprovalNames::default();
+        let mut users: HashMap<Uuid, String> = HashMap::new();
+        for a in approvals::of_ticket(tx, ticket_id).await? {
+            for step in approvals::steps(tx, a.id).await? {
+                names.steps.insert(step.id.to_string(), step.name);
+            }
+            for t in approvals::tasks_of_approval(tx, a.id).await? {
+                for u in [Some(t.approver_id), t.on_behalf_of].into_iter().flatten() {
+                    if let std::collections::hash_map::Entry::Vacant(e) = users.entry(u) {
+                        e.insert(users::get(tx, u).await.map(|u| u.display_name).unwrap_or_default());
+                    }
+                }
+                let name = users.get(&t.approver_id).cloned().unwrap_or_default();
+                let behalf = t.on_behalf_of.and_then(|u| users.get(&u).cloned());
+                let step = names.steps.get(&t.step_id.to_string()).cloned().unwrap_or_default();
+                names.tasks.insert(t.id.to_string(), (format!("{name} ({step})"), behalf));
+            }
+        }
+        Ok(names)
+    }
+
+    /// One audited row as a timeline entry.
+    fn entry(&self, h: AuditEntry) -> TimelineEntry {
+        let (kind, summary, at) = self.describe(&h);
+        let (due_at, recorded_at) = due_and_recorded(&h.action, h.after.as_ref());
+        TimelineEntry {
+            at,
+            kind: kind.into(),
+            actor_id: h.actor_id,
+            summary,
+            before: h.before,
+            after: h.after,
+            due_at,
+            recorded_at,
+        }
+    }
+
+    /// The entry's kind, its one-line summary and its instant.
+    fn describe(&self, h: &AuditEntry) -> (&'static str, String, OffsetDateTime) {
+        let (kind, summary) = match h.action.as_str() {
+            "tickets.insert" => ("created", format!("created: {}", text(&h.after, "title"))),
+            "tickets.update" => {
+                let fields: Vec<String> = h
+                    .after
+                    .as_ref()
+                    .and_then(|a| a.as_object())
+                    .map(|o| o.keys().cloned().collect())
+                    .unwrap_or_default();
+                ("changed", format!("changed {}", fields.join(", ")))
+            }
+            "ticket_comments.insert" => {
+                let internal = h.after.as_ref().and_then(|a| a.get("internal")).and_then(|v| v.as_bool()) == Some(true);
+                ("comment", if internal { "internal note".to_owned() } else { "public comment".to_owned() })
+            }
+            "ticket_links.insert" => ("link", format!("linked: {}", text(&h.after, "kind"))),
+            "ticket_links.delete" => ("link", format!("unlinked: {}", text(&h.before, "kind"))),
+            "sla_events.insert" => return sla_fact(h),
+            "sla_escalations.insert" => {
+                ("escalation", format!("escalation: {} ({})", text(&h.after, "name"), text(&h.after, "metric")))
+            }
+            "sla.rebuilt" => ("sla_rebuilt", h.detail.clone().unwrap_or_default()),
+            "approvals.insert" => ("approval", format!("approval requested: {}", text(&h.after, "source"))),
+            "approvals.update" => {
+                ("approval", format!("approval {}: {}", text(&h.after, "state"), text(&h.after, "reason")))
+            }
+            "approval_steps.insert" => ("approval_step", format!("step started: {}", text(&h.after, "name"))),
+            "approval_steps.update" => ("approval_step", self.step_change(h)),
+            "approval_tasks.insert" => {
+                let who = self.task(h).0;
+                ("approval_task", format!("approver added: {who}"))
+            }
+            "approval_tasks.update" => ("approval_decision", self.task_change(h)),
+            other => ("changed", other.to_owned()),
+        };
+        (kind, summary, h.at)
+    }
+
+    fn step_change(&self, h: &AuditEntry) -> String {
+        let name = h.entity_id.as_ref().and_then(|id| self.steps.get(id)).cloned().unwrap_or_default();
+        let after = h.after.as_ref();
+        if after.and_then(|a| a.get("state")).is_some() {
+            format!("step {}: {name} ({})", text(&h.after, "state"), text(&h.after, "reason"))
+        } else if after.and_then(|a| a.get("escalated_at")).is_some() {
+            format!("step escalated after its timeout: {name}")
+        } else {
+            format!("step scheduled (reminders, timeout): {name}")
+        }
+    }
+
+    /// The task's approver (with their step) and whom they decide for.
+    fn task(&self, h: &AuditEntry) -> (String, Option<String>) {
+        h.entity_id.as_ref().and_then(|id| self.tasks.get(id)).cloned().unwrap_or_default()
+    }
+
+    fn task_change(&self, h: &AuditEntry) -> String {
+        let (who, behalf) = self.task(h);
+        let behalf = behalf.map(|b| format!(" on behalf of {b}")).unwrap_or_default();
+        let state = text(&h.after, "state");
+        match state.as_str() {
+            "asked" => format!("asked: {who}{behalf}"),
+            "approved" | "rejected" => {
+                let via = text(&h.after, "via");
+                let comment = text(&h.after, "comment");
+                let comment =
+                    if comment.is_empty() || comment == "null" { String::new() } else { format!(": {comment}") };
+                format!("{state} by {who}{behalf} (via {via}){comment}")
+            }
+            "superseded" => format!("no longer asked: {who}"),
+            other => format!("{other}: {who}"),
+        }
+    }
+}
+
+/// A warning or a breach, at its true instant (when the threshold was reached).
+fn sla_fact(h: &AuditEntry) -> (&'static str, String, OffsetDateTime) {
+    let kind = text(&h.after, "kind");
+    let at = h
+        .after
+        .as_ref()
+        .and_then(|a| a.get("at"))
+        .and_then(|v| v.as_str())
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(to_time)
+        .unwrap_or(h.at);
+    let label = if kind == "breach" { "sla_breach" } else { "sla_warning" };
+    let summary =
+        format!("{} {} (cycle {})", text(&h.after, "metric"), kind.replace('_', " "), text(&h.after, "cycle"));
+    (label, summary, at)
+}
+
+/// A field of an audited row as text (strings as they are, other values as JSON; empty when
+/// absent).
+fn text(v: &Option<serde_json::Value>, k: &str) -> String {
+    v.as_ref()
+        .and_then(|v| v.get(k))
+        .map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string()))
+        .unwrap_or_default()
 }

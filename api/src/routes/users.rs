@@ -1,7 +1,6 @@
 //! `/users` and `/roles`: user administration.
 
 use axum::Json;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -11,12 +10,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use archer_orchestrator::access::Permission;
-use archer_store::{TenantTx, tokens, users};
+use archer_store::{approval_changes, tokens, users};
 
 use crate::app::AppState;
-use crate::auth::{Principal, hash_password};
+use crate::auth::hash_password;
+use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{AppJson, AppPath, AppQuery, IdempotencyKey, RequestMeta};
+use crate::extract::{AppJson, AppPath, AppQuery, IdempotencyKey};
 use crate::idempotency;
 use crate::validate::{self, Errors};
 
@@ -88,19 +88,14 @@ pub struct UserQuery {
     (status = 200, body = UserPage),
     (status = 403, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn list_users(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
-    AppQuery(q): AppQuery<UserQuery>,
-) -> ApiResult<Json<UserPage>> {
-    if !p.can(Permission::TicketAssign) {
-        p.require(&state, &meta, Permission::UserAdmin).await?;
+pub async fn list_users(caller: Caller, AppQuery(q): AppQuery<UserQuery>) -> ApiResult<Json<UserPage>> {
+    if !caller.can(Permission::TicketAssign) {
+        caller.require(Permission::UserAdmin).await?;
     }
     let mut errors = Errors::new();
     let (page, limit) = validate::page(&mut errors, q.page, q.limit);
     errors.into_result()?;
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    let mut tx = caller.begin().await?;
     let (rows, total) = users::list(
         &mut tx,
         users::UserFilter {
@@ -139,13 +134,11 @@ pub struct CreateUser {
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn create_user(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
+    caller: Caller,
     key: IdempotencyKey,
     AppJson(body, digest): AppJson<CreateUser>,
 ) -> ApiResult<Response> {
-    p.require(&state, &meta, Permission::UserAdmin).await?;
+    caller.require(Permission::UserAdmin).await?;
     let mut errors = Errors::new();
     let email = errors.email("/email", &body.email);
     let name = errors.text("/display_name", &body.display_name, 1, 200);
@@ -154,8 +147,8 @@ pub async fn create_user(
     }
     errors.into_result()?;
     let hash = body.password.as_deref().map(hash_password).transpose()?;
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
-    if let Some(replay) = idempotency::claim(&mut tx, &p, &key, "POST /users", &digest).await? {
+    let mut tx = caller.begin().await?;
+    if let Some(replay) = idempotency::claim(&mut tx, &caller.principal, &key, "POST /users", &digest).await? {
         return Ok(replay);
     }
     let id = Uuid::now_v7();
@@ -163,7 +156,7 @@ pub async fn create_user(
         &mut tx,
         users::NewUser {
             id,
-            tenant_id: p.tenant_id,
+            tenant_id: caller.tenant_id(),
             email: &email,
             display_name: &name,
             password_hash: hash.as_deref(),
@@ -171,10 +164,11 @@ pub async fn create_user(
         },
     )
     .await?;
-    users::set_roles(&mut tx, p.tenant_id, id, &body.roles).await?;
+    users::set_roles(&mut tx, caller.tenant_id(), id, &body.roles).await?;
     let user = User::from(users::get(&mut tx, id).await?);
     let location = format!("/api/v1/users/{id}");
-    let resp = idempotency::respond(&mut tx, &p, &key, StatusCode::CREATED, &user, Some(&location)).await?;
+    let resp =
+        idempotency::respond(&mut tx, &caller.principal, &key, StatusCode::CREATED, &user, Some(&location)).await?;
     tx.commit().await?;
     Ok(resp)
 }
@@ -185,16 +179,11 @@ pub async fn create_user(
     (status = 403, body = Problem, content_type = "application/problem+json"),
     (status = 404, body = Problem, content_type = "application/problem+json"),
 ))]
-pub async fn get_user(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
-    AppPath(id): AppPath<Uuid>,
-) -> ApiResult<Json<User>> {
-    if id != p.user_id && !p.can(Permission::TicketAssign) {
-        p.require(&state, &meta, Permission::UserAdmin).await?;
+pub async fn get_user(caller: Caller, AppPath(id): AppPath<Uuid>) -> ApiResult<Json<User>> {
+    if id != caller.user_id() && !caller.can(Permission::TicketAssign) {
+        caller.require(Permission::UserAdmin).await?;
     }
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    let mut tx = caller.begin().await?;
     let user = users::get(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(user.into()))
@@ -225,20 +214,18 @@ pub struct UpdateUser {
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn update_user(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
+    caller: Caller,
     AppPath(id): AppPath<Uuid>,
     AppJson(body, _): AppJson<UpdateUser>,
 ) -> ApiResult<Json<User>> {
-    p.require(&state, &meta, Permission::UserAdmin).await?;
+    caller.require(Permission::UserAdmin).await?;
     let mut errors = Errors::new();
     let email = body.email.as_deref().map(|e| errors.email("/email", e));
     let name = body.display_name.as_deref().map(|n| errors.text("/display_name", n, 1, 200));
     if let Some(pw) = &body.password {
         errors.password("/password", pw);
     }
-    if body.active == Some(false) && id == p.user_id {
+    if body.active == Some(false) && id == caller.user_id() {
         errors.add("/active", "self", "you cannot deactivate yourself");
     }
     if body.manager_id == Some(Some(id)) {
@@ -246,7 +233,7 @@ pub async fn update_user(
     }
     errors.into_result()?;
     let hash = body.password.as_deref().map(hash_password).transpose()?;
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    let mut tx = caller.begin().await?;
     let user = users::update(
         &mut tx,
         id,
@@ -273,67 +260,17 @@ pub async fn update_user(
     (status = 404, body = Problem, content_type = "application/problem+json"),
     (status = 409, body = Problem, content_type = "application/problem+json", description = "you cannot deactivate yourself"),
 ))]
-pub async fn deactivate_user(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
-    AppPath(id): AppPath<Uuid>,
-) -> ApiResult<StatusCode> {
-    p.require(&state, &meta, Permission::UserAdmin).await?;
-    if id == p.user_id {
+pub async fn deactivate_user(caller: Caller, AppPath(id): AppPath<Uuid>) -> ApiResult<StatusCode> {
+    caller.require(Permission::UserAdmin).await?;
+    if id == caller.user_id() {
         return Err(ApiError::Conflict("you cannot deactivate yourself".into()));
     }
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    let mut tx = caller.begin().await?;
     users::update(&mut tx, id, users::UserPatch { active: Some(false), ..Default::default() }).await?;
     tokens::revoke_user(&mut tx, id).await?;
-    hand_over_open_tasks(&mut tx, id).await?;
+    approval_changes::hand_over_tasks_of_deactivated(&mut tx, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// A deactivated approver decides nothing: each of their open approval tasks goes to their
-/// out-of-office delegate if they have one (who is told in the app and by the step's next
-/// reminder), otherwise it is withdrawn and its chain decides the step again without it (it
-/// may then be approved, or impossible). In the deactivating transaction, with the chain's
-/// signal in the outbox.
-async fn hand_over_open_tasks(tx: &mut TenantTx, user: Uuid) -> ApiResult<()> {
-    use archer_store::{approvals, notifications, outbox};
-    let tenant = tx.tenant_id();
-    let delegate = approvals::delegate_of(tx, user).await?;
-    let delegate = match delegate {
-        Some(d) if users::get(tx, d).await.is_ok_and(|u| u.active) => Some(d),
-        _ => None,
-    };
-    for task in approvals::open_tasks_of(tx, user).await? {
-        if let Some(d) = delegate
-            && approvals::hand_task_to(tx, task.task_id, d, user).await?
-        {
-            let data = serde_json::json!({"approval_id": task.approval_id, "task_id": task.task_id});
-            notifications::notify(
-                tx,
-                notifications::NewNotification {
-                    tenant_id: tenant,
-                    user_id: d,
-                    ticket_id: Some(task.ticket_id),
-                    kind: "approval.handed_over",
-                    title: "An approval was handed to you",
-                    body: "Its approver was deactivated and you are their delegate: decide it in your approvals inbox.",
-                    data: &data,
-                    dedup_key: &format!("approval-handed-over:{}", task.task_id),
-                },
-            )
-            .await?;
-            continue;
-        }
-        approvals::withdraw_task(tx, task.task_id).await?;
-        let signal = archer_orchestrator::workflows::approval::ApproverWithdrawn {
-            task_id: task.task_id,
-            reason: "the approver was deactivated".into(),
-        };
-        let payload = serde_json::to_value(&signal).map_err(ApiError::internal)?;
-        outbox::enqueue(tx, tenant, &task.workflow_id, outbox::Intent::Signal, "withdraw", &payload).await?;
-    }
-    Ok(())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -351,14 +288,12 @@ pub struct RoleAssignment {
     (status = 422, body = Problem, content_type = "application/problem+json"),
 ))]
 pub async fn set_roles(
-    State(state): State<AppState>,
-    meta: RequestMeta,
-    p: Principal,
+    caller: Caller,
     AppPath(id): AppPath<Uuid>,
     AppJson(body, _): AppJson<RoleAssignment>,
 ) -> ApiResult<Json<User>> {
-    p.require(&state, &meta, Permission::UserAdmin).await?;
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+    caller.require(Permission::UserAdmin).await?;
+    let mut tx = caller.begin().await?;
     let known = users::roles(&mut tx).await?;
     let mut errors = Errors::new();
     for (i, r) in body.roles.iter().enumerate() {
@@ -366,12 +301,15 @@ pub async fn set_roles(
             errors.add(&format!("/roles/{i}"), "unknown", format!("unknown role `{r}`"));
         }
     }
-    if id == p.user_id && !body.roles.iter().any(|r| r == "admin") && p.roles.iter().any(|r| r == "admin") {
+    if id == caller.user_id()
+        && !body.roles.iter().any(|r| r == "admin")
+        && caller.principal.roles.iter().any(|r| r == "admin")
+    {
         errors.add("/roles", "self", "you cannot remove your own admin role");
     }
     errors.into_result()?;
     users::get(&mut tx, id).await?;
-    users::set_roles(&mut tx, p.tenant_id, id, &body.roles).await?;
+    users::set_roles(&mut tx, caller.tenant_id(), id, &body.roles).await?;
     let user = users::get(&mut tx, id).await?;
     tx.commit().await?;
     Ok(Json(user.into()))
@@ -386,8 +324,8 @@ pub struct Role {
 
 /// The built-in roles and the permissions each grants.
 #[utoipa::path(get, path = "/roles", tag = "users", security(("bearer" = [])), responses((status = 200, body = Vec<Role>)))]
-pub async fn list_roles(State(state): State<AppState>, meta: RequestMeta, p: Principal) -> ApiResult<Json<Vec<Role>>> {
-    let mut tx = TenantTx::begin(&state.pool, p.tenant_id, &meta.audit(Some(p.user_id))).await?;
+pub async fn list_roles(caller: Caller) -> ApiResult<Json<Vec<Role>>> {
+    let mut tx = caller.begin().await?;
     let roles = users::roles(&mut tx).await?;
     tx.commit().await?;
     Ok(Json(

@@ -60,26 +60,7 @@ pub struct TicketSla {
 /// The projection brought up to `now`: running clocks' elapsed and remaining business time
 /// move on with the calendar.
 pub fn view(row: &sla::TicketSlaRow, now: Timestamp) -> ApiResult<TicketSla> {
-    let assignment: SlaAssignment = serde_json::from_value(row.assignment.clone()).map_err(ApiError::internal)?;
-    let calendar =
-        assignment.calendar.compile().unwrap_or_else(|_| archer_orchestrator::sla::calendar::Calendar::always());
-    let mut clocks: Vec<ClockReport> = serde_json::from_value(row.clocks.clone()).map_err(ApiError::internal)?;
-    for c in &mut clocks {
-        if let Some(due) = c.due_at
-            && !c.paused
-            && matches!(c.state.as_str(), "running" | "warning")
-        {
-            let remaining =
-                if due >= now { calendar.elapsed(now, due).as_secs() } else { -calendar.elapsed(due, now).as_secs() };
-            c.remaining_seconds = remaining;
-            c.elapsed_seconds = c.target_seconds - remaining;
-            if let Some(o) = c.ongoing.as_mut() {
-                o.remaining_seconds = remaining;
-                o.elapsed_seconds = c.elapsed_seconds;
-            }
-        }
-        c.within_calendar_hours = calendar.is_open(now);
-    }
+    let (assignment, clocks) = row.clocks_as_of(now).map_err(ApiError::internal)?;
     Ok(TicketSla {
         policy: PolicyRef::from(&assignment),
         state: row.state.clone(),
@@ -107,7 +88,7 @@ pub async fn catch_up(
         return Ok(false);
     }
     let events = archer_store::changes::sla_events_from_history(&history, ticket.requester_id);
-    let now = now();
+    let now = archer_store::changes::to_jiff(tx.now());
     let (engine, _) = SlaEngine::replay(assignment, &events, now);
     let summary = engine.summary(now);
     row.clocks = serde_json::to_value(engine.report(now)).map_err(ApiError::internal)?;
@@ -115,8 +96,4 @@ pub async fn catch_up(
     row.next_due_at = summary.next_due_at.map(archer_store::changes::to_time);
     row.event_seq = ticket.event_seq;
     Ok(true)
-}
-
-pub fn now() -> Timestamp {
-    Timestamp::now()
 }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use archer_orchestrator::access::Permission;
 use archer_orchestrator::catalog::{ChangeType, Risk};
+use archer_orchestrator::commands::ticket::{Actor, Refusal};
 use archer_orchestrator::workflows::ticket as wf;
 use archer_orchestrator::{Impact, Priority, Status, TenantSlug, TicketKind, TicketNumber, Urgency};
 use archer_store::changes::{self as service, ServiceError};
@@ -17,7 +18,8 @@ use archer_store::{TenantTx, sla};
 use super::sla::TicketSla;
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::caller::Caller;
+use crate::error::{ApiError, ApiResult, FieldError};
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
@@ -31,6 +33,51 @@ impl From<ServiceError> for ApiError {
 impl From<service::CorruptRow> for ApiError {
     fn from(e: service::CorruptRow) -> Self {
         ApiError::internal(e)
+    }
+}
+
+/// A ticket command's refusal as the API answers it. A missing permission is better refused
+/// through [`refused`], which records the refusal in the audit log.
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        let detail = r.to_string();
+        match r {
+            Refusal::Needs(_) => ApiError::Forbidden(detail),
+            Refusal::Invalid(errors) => {
+                ApiError::Validation(errors.into_iter().map(|e| FieldError::new(e.pointer, e.code, e.detail)).collect())
+            }
+            Refusal::IllegalTransition(e) => {
+                ApiError::IllegalTransition { detail, from: e.from, to: e.to, allowed: e.allowed }
+            }
+            Refusal::ApprovalOnly { from, to, allowed, .. } => {
+                ApiError::IllegalTransition { detail, from, to, allowed }
+            }
+            Refusal::ChangeSettled { .. } | Refusal::Closed => ApiError::Conflict(detail),
+        }
+    }
+}
+
+/// The caller as the domain's commands see them.
+pub fn actor(caller: &Caller) -> Actor {
+    Actor::user(caller.user_id(), caller.principal.permissions.clone())
+}
+
+/// The API's answer to a refused command: a missing permission goes through
+/// [`Caller::require`], so the 403 gets its `authz.denied` audit row.
+pub async fn refused(caller: &Caller, refusal: Refusal) -> ApiError {
+    if let Refusal::Needs(permission) = refusal
+        && let Err(e) = caller.require(permission).await
+    {
+        return e;
+    }
+    ApiError::from(refusal)
+}
+
+/// A command's answer, its refusal mapped by [`refused`].
+pub async fn decided<T>(caller: &Caller, decision: Result<T, Refusal>) -> ApiResult<T> {
+    match decision {
+        Ok(t) => Ok(t),
+        Err(r) => Err(refused(caller, r).await),
     }
 }
 
@@ -155,7 +202,7 @@ pub fn to_dto(
         resolved_at: row.resolved_at,
         closed_at: row.closed_at,
         workflow: WorkflowRef { id: workflow_id, url },
-        sla: sla.map(|s| super::sla::view(s, super::sla::now())).transpose()?,
+        sla: sla.map(|s| super::sla::view(s, state.clock().timestamp())).transpose()?,
     })
 }
 
@@ -191,7 +238,7 @@ pub async fn find(tx: &mut TenantTx, p: &Principal, reference: &str, lock: bool)
     let row = if let Ok(id) = Uuid::parse_str(reference) {
         if lock { store::lock(tx, id).await? } else { store::get(tx, id).await? }
     } else if let Ok(n) = reference.parse::<TicketNumber>() {
-        let row = store::get_by_number(tx, n.kind().as_str(), n.seq() as i32).await?;
+        let row = store::get_by_number(tx, n.kind(), n.seq() as i32).await?;
         if lock { store::lock(tx, row.id).await? } else { row }
     } else {
         return Err(ApiError::NotFound);
@@ -199,10 +246,6 @@ pub async fn find(tx: &mut TenantTx, p: &Principal, reference: &str, lock: bool)
     if !is_agent(p) && row.requester_id != p.user_id {
         return Err(ApiError::NotFound);
     }
-    tracing::Span::current().record("ticket", format!("{}-{:06}", kind_prefix(&row.kind), row.number).as_str());
+    tracing::Span::current().record("ticket", format!("{}-{:06}", row.kind.prefix(), row.number).as_str());
     Ok(row)
-}
-
-fn kind_prefix(kind: &str) -> &'static str {
-    kind.parse::<TicketKind>().map(|k| k.prefix()).unwrap_or("???")
 }

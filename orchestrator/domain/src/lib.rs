@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod approval;
+pub mod approval_chain;
 pub mod catalog;
 pub mod commands;
 pub mod ids;

@@ -95,12 +95,8 @@ pub struct OpenStep {
     pub step: crate::approval::StepSpec,
 }
 
-/// An approver's task in a step, in the order they are asked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TaskRef {
-    pub task_id: Uuid,
-    pub approver_id: Uuid,
-}
+/// An approver's task in a step, in the order they are asked (the pure chain needs it too).
+pub use crate::approval_chain::TaskRef;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenedStep {

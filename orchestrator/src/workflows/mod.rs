@@ -6,7 +6,9 @@
 pub mod activities;
 pub mod approval;
 pub mod search;
+pub mod signals;
 pub mod ticket;
+pub mod wait;
 
 /// The task queue Archer's workers poll unless configured otherwise.
 pub const DEFAULT_TASK_QUEUE: &str = "archer";

@@ -21,15 +21,14 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use futures::FutureExt;
 use futures::future::LocalBoxFuture;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use temporalio_common::RetryPolicy;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, CancellableFuture, ContinueAsNewOptions, LocalActivityOptions, SyncWorkflowContext,
-    WorkflowContext, WorkflowContextView, WorkflowResult,
+    ActivityOptions, ContinueAsNewOptions, LocalActivityOptions, SyncWorkflowContext, WorkflowContext,
+    WorkflowContextView, WorkflowResult,
 };
 use uuid::Uuid;
 
@@ -40,6 +39,8 @@ use crate::sla::policy::Trigger;
 use crate::ticket::Status;
 use crate::workflows::activities::{Escalate, RecordSla, SendEmails, SlaActivities, TicketRef};
 use crate::workflows::search;
+use crate::workflows::signals;
+use crate::workflows::wait::{self, workflow_now};
 
 /// Continue as new once the history has this many events (Temporal's limit is 50,000).
 const CONTINUE_AS_NEW_AFTER: u32 = 5_000;
@@ -282,10 +283,6 @@ fn parse_at(at: &str, fallback: Timestamp) -> Timestamp {
     at.parse().unwrap_or(fallback)
 }
 
-fn workflow_now(ctx: &WorkflowContext<TicketWorkflow>) -> Timestamp {
-    ctx.workflow_time().and_then(|t| Timestamp::try_from(t).ok()).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
 fn record_options() -> LocalActivityOptions {
     LocalActivityOptions::builder()
         .start_to_close_timeout(Duration::from_secs(15))
@@ -383,16 +380,6 @@ impl TicketWorkflow {
     }
 }
 
-/// Why the run loop stopped waiting.
-enum Woke {
-    /// The timer for the next due instant fired.
-    Due,
-    /// A signal changed the ticket (or its clocks).
-    Changed(WorkflowResult<()>),
-    /// The escalation levels running beside the clocks have all run.
-    Escalated(WorkflowResult<()>),
-}
-
 /// The escalation levels running beside the clocks, if any.
 type Escalating = Option<LocalBoxFuture<'static, WorkflowResult<()>>>;
 
@@ -485,52 +472,10 @@ impl TicketWorkflow {
                 escalating = Some(Box::pin(run_escalations(ctx.clone())));
             }
             let wake = ctx.state(|s| s.sla.as_ref().and_then(|e| e.next_wakeup()));
-            let timer = wake.map(|at| ctx.timer(sleep_until(workflow_now(ctx), at)));
-            futures::pin_mut!(timer);
             // the escalation levels never hold up the timer: waiting ends when it fires or the
             // ticket changes, and their completing only clears them
-            loop {
-                let woke = {
-                    let due = async {
-                        match timer.as_mut().as_pin_mut() {
-                            Some(t) => {
-                                t.await;
-                            }
-                            None => std::future::pending::<()>().await,
-                        }
-                    }
-                    .fuse();
-                    let escalated = async {
-                        match escalating.as_mut() {
-                            Some(f) => f.await,
-                            None => std::future::pending().await,
-                        }
-                    }
-                    .fuse();
-                    futures::pin_mut!(due, escalated);
-                    temporalio_sdk::workflows::select! {
-                        _ = due => Woke::Due,
-                        r = ctx.wait_condition(|s: &Self| s.changes != seen_changes || s.ticket.is_finished()) => {
-                            Woke::Changed(r.map_err(Into::into))
-                        }
-                        r = escalated => Woke::Escalated(r),
-                    }
-                };
-                match woke {
-                    Woke::Due => break,
-                    Woke::Changed(r) => {
-                        if let Some(t) = timer.as_mut().as_pin_mut() {
-                            t.cancel();
-                        }
-                        r?;
-                        break;
-                    }
-                    Woke::Escalated(r) => {
-                        escalating = None;
-                        r?;
-                    }
-                }
-            }
+            let changed = move |s: &Self| s.changes != seen_changes || s.ticket.is_finished();
+            wait::sleep_beside(ctx, wake, changed, &mut escalating).await?;
             seen_changes = ctx.state(|s| s.changes);
             dirty = has_sla;
         }
@@ -541,28 +486,28 @@ impl TicketWorkflow {
         }))
     }
 
-    #[signal(name = "status_changed")]
+    #[signal(name = signals::names::STATUS_CHANGED)]
     pub fn status_changed(&mut self, _ctx: &mut SyncWorkflowContext<Self>, e: StatusChanged) {
         if self.ticket.status_changed(&e) == Applied::Changed {
             self.enqueue(&e.at, status_triggers(e.from, e.to));
         }
     }
 
-    #[signal(name = "priority_changed")]
+    #[signal(name = signals::names::PRIORITY_CHANGED)]
     pub fn priority_changed(&mut self, _ctx: &mut SyncWorkflowContext<Self>, e: PriorityChanged) {
         if self.ticket.priority_changed(&e) == Applied::Changed {
             self.enqueue(&e.at, vec![Trigger::PriorityChanged]);
         }
     }
 
-    #[signal(name = "assignment_changed")]
+    #[signal(name = signals::names::ASSIGNMENT_CHANGED)]
     pub fn assignment_changed(&mut self, _ctx: &mut SyncWorkflowContext<Self>, e: AssignmentChanged) {
         if self.ticket.assignment_changed(&e) == Applied::Changed {
             self.enqueue(&e.at, vec![Trigger::Assigned]);
         }
     }
 
-    #[signal(name = "comment_added")]
+    #[signal(name = signals::names::COMMENT_ADDED)]
     pub fn comment_added(&mut self, _ctx: &mut SyncWorkflowContext<Self>, e: CommentAdded) {
         if self.ticket.comment_added(&e) == Applied::Changed {
             let trigger = match e.author {
@@ -574,7 +519,7 @@ impl TicketWorkflow {
     }
 
     /// An admin re-applied a policy or rebuilt the clocks from the ticket's history.
-    #[signal(name = "sla_rebuilt")]
+    #[signal(name = signals::names::SLA_REBUILT)]
     pub fn sla_rebuilt(&mut self, _ctx: &mut SyncWorkflowContext<Self>, e: SlaRebuilt) {
         // not a ticket change, so it has no place in the ticket's event sequence
         if self.sla.is_none() {
@@ -649,14 +594,6 @@ async fn finish_escalations(ctx: &WorkflowContext<TicketWorkflow>, escalating: &
         running.await?;
     }
     run_escalations(ctx.clone()).await
-}
-
-/// How long to sleep from `now` until `at`: rounded up to the millisecond so the timer never
-/// fires a hair early, and at least a millisecond.
-fn sleep_until(now: Timestamp, at: Timestamp) -> Duration {
-    let nanos = (at.as_nanosecond() - now.as_nanosecond()).max(0);
-    let millis = (nanos + 999_999) / 1_000_000;
-    Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX).max(1))
 }
 
 /// Keeps the search attributes ops filter on current: the worst clock state, and the next due
@@ -781,16 +718,6 @@ mod tests {
         assert_eq!(wf.sla.as_ref().unwrap().next_wakeup(), Some(created + jiff::SignedDuration::from_secs(3)));
         // and facts without escalations give none to run
         assert!(wf.escalation_inputs(&breaches.into_iter().cloned().collect::<Vec<_>>()).is_empty());
-    }
-
-    #[test]
-    fn timers_round_up_to_the_millisecond_and_never_sleep_zero() {
-        let now: Timestamp = "2026-11-23T10:00:00Z".parse().unwrap();
-        let ms = Duration::from_millis;
-        assert_eq!(sleep_until(now, now + jiff::SignedDuration::from_nanos(1)), ms(1));
-        assert_eq!(sleep_until(now, now + jiff::SignedDuration::from_micros(2_500)), ms(3));
-        assert_eq!(sleep_until(now, now + jiff::SignedDuration::from_secs(1)), ms(1_000));
-        assert_eq!(sleep_until(now, now - jiff::SignedDuration::from_secs(1)), ms(1), "overdue: at once");
     }
 
     #[test]

@@ -90,7 +90,7 @@ async fn main() {
     let tenant = TenantSlug::parse(&t.slug).expect("slug");
     let created: Vec<()> = futures::stream::iter(0..args.tickets)
         .map(|i| {
-            let (pool, tenant, agent, tenant_id) = (app.pool.clone(), tenant.clone(), t.agent.id, t.id);
+            let (pool, tenant, agent, tenant_id) = (app.db.clone(), tenant.clone(), t.agent.id, t.id);
             async move {
                 let p = (i % 4 + 1) as i16;
                 let ctx = AuditContext { actor_id: Some(agent), ..Default::default() };
@@ -98,7 +98,7 @@ async fn main() {
                 let new = NewTicket {
                     id: Uuid::now_v7(),
                     tenant_id,
-                    kind: TicketKind::Incident.as_str().into(),
+                    kind: TicketKind::Incident,
                     title: format!("bench {i}"),
                     description: String::new(),
                     requester_id: agent,
@@ -109,7 +109,7 @@ async fn main() {
                     priority: i16::from(Priority::new(i64::from(p)).expect("priority").get()),
                     priority_reason: None,
                     category: None,
-                    status: Status::New.as_str().into(),
+                    status: Status::New,
                     tags: Vec::new(),
                     change_type: None,
                     risk: None,

@@ -40,7 +40,8 @@ fn recipients() -> Vec<Recipient> {
 }
 
 fn email(template: &str, message_id: &str, to: Vec<Recipient>) -> OutgoingEmail {
-    OutgoingEmail { to, template: template.into(), data: data(HOSTILE), message_id: message_id.into() }
+    let date = time::OffsetDateTime::now_utc();
+    OutgoingEmail { to, template: template.into(), data: data(HOSTILE), message_id: message_id.into(), date }
 }
 
 /// What every SLA email carries, whatever its kind.

@@ -69,7 +69,8 @@ fn the_domain_builds_without_temporal_a_database_a_runtime_or_http() {
             .unwrap()
             .to_owned()
     };
-    let domain = nodes.keys().find(|id| name_of(id) == "archer-domain").expect("archer-domain in the workspace").clone();
+    let domain =
+        nodes.keys().find(|id| name_of(id) == "archer-domain").expect("archer-domain in the workspace").clone();
     let mut seen = BTreeSet::new();
     let mut stack = vec![domain];
     while let Some(id) = stack.pop() {
@@ -132,9 +133,9 @@ fn no_route_module_imports_another() {
                 let mut paths = vec![format!("crate::routes::{other}")];
                 paths.push(if nested { format!("super::super::{other}") } else { format!("super::{other}") });
                 for p in paths {
-                    let hit = text.match_indices(&p).any(|(i, _)| {
-                        !text[i + p.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
-                    });
+                    let hit = text
+                        .match_indices(&p)
+                        .any(|(i, _)| !text[i + p.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_'));
                     if hit {
                         offenders.push(format!("{} uses {p}", file.strip_prefix(root()).unwrap().display()));
                     }
@@ -162,7 +163,8 @@ fn handlers_are_thin() {
                     let len = end - start + 1;
                     if len > MAX {
                         let name = lines[start].trim_start_matches("pub async fn ").split('(').next().unwrap();
-                        offenders.push(format!("{}: {name} has {len} lines", file.strip_prefix(root()).unwrap().display()));
+                        offenders
+                            .push(format!("{}: {name} has {len} lines", file.strip_prefix(root()).unwrap().display()));
                     }
                     i = end;
                 }

@@ -303,10 +303,10 @@ async fn a_ticket_survives_five_thousand_changes_by_continuing_as_new() {
             archer_orchestrator::Status::InProgress
         };
         let ctx = archer_store::AuditContext { actor_id: Some(t.agent.id), ..Default::default() };
-        let mut tx = archer_store::TenantTx::begin(&app.pool, t.id, &ctx).await.unwrap();
+        let mut tx = archer_store::TenantTx::begin(&app.db, t.id, &ctx).await.unwrap();
         let old = archer_store::tickets::lock(&mut tx, ticket_id).await.unwrap();
         let mut new = old.clone();
-        new.status = to.as_str().to_owned();
+        new.status = to;
         let events = vec![archer_store::changes::Event::Status { from: status, to }];
         archer_store::changes::save(&mut tx, &tenant, &old, new, events, Some(t.agent.id)).await.unwrap();
         tx.commit().await.unwrap();

@@ -81,7 +81,7 @@ async fn row_level_security_confines_a_query_without_any_tenant_filter() {
     app.incident(&b.requester, "three").await;
 
     // the API's transaction, for tenant A, runs a query that names no tenant
-    let mut tx = TenantTx::begin(&app.pool, a.id, &AuditContext::default()).await.unwrap();
+    let mut tx = TenantTx::begin(&app.db, a.id, &AuditContext::default()).await.unwrap();
     let tenants: Vec<uuid::Uuid> =
         sqlx::query_scalar("SELECT DISTINCT tenant_id FROM tickets").fetch_all(&mut *tx).await.unwrap();
     assert_eq!(tenants, vec![a.id]);
@@ -121,14 +121,14 @@ async fn audit_rows_cannot_be_changed_or_deleted_by_anyone() {
 
     // not even the owner of the table
     for sql in ["UPDATE audit_log SET action = 'nothing' WHERE id = $1", "DELETE FROM audit_log WHERE id = $1"] {
-        let mut tx = SystemTx::begin(&app.pool, None, &AuditContext::default()).await.unwrap();
+        let mut tx = SystemTx::begin(&app.db, None, &AuditContext::default()).await.unwrap();
         let err = sqlx::query(sql).bind(id).execute(&mut *tx).await.unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
     let err = sqlx::query("TRUNCATE audit_log").execute(&app.pool).await.unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
     // and the API role has no such privilege to begin with
-    let mut tx = TenantTx::begin(&app.pool, a.id, &AuditContext::default()).await.unwrap();
+    let mut tx = TenantTx::begin(&app.db, a.id, &AuditContext::default()).await.unwrap();
     let err = sqlx::query("DELETE FROM audit_log").execute(&mut *tx).await.unwrap_err();
     assert!(err.to_string().contains("permission denied"), "{err}");
     drop(tx);

@@ -687,6 +687,32 @@ pub fn status_triggers(from: Status, to: Status) -> Vec<Trigger> {
     if from.is_reopen(to) { vec![Trigger::Reopened] } else { Vec::new() }
 }
 
+/// Recorded clocks (a ticket's projection, written when its workflow last moved them) as they
+/// stand at `now`: a running or warning clock's elapsed and remaining business time move on
+/// with `calendar`; paused and finished clocks stay as recorded. Reads between two workflow
+/// steps show the same figures the workflow would. A pinned calendar that no longer compiles
+/// (it did when it was pinned) counts as 24×7.
+pub fn clocks_as_of(assignment: &SlaAssignment, mut clocks: Vec<ClockReport>, now: Timestamp) -> Vec<ClockReport> {
+    let calendar = assignment.calendar.compile().unwrap_or_else(|_| Calendar::always());
+    for c in &mut clocks {
+        if let Some(due) = c.due_at
+            && !c.paused
+            && matches!(c.state.as_str(), "running" | "warning")
+        {
+            let remaining =
+                if due >= now { calendar.elapsed(now, due).as_secs() } else { -calendar.elapsed(due, now).as_secs() };
+            c.remaining_seconds = remaining;
+            c.elapsed_seconds = c.target_seconds - remaining;
+            if let Some(o) = c.ongoing.as_mut() {
+                o.remaining_seconds = remaining;
+                o.elapsed_seconds = c.elapsed_seconds;
+            }
+        }
+        c.within_calendar_hours = calendar.is_open(now);
+    }
+    clocks
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
