@@ -8,8 +8,10 @@ use uuid::Uuid;
 use crate::Result;
 
 /// A refused link, as far as it can be known.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RefusedLink {
+    /// When it was refused (the clock's instant; outside any transaction, so given).
+    pub at: OffsetDateTime,
     pub ip: Option<IpAddr>,
     pub request_id: Option<String>,
     /// Which page refused it (`confirm`, `decide`, `view`).
@@ -40,9 +42,10 @@ pub struct RefusedLinkRow {
 /// Records a refused link (as the owner role: no tenant can be trusted from it).
 pub async fn record_refused_link(conn: &mut PgConnection, r: &RefusedLink) -> Result<()> {
     sqlx::query!(
-        "INSERT INTO refused_links (ip, request_id, page, reason, claimed_tenant_id, claimed_approver,
+        "INSERT INTO refused_links (at, ip, request_id, page, reason, claimed_tenant_id, claimed_approver,
                                     signed_in_user, signed_in_tenant)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        r.at,
         r.ip.map(ipnet::IpNet::from),
         r.request_id,
         r.page,

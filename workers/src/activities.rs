@@ -160,8 +160,10 @@ impl TicketActivities {
                 }
                 // changes to the ticket happen once, on the attempt that claimed the level
                 EscalationAction::RaisePriority { by } if claimed => {
-                    let p = ticket.priority.saturating_sub(i16::from(*by)).max(1);
-                    if p != ticket.priority {
+                    // several raises in one level add up, as they always did
+                    let current = change.priority.as_ref().map_or(ticket.priority, |o| i16::from(o.priority().get()));
+                    let p = current.saturating_sub(i16::from(*by)).max(1);
+                    if p != current {
                         let to = Priority::new(i64::from(p)).map_err(fail)?;
                         change.priority = PriorityOverride::new(to, &format!("escalation: {}", input.level.name));
                     }

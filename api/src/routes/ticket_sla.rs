@@ -121,7 +121,8 @@ pub async fn rebuild(
     caller.require(Permission::SlaAdmin).await?;
     let mut tx = caller.begin().await?;
     let ticket = find(&mut tx, &caller.principal, &reference, true).await?;
-    let now = changes::to_jiff(tx.now());
+    // read after the ticket's lock is held, so no change of it is later than this instant
+    let now = caller.now();
     let r = sla_changes::rebuild(&mut tx, &caller.audit(), &caller.tenant, &ticket, body.into(), now).await?;
     tx.commit().await?;
     Ok(Json(Rebuilt { policy: PolicyRef::from(&r.assignment), before: r.before, after: r.after }))

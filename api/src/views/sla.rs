@@ -88,7 +88,9 @@ pub async fn catch_up(
         return Ok(false);
     }
     let events = archer_store::changes::sla_events_from_history(&history, ticket.requester_id);
-    let now = archer_store::changes::to_jiff(tx.now());
+    // the history may hold a change committed after this transaction began: never replay to
+    // an instant before the last event
+    let now = events.iter().map(|e| e.at).fold(archer_store::changes::to_jiff(tx.now()), Timestamp::max);
     let (engine, _) = SlaEngine::replay(assignment, &events, now);
     let summary = engine.summary(now);
     row.clocks = serde_json::to_value(engine.report(now)).map_err(ApiError::internal)?;

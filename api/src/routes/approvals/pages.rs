@@ -238,6 +238,7 @@ async fn record_invalid_link(
     let reason = if token.trim().is_empty() { "no token" } else { "the signature does not match: forged or changed" };
     tracing::warn!(page, reason, ip = ?meta.ip, claimed_tenant = ?claimed_tenant_id, "decision link refused");
     let refused = archer_store::security::RefusedLink {
+        at: state.pool.now(),
         ip: meta.ip,
         request_id: Some(meta.request_id.clone()),
         page,
