@@ -4,6 +4,9 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use archer_orchestrator::TicketKind;
+
+use crate::tickets::Text;
 use crate::{Result, StoreError};
 
 #[derive(Debug, Clone)]
@@ -384,7 +387,7 @@ pub struct InboxRow {
     pub approval_id: Uuid,
     pub step_name: String,
     pub ticket_id: Uuid,
-    pub ticket_kind: String,
+    pub ticket_kind: TicketKind,
     pub ticket_number: i32,
     pub title: String,
     pub requester_id: Uuid,
@@ -416,14 +419,14 @@ pub async fn inbox(
     .await?;
     let rows = sqlx::query_as!(
         InboxRow,
-        "SELECT t.id AS task_id, t.approval_id, s.name AS step_name, k.id AS ticket_id, k.kind AS ticket_kind,
+        r#"SELECT t.id AS task_id, t.approval_id, s.name AS step_name, k.id AS ticket_id, k.kind AS "ticket_kind: Text<TicketKind>",
                 k.number AS ticket_number, k.title, k.requester_id, t.on_behalf_of, t.state, t.asked_at, t.decided_at,
                 s.timeout_at
            FROM approval_tasks t JOIN approval_steps s ON s.id = t.step_id JOIN tickets k ON k.id = t.ticket_id
           WHERE t.approver_id = $1
             AND CASE WHEN $2 THEN t.state = 'asked' AND s.state = 'open' ELSE t.state IN ('approved', 'rejected') END
           ORDER BY CASE WHEN $2 THEN t.asked_at END ASC, CASE WHEN NOT $2 THEN t.decided_at END DESC, t.id
-          LIMIT $3 OFFSET $4",
+          LIMIT $3 OFFSET $4"#,
         approver_id,
         pending,
         limit,

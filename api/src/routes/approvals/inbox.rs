@@ -6,12 +6,11 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use archer_orchestrator::TicketKind;
 use archer_store::TenantTx;
 use archer_store::approvals::{self, InboxRow};
 
 use crate::caller::Caller;
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiResult, Problem};
 use crate::extract::AppQuery;
 use crate::validate::Errors;
 use crate::views::approval::{UserRef, user_ref, user_ref_of};
@@ -96,7 +95,7 @@ pub async fn inbox(caller: Caller, AppQuery(q): AppQuery<InboxQuery>) -> ApiResu
 }
 
 async fn item(tx: &mut TenantTx, r: InboxRow) -> ApiResult<InboxItem> {
-    let kind: TicketKind = r.ticket_kind.parse().map_err(ApiError::internal)?;
+    let kind = r.ticket_kind;
     let requester = user_ref(tx, r.requester_id).await?;
     let on_behalf_of = user_ref_of(tx, r.on_behalf_of).await?;
     Ok(InboxItem {

@@ -566,10 +566,9 @@ pub async fn confirm_page(
         record_invalid_link(&state, &meta, &headers, &token, "confirm").await;
         return refusal_page(&state, &Refusal::Invalid, None);
     };
-    let ctx = AuditContext { actor_id: Some(claims.approver), request_id: Some(meta.request_id.clone()), ip: meta.ip };
-    let mut tx = match TenantTx::begin(&state.pool, claims.tenant, &ctx).await {
+    let mut tx = match link_tx(&state, &meta, claims.tenant, claims.approver).await {
         Ok(tx) => tx,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return e.into_response(),
     };
     let now = tx.now();
     let signed_in = signed_in_as(&state, &headers);
@@ -628,6 +627,13 @@ pub async fn decide_page(
     }
 }
 
+/// The transaction a verified link's page works in: what it reads and records is audited as
+/// the link's approver's.
+async fn link_tx(state: &AppState, meta: &RequestMeta, tenant: Uuid, approver: Uuid) -> ApiResult<TenantTx> {
+    let ctx = AuditContext { actor_id: Some(approver), request_id: Some(meta.request_id.clone()), ip: meta.ip };
+    Ok(TenantTx::begin(&state.pool, tenant, &ctx).await?)
+}
+
 /// A link's refusal, with what the link points at when that is known.
 type LinkRefused = (Refusal, Option<Target>);
 
@@ -641,8 +647,7 @@ async fn decide_by_link(
     token: &str,
     comment: Option<&str>,
 ) -> ApiResult<Result<Response, LinkRefused>> {
-    let ctx = AuditContext { actor_id: Some(claims.approver), request_id: Some(meta.request_id.clone()), ip: meta.ip };
-    let mut tx = TenantTx::begin(&state.pool, claims.tenant, &ctx).await?;
+    let mut tx = link_tx(state, meta, claims.tenant, claims.approver).await?;
     let now = tx.now();
     let target = match resolve(&mut tx, claims.clone()).await {
         Ok(t) => t,
@@ -708,10 +713,9 @@ pub async fn view_page(
         record_invalid_link(&state, &meta, &headers, &token, "view").await;
         return refusal_page(&state, &Refusal::Invalid, None);
     };
-    let ctx = AuditContext { actor_id: Some(claims.approver), request_id: Some(meta.request_id.clone()), ip: meta.ip };
-    let mut tx = match TenantTx::begin(&state.pool, claims.tenant, &ctx).await {
+    let mut tx = match link_tx(&state, &meta, claims.tenant, claims.approver).await {
         Ok(tx) => tx,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return e.into_response(),
     };
     let now = tx.now();
     if claims.exp < now.unix_timestamp() {
