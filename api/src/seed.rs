@@ -5,14 +5,14 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use archer_orchestrator::{Impact, Priority, Status, TenantSlug, TicketKind, Urgency};
-use archer_store::tickets::NewTicket;
+use archer_orchestrator::{Impact, Status, TenantSlug, TicketKind, Urgency};
 use archer_store::{AuditContext, Db, SystemTx, TenantTx, approvals, catalog, teams, tenants, users};
 
 use crate::auth::hash_password;
 use crate::error::ApiError;
 use archer_orchestrator::access::{Permission, Permissions};
-use archer_orchestrator::commands::ticket::{Actor, TicketChange};
+use archer_orchestrator::catalog::{ChangeType, Risk};
+use archer_orchestrator::commands::ticket::{Actor, NewTicket, TicketChange};
 use archer_store::changes::{self as service};
 
 /// The password of every demo account.
@@ -208,33 +208,25 @@ pub async fn demo(pool: &Db) -> Result<bool, SeedError> {
         let urgency = Urgency::new(urgency).map_err(|e| SeedError::Other(e.to_string()))?;
         let ctx = AuditContext { actor_id: Some(requester_id), ..Default::default() };
         let mut tx = TenantTx::begin(pool, acme, &ctx).await?;
-        let row = service::create(
-            &mut tx,
-            &slug,
-            &NewTicket {
-                id: Uuid::now_v7(),
-                tenant_id: acme,
-                kind,
-                title: title.into(),
-                description: description.into(),
-                requester_id,
-                assignee_id: assignee,
-                team_id: team,
-                impact: i16::from(impact.get()),
-                urgency: i16::from(urgency.get()),
-                priority: i16::from(Priority::derive(impact, urgency).get()),
-                priority_reason: None,
-                category: None,
-                status: Status::New,
-                tags: vec!["demo".into()],
-                change_type: (kind == TicketKind::Change).then(|| "normal".into()),
-                risk: (kind == TicketKind::Change).then(|| "medium".into()),
-                catalog_item_id: None,
-                catalog_item_version: None,
-                request_fields: None,
-            },
-        )
-        .await?;
+        // the demo data is set up by Archer itself, through the same command as the API
+        let change = kind == TicketKind::Change;
+        let new = NewTicket {
+            kind,
+            title: title.into(),
+            description: description.into(),
+            impact,
+            urgency,
+            priority: None,
+            requester_id: Some(requester_id),
+            assignee_id: assignee,
+            team_id: team,
+            category: None,
+            tags: vec!["demo".into()],
+            change_type: change.then_some(ChangeType::Normal),
+            risk: change.then_some(Risk::Medium),
+        };
+        let opened = new.open(&Actor::system()).map_err(|e| SeedError::Other(format!("demo ticket {title}: {e}")))?;
+        let row = service::open(&mut tx, &slug, &opened).await?;
         if let Some(to) = status {
             // the agent moves it on, through the same command as the API
             let actor = Actor::user(agent, Permissions::new(vec![Permission::TicketUpdate, Permission::TicketAssign]));
@@ -258,33 +250,23 @@ pub async fn demo(pool: &Db) -> Result<bool, SeedError> {
     let mut tx = TenantTx::begin(pool, globex, &AuditContext { actor_id: Some(g_req), ..Default::default() }).await?;
     let impact = Impact::new(2).map_err(|e| SeedError::Other(e.to_string()))?;
     let urgency = Urgency::new(2).map_err(|e| SeedError::Other(e.to_string()))?;
-    service::create(
-        &mut tx,
-        &gslug,
-        &NewTicket {
-            id: Uuid::now_v7(),
-            tenant_id: globex,
-            kind: TicketKind::Incident,
-            title: "Printer on floor 3 jams".into(),
-            description: "Every second page jams.".into(),
-            requester_id: g_req,
-            assignee_id: Some(g_agent),
-            team_id: None,
-            impact: i16::from(impact.get()),
-            urgency: i16::from(urgency.get()),
-            priority: i16::from(Priority::derive(impact, urgency).get()),
-            priority_reason: None,
-            category: Some("hardware".into()),
-            status: Status::New,
-            tags: vec!["demo".into()],
-            change_type: None,
-            risk: None,
-            catalog_item_id: None,
-            catalog_item_version: None,
-            request_fields: None,
-        },
-    )
-    .await?;
+    let printer = NewTicket {
+        kind: TicketKind::Incident,
+        title: "Printer on floor 3 jams".into(),
+        description: "Every second page jams.".into(),
+        impact,
+        urgency,
+        priority: None,
+        requester_id: Some(g_req),
+        assignee_id: Some(g_agent),
+        team_id: None,
+        category: Some("hardware".into()),
+        tags: vec!["demo".into()],
+        change_type: None,
+        risk: None,
+    };
+    let opened = printer.open(&Actor::system()).map_err(|e| SeedError::Other(format!("demo ticket: {e}")))?;
+    service::open(&mut tx, &gslug, &opened).await?;
     tx.commit().await?;
     Ok(true)
 }

@@ -187,9 +187,30 @@ fn with_decided(row: &TicketRow, t: &Ticket) -> TicketRow {
 
 /// Opens the ticket a command decided (`NewTicket::open`), as [`create`] does.
 pub async fn open(tx: &mut TenantTx, tenant: &TenantSlug, t: &Ticket) -> Result<TicketRow, ServiceError> {
-    let new = NewTicket {
+    create(tx, tenant, &new_row(tx.tenant_id(), t, None)).await
+}
+
+/// The answers a catalog request keeps: its item, the version submitted against, the fields.
+pub struct CatalogAnswers<'a> {
+    pub item_id: Uuid,
+    pub item_version: i32,
+    pub fields: &'a serde_json::Value,
+}
+
+/// Opens a catalog request a command decided (`NewTicket::catalog_request`) with its answers.
+pub async fn open_request(
+    tx: &mut TenantTx,
+    tenant: &TenantSlug,
+    t: &Ticket,
+    answers: CatalogAnswers<'_>,
+) -> Result<TicketRow, ServiceError> {
+    create(tx, tenant, &new_row(tx.tenant_id(), t, Some(answers))).await
+}
+
+fn new_row(tenant_id: Uuid, t: &Ticket, answers: Option<CatalogAnswers<'_>>) -> NewTicket {
+    NewTicket {
         id: Uuid::now_v7(),
-        tenant_id: tx.tenant_id(),
+        tenant_id,
         kind: t.kind,
         title: t.title.clone(),
         description: t.description.clone(),
@@ -205,11 +226,10 @@ pub async fn open(tx: &mut TenantTx, tenant: &TenantSlug, t: &Ticket) -> Result<
         tags: t.tags.clone(),
         change_type: t.change_type.map(|c| c.as_str().to_owned()),
         risk: t.risk.map(|r| r.as_str().to_owned()),
-        catalog_item_id: None,
-        catalog_item_version: None,
-        request_fields: None,
-    };
-    create(tx, tenant, &new).await
+        catalog_item_id: answers.as_ref().map(|a| a.item_id),
+        catalog_item_version: answers.as_ref().map(|a| a.item_version),
+        request_fields: answers.map(|a| a.fields.clone()),
+    }
 }
 
 /// Persists what a ticket command decided about `old` (read locked in `tx`): the saved row

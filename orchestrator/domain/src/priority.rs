@@ -59,6 +59,16 @@ pub struct OutOfRange {
 /// high-impact, high-urgency ticket is P1 and a low/low one P4.
 const MATRIX: [[u8; 4]; 4] = [[1, 1, 2, 3], [1, 2, 3, 3], [2, 3, 3, 4], [3, 3, 4, 4]];
 
+impl Impact {
+    /// Level 3: what a catalog request opens with.
+    pub const MEDIUM: Impact = Impact(3);
+}
+
+impl Urgency {
+    /// Level 3: what a catalog request opens with.
+    pub const MEDIUM: Urgency = Urgency(3);
+}
+
 impl Priority {
     pub const P1: Priority = Priority(1);
     pub const P4: Priority = Priority(4);

@@ -7,10 +7,10 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use archer_orchestrator::Status;
 use archer_orchestrator::access::Permission;
 use archer_orchestrator::catalog::ItemSpec;
-use archer_orchestrator::{Impact, Priority, Status, TicketKind, Urgency};
-use archer_store::tickets::NewTicket;
+use archer_orchestrator::commands::ticket::NewTicket;
 use archer_store::{StoreError, TenantTx, approval_changes, catalog, changes, teams};
 
 use crate::caller::Caller;
@@ -18,7 +18,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, IdempotencyKey};
 use crate::forms;
 use crate::idempotency;
-use crate::views::ticket::{Ticket, dto};
+use crate::views::ticket::{Ticket, actor, dto, refused};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -55,7 +55,14 @@ pub async fn submit_request(
     if let Some(replay) = idempotency::claim(&mut tx, &caller.principal, &key, "POST /requests", &digest).await? {
         return Ok(replay);
     }
-    let row = changes::create(&mut tx, &caller.tenant, &new_request(&caller, &item, &spec, &body.fields)?).await?;
+    let description = describe(&spec, &body.fields);
+    let decided = NewTicket::catalog_request(item.name.clone(), description, spec.approval.is_some(), &actor(&caller));
+    let ticket = match decided {
+        Ok(t) => t,
+        Err(r) => return Err(refused(&caller, r).await),
+    };
+    let answers = changes::CatalogAnswers { item_id: item.id, item_version: item.version, fields: &body.fields };
+    let row = changes::open_request(&mut tx, &caller.tenant, &ticket, answers).await?;
     if let Some(chain) = &spec.approval {
         let waiting = approval_changes::Waiting {
             waiting_in: Status::PendingApproval,
@@ -99,40 +106,6 @@ async fn requestable(tx: &mut TenantTx, caller: &Caller, body: &RequestBody) -> 
         return Err(ApiError::Validation(errors));
     }
     Ok((item, spec))
-}
-
-/// The `REQ-` ticket a request becomes: medium impact and urgency, waiting for approval when
-/// the item has a chain, keeping the item version and the answers.
-fn new_request(
-    caller: &Caller,
-    item: &catalog::Item,
-    spec: &ItemSpec,
-    fields: &serde_json::Value,
-) -> ApiResult<NewTicket> {
-    let (impact, urgency) = (Impact::new(3).map_err(ApiError::internal)?, Urgency::new(3).map_err(ApiError::internal)?);
-    let status = if spec.approval.is_some() { Status::PendingApproval } else { Status::New };
-    Ok(NewTicket {
-        id: Uuid::now_v7(),
-        tenant_id: caller.tenant_id(),
-        kind: TicketKind::ServiceRequest,
-        title: item.name.clone(),
-        description: describe(spec, fields),
-        requester_id: caller.user_id(),
-        assignee_id: None,
-        team_id: None,
-        impact: i16::from(impact.get()),
-        urgency: i16::from(urgency.get()),
-        priority: i16::from(Priority::derive(impact, urgency).get()),
-        priority_reason: None,
-        category: Some("service_request".into()),
-        status,
-        tags: Vec::new(),
-        change_type: None,
-        risk: None,
-        catalog_item_id: Some(item.id),
-        catalog_item_version: Some(item.version),
-        request_fields: Some(fields.clone()),
-    })
 }
 
 /// A Markdown summary of the answers, for the ticket's description.

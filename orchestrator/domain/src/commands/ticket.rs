@@ -492,6 +492,37 @@ pub struct NewTicket {
 }
 
 impl NewTicket {
+    /// A catalog request: a service request its requester opens at medium impact and urgency
+    /// (the matrix gives its priority), filed under `service_request`. It opens waiting for
+    /// approval when its item has an approval chain, whose outcome moves it on.
+    pub fn catalog_request(
+        title: String,
+        description: String,
+        needs_approval: bool,
+        actor: &Actor,
+    ) -> Result<Ticket, Refusal> {
+        let request = NewTicket {
+            kind: TicketKind::ServiceRequest,
+            title,
+            description,
+            impact: Impact::MEDIUM,
+            urgency: Urgency::MEDIUM,
+            priority: None,
+            requester_id: None,
+            assignee_id: None,
+            team_id: None,
+            category: Some("service_request".into()),
+            tags: Vec::new(),
+            change_type: None,
+            risk: None,
+        };
+        let mut ticket = request.open(actor)?;
+        if needs_approval {
+            ticket.status = Status::PendingApproval;
+        }
+        Ok(ticket)
+    }
+
     /// Decides opening the ticket: it starts `new`, its priority derived from impact ×
     /// urgency unless overridden. Refusals in order: opening at all (`ticket:create`), type
     /// and risk for the kind, the override, the assignment, the requester.
@@ -824,5 +855,27 @@ mod tests {
         assert_eq!(t.comment(&note, &requester()), Err(Refusal::Needs(Permission::TicketUpdate)));
         let closed = ticket(TicketKind::Incident, Status::Closed);
         assert_eq!(closed.comment(&public, &agent()), Err(Refusal::Closed));
+    }
+
+    #[test]
+    fn a_catalog_request_opens_medium_and_waits_for_its_approval() {
+        let t = NewTicket::catalog_request("Laptop".into(), "".into(), true, &requester()).unwrap();
+        assert_eq!(
+            (t.kind, t.status, t.requester_id),
+            (TicketKind::ServiceRequest, Status::PendingApproval, REQUESTER)
+        );
+        assert_eq!((t.impact, t.urgency), (Impact::MEDIUM, Urgency::MEDIUM));
+        assert_eq!(
+            (t.priority, t.priority_reason.as_deref()),
+            (Priority::derive(Impact::MEDIUM, Urgency::MEDIUM), None)
+        );
+        assert_eq!(t.category.as_deref(), Some("service_request"));
+        let free = NewTicket::catalog_request("Mouse".into(), "".into(), false, &requester()).unwrap();
+        assert_eq!(free.status, Status::New);
+        let nobody = Actor::user(REQUESTER, Permissions::default());
+        assert_eq!(
+            NewTicket::catalog_request("Laptop".into(), "".into(), true, &nobody),
+            Err(Refusal::Needs(Permission::TicketCreate))
+        );
     }
 }
