@@ -7,7 +7,7 @@
 //! decides or a typed contract shared by the API, the relay and the workers (workflow ids, task
 //! queues, signal and query payloads).
 
-pub use archer_domain::{access, approval, approval_chain, catalog, commands, ids, priority, sla, ticket};
+pub use archer_domain::{access, approval, approval_chain, catalog, commands, ids, playbook, priority, sla, ticket};
 pub mod workflows;
 
 pub use archer_domain::{

@@ -13,6 +13,7 @@ pub mod approval_chain;
 pub mod catalog;
 pub mod commands;
 pub mod ids;
+pub mod playbook;
 pub mod priority;
 pub mod sla;
 pub mod ticket;
