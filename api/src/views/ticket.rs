@@ -224,10 +224,6 @@ pub async fn dto(state: &AppState, tx: &mut TenantTx, tenant: &TenantSlug, row: 
     Ok(dto)
 }
 
-pub fn tenant_slug(p: &Principal) -> ApiResult<TenantSlug> {
-    TenantSlug::parse(&p.tenant).map_err(|_| ApiError::Unauthorized("the token names no valid tenant".into()))
-}
-
 /// Whether the caller works tickets (sees all of them) or only follows their own.
 pub fn is_agent(p: &Principal) -> bool {
     p.can(Permission::TicketUpdate)
