@@ -42,6 +42,9 @@ pub struct Inner {
     pub dummy_hash: String,
     /// Connected on first use, so the API starts (and reports not ready) while Temporal is down.
     pub temporal: tokio::sync::OnceCell<temporalio_client::Client>,
+    /// Encrypts connection secrets before the store keeps them (`secrets_key`); the API never
+    /// decrypts one (they are write-only), only the workers' `http.request` does.
+    pub secrets: archer_store::secrets::Cipher,
 }
 
 impl std::ops::Deref for AppState {
@@ -57,6 +60,7 @@ impl AppState {
         let dummy_hash = crate::auth::hash_password("archer: no such account")?;
         let links = config.link_signer();
         let pages = crate::pages::Pages::new().map_err(ApiError::internal)?;
+        let secrets = config.cipher();
         Ok(Self(Arc::new(Inner {
             pool,
             config,
@@ -65,6 +69,7 @@ impl AppState {
             pages,
             dummy_hash,
             temporal: tokio::sync::OnceCell::new(),
+            secrets,
         })))
     }
 }
@@ -112,6 +117,7 @@ pub struct BodyLimit(pub usize);
         (name = "notifications", description = "Each user's in-app inbox"),
         (name = "catalog", description = "The service catalog and requests from it"),
         (name = "approvals", description = "Approval chains: inboxes, decisions, change routing, out of office"),
+        (name = "playbooks", description = "YAML playbooks, their runs on tickets, and the connections they call"),
         (name = "ops", description = "Health, readiness and this document"),
     )
 )]
@@ -513,7 +519,11 @@ mod tests {
     use serde_json::Value;
 
     fn document() -> Value {
-        let config = Config::figment(None).set("jwt_secret", "x".repeat(32)).extract().unwrap();
+        let config = Config::figment(None)
+            .set("jwt_secret", "x".repeat(32))
+            .set("secrets_key", crate::config::DEV_SECRETS_KEY)
+            .extract()
+            .unwrap();
         serde_json::to_value(api(&config).1).unwrap()
     }
 

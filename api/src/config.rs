@@ -45,6 +45,10 @@ pub struct Config {
     pub temporal_ui_url: Option<Url>,
     /// HMAC key for access tokens (at least 32 bytes).
     pub jwt_secret: SecretString,
+    /// The key connection secrets are encrypted with at rest (ChaCha20-Poly1305): 32 bytes,
+    /// base64. Required; `archer dev` uses a fixed development key. Changing it makes the
+    /// secrets already stored unreadable (set them again).
+    pub secrets_key: SecretsKey,
     /// Lifetime of an access token, in seconds.
     pub access_token_ttl_secs: u64,
     /// Lifetime of a refresh token, in seconds.
@@ -69,6 +73,26 @@ pub struct Config {
     pub mail_from: String,
     /// `pretty` or `json`.
     pub log_format: LogFormat,
+}
+
+/// `secrets_key`: read from base64 when the configuration is read, so a missing or malformed
+/// key stops the process at startup rather than at the first secret. Shown without the key.
+#[derive(Clone)]
+pub struct SecretsKey(archer_store::secrets::Cipher);
+
+impl<'de> Deserialize<'de> for SecretsKey {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let text = SecretString::deserialize(de)?;
+        archer_store::secrets::Cipher::from_base64(text.expose_secret())
+            .map(SecretsKey)
+            .map_err(|e| serde::de::Error::custom(format!("secrets_key (ARCHER_SECRETS_KEY): {e}")))
+    }
+}
+
+impl std::fmt::Debug for SecretsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretsKey([REDACTED])")
+    }
 }
 
 /// The SMTP URL, which may carry a password: shown (`Debug`, `Display`) without it.
@@ -119,6 +143,7 @@ temporal_address = "http://127.0.0.1:7233"
 temporal_namespace = "default"
 task_queue = "archer"
 jwt_secret = ""
+secrets_key = ""
 access_token_ttl_secs = 900
 refresh_token_ttl_secs = 2592000
 login_max_failures = 5
@@ -131,6 +156,10 @@ smtp_url = "smtp://127.0.0.1:1025"
 mail_from = "Archer <archer@archer.localhost>"
 log_format = "pretty"
 "#;
+
+/// The `secrets_key` of `archer dev` and of tests (`archer_store::secrets::Cipher::dev`'s key):
+/// fixed, so data a developer stored survives a restart; never for production (it is public).
+pub const DEV_SECRETS_KEY: &str = "YXJjaGVyLWRldi1vbmx5LW5vdC1hLXNlY3JldC1rZXk=";
 
 /// Configuration sources not yet read.
 pub struct ConfigSources(Figment);
@@ -215,7 +244,13 @@ impl Config {
             public_url: self.public_url.to_string(),
             links: self.link_signer(),
             clock,
+            secrets: self.cipher(),
         }
+    }
+
+    /// Encrypts and decrypts connection secrets (`secrets_key`).
+    pub fn cipher(&self) -> archer_store::secrets::Cipher {
+        self.secrets_key.0.clone()
     }
 
     /// Signs and checks approval decision links, with a key derived from `jwt_secret` for that
@@ -274,6 +309,22 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// Issue 10: connection secrets are encrypted under a key nobody forgets to set: without
+    /// one (or with one that is not 32 bytes) nothing starts.
+    #[test]
+    fn the_secrets_key_is_required_and_checked() {
+        let base = || Config::figment(None).set("jwt_secret", "x".repeat(32));
+        let missing = base().extract().unwrap_err().to_string();
+        assert!(missing.contains("secrets_key (ARCHER_SECRETS_KEY)"), "{missing}");
+        assert!(base().set("secrets_key", "c2hvcnQ=").extract().is_err());
+        let config = base().set("secrets_key", DEV_SECRETS_KEY).extract().unwrap();
+        assert!(!format!("{config:?}").contains(DEV_SECRETS_KEY));
+        // the development key is the store's own development key
+        let sealed = config.cipher().encrypt(&"s3cret".into()).unwrap();
+        let opened = archer_store::secrets::Cipher::dev().decrypt(&sealed.0, &sealed.1).unwrap();
+        assert_eq!(opened.expose_secret(), "s3cret");
+    }
+
     /// Issue 8, item 6: no secret in what configuration prints.
     #[test]
     fn debug_and_display_show_no_secret() {
@@ -281,6 +332,7 @@ mod tests {
             .set("smtp_url", "smtps://mailer:smtp-hunter2@mail.example:465")
             .set("database_url", "postgres://archer:db-hunter2@db.example/archer")
             .set("jwt_secret", "jwt-hunter2-jwt-hunter2-jwt-hunter2-0123")
+            .set("secrets_key", DEV_SECRETS_KEY)
             .extract()
             .unwrap();
         let shown = format!(

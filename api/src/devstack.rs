@@ -589,6 +589,7 @@ pub async fn run_dev(opts: DevOptions) -> Result<(), DevError> {
                 .set("temporal_address", temporal.address())
                 .set("temporal_ui_url", temporal.ui_url())
                 .set("jwt_secret", jwt)
+                .set("secrets_key", crate::config::DEV_SECRETS_KEY)
                 .set("smtp_url", format!("smtp://127.0.0.1:{}", opts.smtp_port))
                 .extract()
                 .map_err(|e| DevError::Setup(e.to_string()))?;
@@ -700,7 +701,9 @@ fn print_banner(config: &crate::config::Config, ui: Option<&str>, mail_ui: Optio
 /// Runs `cmd` against throwaway PostgreSQL and Temporal servers and returns its exit code.
 ///
 /// The command sees `ARCHER_TEST_DATABASE_URL` (the cluster's `postgres` database as
-/// superuser), `ARCHER_TEST_TEMPORAL_ADDRESS` and `ARCHER_TEST_TEMPORAL_BIN`.
+/// superuser), `ARCHER_TEST_TEMPORAL_ADDRESS` and `ARCHER_TEST_TEMPORAL_BIN`, and, unless it
+/// is set already, `ARCHER_SECRETS_KEY` as `archer dev` has it (the development key), so the
+/// APIs and workers it starts have the one key they require.
 pub async fn run_exec(project_root: &Path, cmd: &[String]) -> Result<i32, DevError> {
     let (program, args) = cmd.split_first().ok_or_else(|| DevError::Setup("--exec needs a command".into()))?;
     let tools = Tools::find(project_root)?;
@@ -710,13 +713,16 @@ pub async fn run_exec(project_root: &Path, cmd: &[String]) -> Result<i32, DevErr
     let code = async {
         let temporal = TemporalDev::start(&tools, free_port()?, None, None, &dir.join("temporal.log")).await?;
         let code = async {
-            let mut child = Command::new(program)
+            let mut command = Command::new(program);
+            command
                 .args(args)
                 .env("ARCHER_TEST_DATABASE_URL", pg.url("postgres"))
                 .env("ARCHER_TEST_TEMPORAL_ADDRESS", temporal.address())
-                .env("ARCHER_TEST_TEMPORAL_BIN", &tools.temporal)
-                .spawn()
-                .map_err(io(format!("running {program}")))?;
+                .env("ARCHER_TEST_TEMPORAL_BIN", &tools.temporal);
+            if std::env::var_os("ARCHER_SECRETS_KEY").is_none() {
+                command.env("ARCHER_SECRETS_KEY", crate::config::DEV_SECRETS_KEY);
+            }
+            let mut child = command.spawn().map_err(io(format!("running {program}")))?;
             let status = tokio::select! {
                 s = child.wait() => s.map_err(io("waiting for the command"))?,
                 _ = crate::server::shutdown_signal() => {

@@ -20,11 +20,26 @@ pub struct FieldError {
     pub detail: String,
     /// A stable machine-readable reason (`required`, `range`, `unknown_field`, `type`…).
     pub code: String,
+    /// For a field that is a document of its own (a YAML playbook): the 1-based line of the
+    /// node in that document (0 when the parser could not say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// With `line`: the 1-based column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u64>,
 }
 
 impl FieldError {
     pub fn new(pointer: impl Into<String>, code: &str, detail: impl Into<String>) -> Self {
-        Self { pointer: pointer.into(), detail: detail.into(), code: code.to_owned() }
+        Self { pointer: pointer.into(), detail: detail.into(), code: code.to_owned(), line: None, column: None }
+    }
+
+    /// A failure inside a document sent as text (a playbook), located by line and column there
+    /// as well as by pointer, so an editor can underline it.
+    pub fn located(mut self, line: u64, column: u64) -> Self {
+        self.line = Some(line);
+        self.column = Some(column);
+        self
     }
 }
 

@@ -1,4 +1,4 @@
-//! The `archer` binary: `serve`, `worker`, `migrate` and `dev`.
+//! The `archer` binary: `serve`, `worker`, `migrate`, `dev` and `playbook`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -57,6 +57,40 @@ enum Cmd {
         /// The command for --exec, after `--`.
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
+    },
+    /// Check or preview a YAML playbook, with the API's validator (no database, no server).
+    Playbook {
+        #[command(subcommand)]
+        command: PlaybookCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlaybookCmd {
+    /// Validate FILE: `OK: <name>, N steps in M waves`, or every issue as
+    /// `FILE:LINE:COLUMN: kind: message` (exit status 1).
+    Validate {
+        file: PathBuf,
+        /// The catalog item's form (a JSON Schema file) whose fields `request.fields.X` reads.
+        #[arg(long, value_name = "SCHEMA.json")]
+        form: Option<PathBuf>,
+    },
+    /// Print the plan of FILE for a sample request (which steps run, in which waves, with
+    /// which inputs; which are skipped and why) as JSON. Nothing is run.
+    DryRun {
+        file: PathBuf,
+        /// The catalog request: `{"item": "laptop", "fields": {...}}`.
+        #[arg(long, value_name = "JSON")]
+        request: Option<String>,
+        /// The ticket (the scope's `ticket`); a neutral sample when left out.
+        #[arg(long, value_name = "JSON")]
+        ticket: Option<String>,
+        /// A manual run's inputs.
+        #[arg(long, value_name = "JSON")]
+        inputs: Option<String>,
+        /// The catalog item's form (a JSON Schema file).
+        #[arg(long, value_name = "SCHEMA.json")]
+        form: Option<PathBuf>,
     },
 }
 
@@ -125,6 +159,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             tokio::task::spawn_blocking(move || worker.shutdown()).await??;
             Ok(0)
         }
+        Cmd::Playbook { command } => playbook(command),
         Cmd::Migrate => {
             let config = Config::load(cli.config.as_deref())?;
             telemetry::init(config.log_format);
@@ -136,6 +171,53 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// `archer playbook`: the same validation as `POST /api/v1/playbooks` (without the tenant's
+/// connections, which only the API knows), reported as a compiler would.
+fn playbook(command: PlaybookCmd) -> anyhow::Result<i32> {
+    use archer_api::views::playbook as view;
+    use archer_orchestrator::playbook::{self, CheckEnv};
+    let (file, form) = match &command {
+        PlaybookCmd::Validate { file, form } | PlaybookCmd::DryRun { file, form, .. } => (file, form),
+    };
+    let source = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let form = form.as_deref().map(json_file).transpose()?;
+    let env = CheckEnv { form, connections: None };
+    let pb = match playbook::validate(&source, &env) {
+        Ok(pb) => pb,
+        Err(errors) => {
+            for line in view::issue_lines(&file.display().to_string(), &errors) {
+                println!("{line}");
+            }
+            return Ok(1);
+        }
+    };
+    match command {
+        PlaybookCmd::Validate { .. } => {
+            println!("OK: {}, {} steps in {} waves", pb.name.value, pb.steps.len(), pb.waves().len());
+        }
+        PlaybookCmd::DryRun { request, ticket, inputs, .. } => {
+            let arg = |name: &str, v: Option<String>| -> anyhow::Result<Option<serde_json::Value>> {
+                v.map(|s| serde_json::from_str(&s).with_context(|| format!("--{name} is not JSON"))).transpose()
+            };
+            let workflow_id = view::dry_run_workflow_id("cli", "DRY-RUN", &pb.name.value);
+            let scope = view::dry_run_scope(
+                arg("ticket", ticket)?,
+                arg("request", request)?,
+                arg("inputs", inputs)?,
+                &workflow_id,
+            );
+            let plan = playbook::run::dry_run(&pb, &scope, &workflow_id);
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        }
+    }
+    Ok(0)
+}
+
+fn json_file(path: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
 #[cfg(test)]

@@ -23,8 +23,9 @@ use temporalio_common::search_attributes::SearchAttributes;
 use tokio_util::sync::CancellationToken;
 
 use archer_orchestrator::workflows::approval::{self as wf_approval, ApprovalChainWorkflow, RequestWorkflow};
+use archer_orchestrator::workflows::playbook::{self as wf_playbook, PlaybookRunWorkflow};
 use archer_orchestrator::workflows::search;
-use archer_orchestrator::workflows::signals::{ChainSignal, Delivery, TicketSignal};
+use archer_orchestrator::workflows::signals::{ChainSignal, Delivery, RunSignal, TicketSignal};
 use archer_orchestrator::workflows::ticket::{self as wf, TicketWorkflow};
 use archer_store::outbox::{self, OutboxRow};
 use archer_store::{Db, StoreError, idempotency};
@@ -206,9 +207,11 @@ async fn deliver(client: &Client, temporal: &TemporalConfig, row: &OutboxRow) ->
     match (row.intent.as_str(), row.name.as_str()) {
         ("start", wf::WORKFLOW_TYPE) => start_ticket(client, temporal, row).await,
         ("start", wf_approval::REQUEST_TYPE) => start_request(client, temporal, row).await,
+        ("start", wf_playbook::WORKFLOW_TYPE) => start_run(client, temporal, row).await,
         ("signal", name) => match Delivery::parse(name, row.payload.clone()).map_err(|e| e.to_string())? {
             Delivery::Ticket(signal) => signal_ticket(client, row, *signal).await,
             Delivery::ApprovalChain(signal) => signal_chain(client, row, signal).await,
+            Delivery::PlaybookRun(signal) => signal_run(client, row, signal).await,
         },
         (intent, name) => Err(format!("unknown intent {intent}/{name}")),
     }
@@ -259,6 +262,53 @@ async fn start_request(client: &Client, temporal: &TemporalConfig, row: &OutboxR
     match client.start_workflow(RequestWorkflow::run, input, opts).await {
         Ok(_) => Ok(None),
         Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(Some("already started".into())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A playbook run: its pinned version travels in the input; the Web UI lists it under the
+/// ticket's search attributes, titled by its playbook.
+async fn start_run(client: &Client, temporal: &TemporalConfig, row: &OutboxRow) -> Result<Option<String>, String> {
+    let input: wf_playbook::RunInput =
+        serde_json::from_value(row.payload.clone()).map_err(|e| format!("bad payload: {e}"))?;
+    let t = &input.run.ticket;
+    let attrs = SearchAttributes::new([
+        search::TENANT.value_set(t.tenant.to_string()),
+        search::NUMBER.value_set(t.number.to_string()),
+        search::KIND.value_set(t.number.kind().as_str().to_owned()),
+    ]);
+    let summary = format!("{}: playbook {} v{} ({})", t.number, input.run.playbook, input.run.version, input.trigger);
+    let opts = WorkflowStartOptions::new(temporal.task_queue.clone(), row.workflow_id.clone())
+        .id_reuse_policy(WorkflowIdReusePolicy::RejectDuplicate)
+        .id_conflict_policy(WorkflowIdConflictPolicy::UseExisting)
+        .search_attributes(attrs)
+        .static_summary(summary)
+        .build();
+    match client.start_workflow(PlaybookRunWorkflow::run, input, opts).await {
+        Ok(_) => Ok(None),
+        Err(WorkflowStartError::AlreadyStarted { .. }) => Ok(Some("already started".into())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Ticket changes, retries and cancellation, to a playbook run. A run that has ended has
+/// nothing left to hear; one not started yet is retried.
+async fn signal_run(client: &Client, row: &OutboxRow, signal: RunSignal) -> Result<Option<String>, String> {
+    let handle = client.get_workflow_handle::<PlaybookRunWorkflow>(row.workflow_id.clone());
+    let opts = WorkflowSignalOptions::builder().request_id(format!("archer-outbox-{}", row.id)).build();
+    let sent = match signal {
+        RunSignal::TicketChanged(p) => handle.signal(PlaybookRunWorkflow::ticket_changed, p, opts).await,
+        RunSignal::Retry(p) => handle.signal(PlaybookRunWorkflow::retry, p, opts).await,
+        RunSignal::Cancel(p) => handle.signal(PlaybookRunWorkflow::cancel, p, opts).await,
+    };
+    match sent {
+        Ok(()) => Ok(None),
+        Err(WorkflowInteractionError::NotFound(status)) => {
+            match handle.describe(WorkflowDescribeOptions::default()).await {
+                Ok(_) => Ok(Some(format!("playbook run already ended: {}", status.message()))),
+                Err(e) => Err(format!("playbook run not started yet: {e}")),
+            }
+        }
         Err(e) => Err(e.to_string()),
     }
 }

@@ -144,6 +144,7 @@ pub async fn demo(pool: &Db) -> Result<bool, SeedError> {
     tx.commit().await?;
     demo_sla(pool, acme, admin, desk, manager).await?;
     demo_catalog(pool, acme, admin, hardware, agent).await?;
+    demo_playbooks(pool, acme, admin).await?;
 
     let slug = TenantSlug::parse("acme").map_err(|e| SeedError::Other(e.to_string()))?;
     let demo = [
@@ -353,13 +354,61 @@ async fn demo_catalog(pool: &Db, tenant: Uuid, admin: Uuid, hardware: Uuid, it_o
         "approval": {"steps": [
             {"name": "Hiring manager's manager", "approvers": ["requester_manager"], "approve_when": "any"},
             {"name": "People team", "approvers": [{"role": "admin"}], "approve_when": "any"}
-        ]}
+        ]},
+        "playbook": "onboarding"
     });
     checked(&onboarding)?;
-    catalog::create_item(&mut tx, tenant, Uuid::now_v7(), people, "New employee onboarding", &onboarding, Some(admin))
-        .await?;
+    catalog::create_item(&mut tx, tenant, Uuid::now_v7(), people, "New starter", &onboarding, Some(admin)).await?;
     let routing = serde_json::to_value(archer_orchestrator::catalog::ChangeRouting::default_routing()).map_err(bad)?;
     approvals::set_change_routing(&mut tx, tenant, &routing).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The playbooks Archer ships (`playbooks/`), each checked as the API checks it, published.
+pub const SHIPPED_PLAYBOOKS: [(&str, &str); 5] = [
+    ("onboarding.yaml", include_str!("../../playbooks/onboarding.yaml")),
+    ("laptop-order.yaml", include_str!("../../playbooks/laptop-order.yaml")),
+    ("access-grant.yaml", include_str!("../../playbooks/access-grant.yaml")),
+    ("standard-change.yaml", include_str!("../../playbooks/standard-change.yaml")),
+    ("major-incident.yaml", include_str!("../../playbooks/major-incident.yaml")),
+];
+
+/// The demo's connections (to example hosts: runs that call them fail until an admin points
+/// them somewhere real, which the run's timeline shows) and the shipped playbooks, published.
+async fn demo_playbooks(pool: &Db, tenant: Uuid, admin: Uuid) -> Result<(), SeedError> {
+    use archer_store::connections::{self, Auth, ConnectionSpec};
+    let mut tx = TenantTx::begin(pool, tenant, &AuditContext { actor_id: Some(admin), ..Default::default() }).await?;
+    let cipher = archer_store::secrets::Cipher::dev();
+    let conns = [
+        ("graph", "https://graph.microsoft.com/v1.0", Auth::Bearer, None),
+        ("vendor", "https://vendor.example/api", Auth::Header, Some("X-Api-Key")),
+        ("slack", "https://slack.com/api", Auth::Bearer, None),
+        ("status-page", "https://status.acme.example/hooks", Auth::Webhook, None),
+    ];
+    for (name, base_url, auth, header) in conns {
+        let spec = ConnectionSpec {
+            base_url: base_url.into(),
+            auth,
+            header_name: header.map(str::to_owned),
+            username: None,
+            allow_private: false,
+        };
+        connections::create(&mut tx, tenant, &cipher, name, &spec, None)
+            .await
+            .map_err(|e| SeedError::Other(format!("demo connection {name}: {e}")))?;
+    }
+    for (file, source) in SHIPPED_PLAYBOOKS {
+        let env = archer_orchestrator::playbook::CheckEnv::default();
+        let playbook = archer_orchestrator::playbook::validate(source, &env)
+            .map_err(|e| SeedError::Other(format!("playbooks/{file}: {e}")))?;
+        let triggers = archer_store::playbooks::triggers_json(&playbook);
+        let name = playbook.name.value.clone();
+        let draft = archer_store::playbooks::save_draft(&mut tx, tenant, &name, source, &triggers, Some(admin)).await?;
+        archer_store::playbooks::publish(&mut tx, draft.playbook_id, draft.version, Some(admin))
+            .await
+            .map_err(|e| SeedError::Other(format!("publishing playbooks/{file}: {e}")))?;
+    }
     tx.commit().await?;
     Ok(())
 }

@@ -4,6 +4,11 @@
 //! [`open`] persist the decision. The API, the workers (approval outcomes, escalations) and the
 //! demo seed all write tickets through here, so every change reaches the ticket's workflow the
 //! same way; no other code writes a ticket's outbox rows.
+//!
+//! Playbooks hook in here too: a create or an applied change fires the tenant's
+//! `ticket_created` / `ticket_changed` playbooks (except for changes a playbook run makes, see
+//! `playbooks::RUN_REQUEST_PREFIX`), and every saved change or comment is signalled to the runs
+//! watching the ticket (`playbooks::notify_watchers`).
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -19,6 +24,7 @@ use archer_orchestrator::{Impact, Priority, Status, TenantSlug, TicketKind, Tick
 
 use crate::approval_changes;
 use crate::outbox;
+use crate::playbooks::{self, TicketTrigger};
 use crate::sla;
 use crate::tickets::{self, NewTicket, TicketRow};
 use crate::{StoreError, TenantTx};
@@ -118,6 +124,7 @@ pub async fn create(tx: &mut TenantTx, tenant: &TenantSlug, new: &NewTicket) -> 
     };
     let start = StartTicket { input, title: row.title.clone() };
     outbox::start(tx, row.tenant_id, &wf::workflow_id(tenant, &p.number), wf::WORKFLOW_TYPE, &start).await?;
+    playbooks::fire_ticket_triggers(tx, tenant, &row, TicketTrigger::Created).await?;
     Ok(row)
 }
 
@@ -204,7 +211,12 @@ pub async fn open_request(
     t: &Ticket,
     answers: CatalogAnswers<'_>,
 ) -> Result<TicketRow, ServiceError> {
-    create(tx, tenant, &new_row(tx.tenant_id(), t, Some(answers))).await
+    let row = create(tx, tenant, &new_row(tx.tenant_id(), t, Some(answers))).await?;
+    // no approval to wait for: the item's fulfilment playbook starts with the request
+    if t.status != Status::PendingApproval {
+        crate::fulfilment::start(tx, tenant, &row).await?;
+    }
+    Ok(row)
 }
 
 fn new_row(tenant_id: Uuid, t: &Ticket, answers: Option<CatalogAnswers<'_>>) -> NewTicket {
@@ -258,6 +270,7 @@ pub async fn apply(
             }
         }
     }
+    playbooks::fire_ticket_triggers(tx, tenant, &row, TicketTrigger::Changed).await?;
     Ok(row)
 }
 
@@ -293,6 +306,7 @@ pub async fn save(
             }
         };
     }
+    playbooks::notify_watchers(tx, &saved).await?;
     Ok(saved)
 }
 
@@ -318,6 +332,7 @@ pub async fn comment(
         let payload = CommentAdded { seq, at: rfc3339(c.created_at), comment_id: c.id, author_id, author };
         outbox::signal(tx, ticket.tenant_id, &wf::workflow_id(tenant, &p.number), &payload).await?;
     }
+    playbooks::notify_watchers(tx, ticket).await?;
     Ok(c)
 }
 

@@ -211,7 +211,13 @@ impl Driver {
     /// Starts chromedriver on a free port and waits until it answers; tries another port if the
     /// one chosen was taken in the meantime.
     async fn start(chromedriver: &Path, dir: tempfile::TempDir) -> Driver {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("http client");
+        let http = {
+            crate::crypto();
+            reqwest::Client::builder()
+        }
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("http client");
         let mut failures = String::new();
         for _ in 0..3 {
             let port = free_port().expect("a free port for chromedriver");

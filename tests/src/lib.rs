@@ -38,6 +38,7 @@ pub struct Services {
 }
 
 pub fn services() -> Services {
+    crypto();
     let get = |k: &str| {
         std::env::var(k).unwrap_or_else(|_| {
             panic!(
@@ -56,6 +57,14 @@ fn with_db(url: &str, db: &str) -> String {
 }
 
 /// Logs go to the test output only when `TEST_LOG` is set.
+/// Makes ring the process's TLS provider. The workers' reqwest is built with
+/// `rustls-no-provider` (they configure rustls with ring themselves), and Cargo unifies that
+/// feature into every reqwest of the workspace, so a client built with defaults needs a process
+/// provider; tests build several.
+pub fn crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub fn init_logging() {
     if std::env::var_os("TEST_LOG").is_some() {
         archer_api::telemetry::init(archer_api::config::LogFormat::Pretty);

@@ -91,6 +91,8 @@ fn replayer() -> WorkflowReplayer {
         .expect("register request workflow")
         .register_workflow::<ApprovalChainWorkflow>()
         .expect("register approval chain workflow")
+        .register_workflow::<archer_orchestrator::workflows::playbook::PlaybookRunWorkflow>()
+        .expect("register playbook run workflow")
         .build();
     WorkflowReplayer::new(opts).expect("replayer")
 }

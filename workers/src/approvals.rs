@@ -495,7 +495,11 @@ impl ApprovalActivities {
         // only a ticket still waiting for this approval moves (a retry finds it moved)
         let decided = changes::snapshot(&ticket).map_err(fail)?.after_approval(route, &input.outcome, now);
         let Some(decision) = decided.map_err(fail)? else { return Ok(()) };
-        changes::apply(&mut tx, &t.tenant, &ticket, decision, &Actor::system()).await.map_err(fail)?;
+        let moved = changes::apply(&mut tx, &t.tenant, &ticket, decision, &Actor::system()).await.map_err(fail)?;
+        if input.outcome.is_approved() {
+            // the request may go ahead: its item's fulfilment playbook starts with the move
+            archer_store::fulfilment::start(&mut tx, &t.tenant, &moved).await.map_err(fail)?;
+        }
         tx.commit().await.map_err(fail)?;
         Ok(())
     }

@@ -158,6 +158,7 @@ const EMBEDDED: &[Embedded] = &[
     embed!("approval_escalated"),
     embed!("approval_reminder"),
     embed!("approval_request"),
+    embed!("playbook_message"),
     embed!("sla_breach"),
     embed!("sla_warning"),
 ];
@@ -610,6 +611,26 @@ mod tests {
         })
     }
 
+    /// What a playbook's `email.send` step renders `playbook_message` with.
+    fn playbook_sample() -> serde_json::Value {
+        json!({
+            "subject": "Your laptop <b>ships</b>",
+            "body": "Hello Riley,\n\nit ships Monday.",
+            "ticket": {"number": "REQ-000012", "title": "Laptop", "url": "http://127.0.0.1:8080/api/v1/tickets/REQ-000012"},
+            "tenant": {"name": "Acme Corporation"},
+            "playbook": {"name": "laptop-order"}
+        })
+    }
+
+    #[test]
+    fn playbook_messages_carry_the_steps_subject_and_body() {
+        let r = Templates::new().unwrap().render("playbook_message", &playbook_sample()).unwrap();
+        assert_eq!(r.subject, "[REQ-000012] Your laptop <b>ships</b>");
+        assert!(r.text.starts_with("Hello Riley,\n\nit ships Monday."), "{}", r.text);
+        assert!(r.html.contains("Your laptop &lt;b&gt;ships&lt;/b&gt;"), "{}", r.html);
+        assert!(r.text.contains("playbook laptop-order"), "{}", r.text);
+    }
+
     fn without(mut data: serde_json::Value, pointer: &str) -> serde_json::Value {
         let (parent, key) = pointer.rsplit_once('/').unwrap();
         data.pointer_mut(parent).unwrap().as_object_mut().unwrap().remove(key).unwrap();
@@ -620,9 +641,23 @@ mod tests {
     fn every_template_renders_the_sample() {
         let t = Templates::new().unwrap();
         let names: Vec<_> = t.names().collect();
-        assert_eq!(names, ["approval_escalated", "approval_reminder", "approval_request", "sla_breach", "sla_warning"]);
+        assert_eq!(
+            names,
+            [
+                "approval_escalated",
+                "approval_reminder",
+                "approval_request",
+                "playbook_message",
+                "sla_breach",
+                "sla_warning"
+            ]
+        );
         for &name in &names {
-            let data = if name.starts_with("approval_") { approval_sample() } else { sample() };
+            let data = match name {
+                n if n.starts_with("approval_") => approval_sample(),
+                "playbook_message" => playbook_sample(),
+                _ => sample(),
+            };
             t.render(name, &data).unwrap();
         }
         for name in ["sla_breach", "sla_warning"] {

@@ -8,6 +8,7 @@ pub mod activities;
 pub mod approvals;
 pub mod email;
 pub mod links;
+pub mod playbooks;
 pub mod temporal;
 pub mod worker;
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use archer_orchestrator::workflows::approval::{ApprovalChainWorkflow, RequestWorkflow};
+use archer_orchestrator::workflows::playbook::PlaybookRunWorkflow;
 use archer_orchestrator::workflows::ticket::TicketWorkflow;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 
@@ -14,6 +15,7 @@ use crate::activities::TicketActivities;
 use crate::approvals::ApprovalActivities;
 use crate::email::{MailConfig, Mailer};
 use crate::links::LinkSigner;
+use crate::playbooks::{HttpClients, PlaybookActivities};
 use crate::temporal::{self, TemporalConfig, TemporalError};
 
 /// What the activities reach: the database, the SMTP server, the API's public address, the
@@ -31,6 +33,8 @@ pub struct WorkerDeps {
     pub links: LinkSigner,
     /// Where the activities read the time (the API's clock, so a test fixes both at once).
     pub clock: Arc<dyn archer_store::Clock>,
+    /// Decrypts connection secrets for playbook HTTP steps (`secrets_key`).
+    pub secrets: archer_store::secrets::Cipher,
 }
 
 impl std::fmt::Debug for WorkerDeps {
@@ -52,9 +56,14 @@ impl std::fmt::Debug for WorkerDeps {
             .field("mail", &self.mail)
             .field("public_url", &self.public_url)
             .field("clock", &self.clock)
+            .field("secrets", &self.secrets)
             .finish_non_exhaustive()
     }
 }
+
+/// How long a playbook's `http.request` or `webhook.post` waits for its receiver (connecting
+/// included) before the attempt fails as unavailable and is retried.
+const PLAYBOOK_HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A running worker. Dropping it without [`WorkerHandle::shutdown`] leaves it running until
 /// the process ends.
@@ -118,6 +127,14 @@ pub fn spawn_worker(cfg: TemporalConfig, deps: WorkerDeps) -> Result<WorkerHandl
                         links: deps.links.clone(),
                         public_url: deps.public_url.clone(),
                     };
+                    let playbooks = PlaybookActivities {
+                        pool: pool.clone(),
+                        mailer: mailer.clone(),
+                        cipher: deps.secrets.clone(),
+                        http: HttpClients::new(PLAYBOOK_HTTP_TIMEOUT)
+                            .map_err(|e| TemporalError::Worker(format!("playbook HTTP: {e}")))?,
+                        public_url: deps.public_url.clone(),
+                    };
                     let activities = TicketActivities { pool, mailer, public_url: deps.public_url.clone() };
                     let werr = |e: temporalio_sdk::WorkflowRegistrationError| TemporalError::Worker(e.to_string());
                     let options = WorkerOptions::new(cfg.task_queue.clone())
@@ -127,8 +144,11 @@ pub fn spawn_worker(cfg: TemporalConfig, deps: WorkerDeps) -> Result<WorkerHandl
                         .map_err(werr)?
                         .register_workflow::<ApprovalChainWorkflow>()
                         .map_err(werr)?
+                        .register_workflow::<PlaybookRunWorkflow>()
+                        .map_err(werr)?
                         .register_activities(activities)
                         .register_activities(approvals)
+                        .register_activities(playbooks)
                         .build();
                     let worker =
                         Worker::new(&runtime, client, options).map_err(|e| TemporalError::Worker(e.to_string()))?;

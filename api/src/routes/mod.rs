@@ -6,6 +6,7 @@ pub mod auth;
 pub mod catalog;
 pub mod health;
 pub mod notifications;
+pub mod playbooks;
 pub mod problems;
 pub mod sla;
 pub mod teams;
@@ -30,6 +31,7 @@ pub fn v1(config: &crate::config::Config) -> OpenApiRouter<AppState> {
         .merge(notifications::router())
         .merge(catalog::router())
         .merge(approvals::router())
+        .merge(playbooks::router())
 }
 
 /// Page size bounds shared by list endpoints.

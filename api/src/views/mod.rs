@@ -2,5 +2,6 @@
 //! import from here, never from each other.
 
 pub mod approval;
+pub mod playbook;
 pub mod sla;
 pub mod ticket;

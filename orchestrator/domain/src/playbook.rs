@@ -138,7 +138,9 @@ pub enum OnFailure {
 }
 
 /// The kind of a problem, so callers and tests need not match on messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum IssueKind {
     TooLarge,
     TooManySteps,
@@ -151,10 +153,21 @@ pub enum IssueKind {
     TemplateNotDependency,
     MissingCompensation,
     BadDuration,
+    /// A `when`, `unless` or trigger condition that does not compile, or reads an unknown name.
+    Cel,
+    /// A `with` value the action's input schema refuses.
+    Input,
+    /// A template naming something that does not exist (a form field, an output, an input).
+    Reference,
+    /// `{{secrets.NAME}}` where the action takes no secret, or an unknown connection.
+    Secret,
+    /// A trigger that cannot work (a catalog trigger without an item, a manual run's bad schema).
+    Trigger,
 }
 
 /// One problem in a playbook, located in the document.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[error("{path} (line {line}, column {column}): {message}")]
 pub struct PlaybookIssue {
     pub kind: IssueKind,
@@ -531,6 +544,14 @@ fn step_references(text: &str) -> Vec<String> {
     }
     found
 }
+
+pub mod actions;
+pub mod check;
+pub mod expr;
+pub mod run;
+pub mod template;
+
+pub use check::{CheckEnv, check, condition_holds, validate};
 
 #[cfg(test)]
 mod tests;

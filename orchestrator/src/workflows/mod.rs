@@ -5,6 +5,8 @@
 
 pub mod activities;
 pub mod approval;
+pub mod playbook;
+pub mod playbook_activities;
 pub mod search;
 pub mod signals;
 pub mod ticket;

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::approval::{ApproverWithdrawn, ChainCancelled, DecisionMade};
+use super::playbook::{CancelRun, RetryRun, TicketChanged};
 use super::ticket::{AssignmentChanged, CommentAdded, PriorityChanged, SlaRebuilt, StatusChanged};
 
 /// The names, as the workflows' `#[signal(name = ...)]` attributes and the outbox spell them.
@@ -21,6 +22,9 @@ pub mod names {
     pub const DECISION: &str = "decision";
     pub const WITHDRAW: &str = "withdraw";
     pub const CANCEL: &str = "cancel";
+    pub const PLAYBOOK_TICKET_CHANGED: &str = "playbook.ticket_changed";
+    pub const PLAYBOOK_RETRY: &str = "playbook.retry";
+    pub const PLAYBOOK_CANCEL: &str = "playbook.cancel";
 }
 
 /// Which workflow a signal is for.
@@ -30,6 +34,8 @@ pub enum Receiver {
     Ticket,
     /// `ApprovalChainWorkflow` (an approval's chain).
     ApprovalChain,
+    /// `PlaybookRunWorkflow` (one run of a playbook on a ticket).
+    PlaybookRun,
 }
 
 /// A signal payload: what it is called and who receives it.
@@ -56,6 +62,9 @@ signals! {
     DecisionMade => names::DECISION, ApprovalChain;
     ApproverWithdrawn => names::WITHDRAW, ApprovalChain;
     ChainCancelled => names::CANCEL, ApprovalChain;
+    TicketChanged => names::PLAYBOOK_TICKET_CHANGED, PlaybookRun;
+    RetryRun => names::PLAYBOOK_RETRY, PlaybookRun;
+    CancelRun => names::PLAYBOOK_CANCEL, PlaybookRun;
 }
 
 /// A ticket workflow's signal, read back from the outbox.
@@ -76,11 +85,20 @@ pub enum ChainSignal {
     Cancel(ChainCancelled),
 }
 
+/// A playbook run's signal, read back from the outbox.
+#[derive(Debug, Clone)]
+pub enum RunSignal {
+    TicketChanged(TicketChanged),
+    Retry(RetryRun),
+    Cancel(CancelRun),
+}
+
 /// A recorded signal intent, ready to deliver.
 #[derive(Debug, Clone)]
 pub enum Delivery {
     Ticket(Box<TicketSignal>),
     ApprovalChain(ChainSignal),
+    PlaybookRun(RunSignal),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +127,9 @@ impl Delivery {
             names::DECISION => Self::ApprovalChain(C::Decision(payload(v)?)),
             names::WITHDRAW => Self::ApprovalChain(C::Withdraw(payload(v)?)),
             names::CANCEL => Self::ApprovalChain(C::Cancel(payload(v)?)),
+            names::PLAYBOOK_TICKET_CHANGED => Self::PlaybookRun(RunSignal::TicketChanged(payload(v)?)),
+            names::PLAYBOOK_RETRY => Self::PlaybookRun(RunSignal::Retry(payload(v)?)),
+            names::PLAYBOOK_CANCEL => Self::PlaybookRun(RunSignal::Cancel(payload(v)?)),
             other => return Err(UnknownSignal::Name(other.to_owned())),
         })
     }

@@ -192,7 +192,7 @@ async fn items_are_checked_when_saved_and_versioned() {
     assert_eq!(r.status, 201, "{}", r.body);
     // formats: email and date
     let r = app
-        .submit(&t.requester, &onboarding, json!({"full_name": "Jo", "work_email": "not-an-email", "start_date": "2026-02-30", "department": "sales", "employment": {"type": "contractor", "end_date": "2027-06-30", "agency": "Temps"}}))
+        .submit(&t.requester, &onboarding, json!({"full_name": "Jo", "work_email": "not-an-email", "start_date": "2026-02-30", "department": "sales", "employment": {"type": "contractor", "end_date": "2027-06-30", "agency": "Temps"}, "manager_email": "boss@example.com", "laptop": "standard-14", "needs_vpn": false}))
         .await;
     assert_eq!(
         errors(&r),

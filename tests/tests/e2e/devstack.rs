@@ -57,7 +57,10 @@ fn start(dir: &std::path::Path, p: &Ports) -> Dev {
 }
 
 async fn wait_up(dev: &Dev, api: &str) {
-    let http = reqwest::Client::new();
+    let http = {
+        archer_tests::crypto();
+        reqwest::Client::new()
+    };
     eventually(Duration::from_secs(180), "archer dev to be ready", || async {
         http.get(format!("{api}/ready")).send().await.is_ok_and(|r| r.status().is_success())
             && dev.banner.borrow().contains("Archer is up")
@@ -77,12 +80,15 @@ async fn stop(mut dev: Dev) {
 }
 
 async fn login(api: &str) -> String {
-    let r = reqwest::Client::new()
-        .post(format!("{api}/api/v1/auth/login"))
-        .json(&json!({"email": "agent@acme.example", "password": archer_api::seed::DEMO_PASSWORD}))
-        .send()
-        .await
-        .expect("login");
+    let r = {
+        archer_tests::crypto();
+        reqwest::Client::new()
+    }
+    .post(format!("{api}/api/v1/auth/login"))
+    .json(&json!({"email": "agent@acme.example", "password": archer_api::seed::DEMO_PASSWORD}))
+    .send()
+    .await
+    .expect("login");
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.expect("json");
     v["access_token"].as_str().expect("token").to_owned()
@@ -112,7 +118,10 @@ async fn archer_dev_runs_the_system_stops_cleanly_and_keeps_its_data() {
         assert!(banner.contains(expected), "the banner lacks {expected}:\n{banner}");
     }
     let token = login(&api).await;
-    let http = reqwest::Client::new();
+    let http = {
+        archer_tests::crypto();
+        reqwest::Client::new()
+    };
     let r = http
         .post(format!("{api}/api/v1/tickets"))
         .bearer_auth(&token)

@@ -32,7 +32,10 @@ async fn start_api(database_url: &str, task_queue: &str) -> ApiProcess {
         .spawn()
         .expect("spawn archer serve");
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = {
+        archer_tests::crypto();
+        reqwest::Client::new()
+    };
     archer_tests::eventually(Duration::from_secs(30), "archer serve to listen", || async {
         http.get(format!("{base}/health")).send().await.is_ok_and(|r| r.status().is_success())
     })
@@ -60,7 +63,13 @@ async fn killing_the_api_mid_burst_loses_no_ticket_and_leaves_no_orphan_workflow
     // the in-process app is used only for provisioning and inspection: no relay, no worker
     let mut app = spawn_app_with(Options { worker: false, relay: false }).await;
     let t = app.tenant().await;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let http = {
+        archer_tests::crypto();
+        reqwest::Client::builder()
+    }
+    .timeout(Duration::from_secs(10))
+    .build()
+    .unwrap();
 
     // 1. worker stopped: 50 tickets are accepted anyway
     let mut api = start_api(&app.database_url, &app.task_queue).await;

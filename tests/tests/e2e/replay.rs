@@ -21,3 +21,9 @@ async fn recorded_approval_chain_histories_replay_against_current_code() {
     let n = replay_recorded(&histories_dir().join("approval_chain")).await;
     assert!(n >= 4, "expected recorded histories in tests/histories/approval_chain, found {n}");
 }
+
+#[tokio::test]
+async fn recorded_playbook_histories_replay_against_current_code() {
+    let n = replay_recorded(&histories_dir().join("playbook")).await;
+    assert!(n >= 2, "expected recorded histories in tests/histories/playbook, found {n}");
+}

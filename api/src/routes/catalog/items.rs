@@ -118,8 +118,17 @@ async fn check_item(tx: &mut TenantTx, spec: &ItemSpec) -> ApiResult<Vec<FieldEr
     {
         errors.push(FieldError::new("/spec/owner_id", "unknown", "no such user"));
     }
-    if spec.playbook.is_some() {
-        errors.push(FieldError::new("/spec/playbook", "unsupported", "playbooks are not available yet; leave it out"));
+    // the fulfilment playbook is named, not required to exist yet: its catalog trigger names
+    // this item, so one of the two is always saved first; a request whose item names no
+    // published playbook is fulfilled by hand, as before
+    if let Some(name) = &spec.playbook
+        && !archer_store::connections::valid_name(name)
+    {
+        errors.push(FieldError::new(
+            "/spec/playbook",
+            "format",
+            "a playbook name: 1 to 100 letters, digits, `_`, `.` or `-`, starting with a letter or digit",
+        ));
     }
     Ok(errors)
 }
