@@ -526,23 +526,15 @@ fn strings_in(value: &serde_json::Value, path: String) -> Vec<(String, &str)> {
     }
 }
 
-/// The step ids named by `{{steps.ID...}}` templates in `text`.
+/// The step ids named by `{{steps.ID...}}` templates in `text` (a malformed template is
+/// reported by the full check, `check::check`).
 fn step_references(text: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        let after = &rest[open + 2..];
-        let Some(close) = after.find("}}") else { break };
-        let inner = after[..close].trim();
-        if let Some(tail) = inner.strip_prefix("steps.") {
-            let id: String = tail.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-').collect();
-            if !id.is_empty() {
-                found.push(id);
-            }
-        }
-        rest = &after[close + 2..];
-    }
-    found
+    template::placeholders(text)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.root() == "steps")
+        .filter_map(|p| p.path.get(1).cloned())
+        .collect()
 }
 
 pub mod actions;

@@ -47,7 +47,7 @@ pub fn chain_workflow_id(ticket_workflow_id: &str, seq: i32) -> String {
 /// Activities touch the database and send a few emails: seconds at most. A short
 /// start-to-close timeout bounds how long a worker that died mid-activity holds the chain up
 /// (the retry runs on another worker; every activity is idempotent).
-fn effects() -> ActivityOptions {
+pub(crate) fn effects() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(15))
         .retry_policy(
             RetryPolicy::builder()

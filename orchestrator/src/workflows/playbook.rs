@@ -71,7 +71,7 @@ use crate::playbook::expr::{Condition, STEP_NAMES};
 use crate::playbook::run::{Move, Outcome, RunState, Scope, Start, StepState};
 use crate::playbook::template::Mode;
 use crate::playbook::{self, Playbook};
-use crate::workflows::approval::{ApprovalChainWorkflow, ChainInput, chain_workflow_id};
+use crate::workflows::approval::{ApprovalChainWorkflow, ChainInput, chain_workflow_id, effects};
 use crate::workflows::playbook_activities::{PlaybookActivities, RecordRun, StepCall, StepRecord};
 use crate::workflows::signals;
 
@@ -191,28 +191,7 @@ impl PlaybookRunWorkflow {
                     None => {}
                 }
             }
-            // Wait for a step to end, or for a signal (cancel; a ticket change a step waits on).
-            let seen = ctx.state(|s| s.signals);
-            if in_flight.is_empty() {
-                ctx.wait_condition(|s| s.signals != seen).await?;
-                ctx.state_mut(|s| {
-                    let reason = s.cancel.clone()?;
-                    s.state.as_mut()?.cancel(&reason);
-                    Some(())
-                });
-                continue;
-            }
-            let ended = {
-                let any = futures::future::select_all(in_flight.iter_mut()).fuse();
-                let signalled = ctx.wait_condition(|s| s.signals != seen).fuse();
-                futures::pin_mut!(any, signalled);
-                temporalio_sdk::workflows::select! {
-                    (result, index, _) = any => Some((index, result)),
-                    _ = signalled => None,
-                }
-            };
-            if let Some((index, (step, result))) = ended {
-                drop(in_flight.remove(index));
+            if let Some((step, result)) = step_ended_or_signal(ctx, &mut in_flight).await? {
                 let action = playbook
                     .steps
                     .iter()
@@ -271,6 +250,32 @@ impl PlaybookRunWorkflow {
 
 type StepFuture = Pin<Box<dyn Future<Output = (String, Result<Value, String>)>>>;
 
+/// Waits for a step in flight to end (`Some`: it is taken out of `in_flight`) or for a signal
+/// (`None`: a cancel, a retry, a ticket change a step waits on).
+async fn step_ended_or_signal(
+    ctx: &WorkflowContext<PlaybookRunWorkflow>,
+    in_flight: &mut Vec<StepFuture>,
+) -> WorkflowResult<Option<(String, Result<Value, String>)>> {
+    let seen = ctx.state(|s| s.signals);
+    if in_flight.is_empty() {
+        ctx.wait_condition(|s| s.signals != seen).await?;
+        return Ok(None);
+    }
+    let ended = {
+        let any = futures::future::select_all(in_flight.iter_mut()).fuse();
+        let signalled = ctx.wait_condition(|s| s.signals != seen).fuse();
+        futures::pin_mut!(any, signalled);
+        temporalio_sdk::workflows::select! {
+            (result, index, _) = any => Some((index, result)),
+            _ = signalled => None,
+        }
+    };
+    Ok(ended.map(|(index, result)| {
+        drop(in_flight.remove(index));
+        result
+    }))
+}
+
 fn step_future(ctx: WorkflowContext<PlaybookRunWorkflow>, run: RunRef, start: Start) -> StepFuture {
     Box::pin(async move {
         let step = start.step.clone();
@@ -298,7 +303,7 @@ async fn record(
     error: Option<String>,
 ) -> WorkflowResult<()> {
     let input = RecordRun { run: run.clone(), steps, status: status.into(), error };
-    ctx.execute_activity(PlaybookActivities::record, input, bookkeeping()).await?;
+    ctx.execute_activity(PlaybookActivities::record, input, effects()).await?;
     Ok(())
 }
 
@@ -339,18 +344,6 @@ async fn wait_for_retry(ctx: &WorkflowContext<PlaybookRunWorkflow>, playbook: &P
         s.status = "running".into();
         s.state.as_mut().is_some_and(|st| st.retry(playbook))
     }))
-}
-
-/// Activities that write the run's own records: short, retried until they succeed.
-fn bookkeeping() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(15))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_secs(1))
-                .maximum_interval(Duration::from_secs(30))
-                .build(),
-        )
-        .build()
 }
 
 /// The step's activity options: named by its step (the Web UI shows them), retried as the

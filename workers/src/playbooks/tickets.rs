@@ -68,11 +68,6 @@ pub struct CreateTask {
     pub assignee: Option<String>,
 }
 
-/// Records the step running; `Done` when an earlier attempt succeeded.
-async fn begin(acts: &PlaybookActivities, call: &StepCall, attempt: u32) -> Result<Begun, StepError> {
-    acts.begin(call, attempt).await
-}
-
 /// The run's ticket, locked, unless an earlier attempt succeeded meanwhile (checked under the
 /// lock, so two attempts at once change the ticket once).
 async fn lock(tx: &mut TenantTx, call: &StepCall) -> Result<Result<TicketRow, Value>, StepError> {
@@ -89,7 +84,7 @@ pub async fn comment(acts: &PlaybookActivities, call: &StepCall, attempt: u32) -
     if c.body.trim().is_empty() {
         return Err(StepError::Input("the comment's body is empty".into()));
     }
-    if let Begun::Done(output) = begin(acts, call, attempt).await? {
+    if let Begun::Done(output) = acts.begin(call, attempt).await? {
         return Ok(output);
     }
     let mut tx = acts.tx(call).await?;
@@ -112,7 +107,7 @@ pub async fn comment(acts: &PlaybookActivities, call: &StepCall, attempt: u32) -
 /// `ticket.update`: `{number, status, priority}` after the change.
 pub async fn update(acts: &PlaybookActivities, call: &StepCall, attempt: u32) -> Result<Value, StepError> {
     let u: Update = input(call)?;
-    if let Begun::Done(output) = begin(acts, call, attempt).await? {
+    if let Begun::Done(output) = acts.begin(call, attempt).await? {
         return Ok(output);
     }
     let mut tx = acts.tx(call).await?;

@@ -39,20 +39,55 @@ pub enum Mode {
     Plan,
 }
 
-/// The placeholders in `text`, or why it is malformed (an unclosed `{{`, an empty or
-/// non-path placeholder).
-pub fn placeholders(text: &str) -> Result<Vec<Placeholder>, String> {
-    let mut found = Vec::new();
+/// A templated text, read once: literal text and placeholders (with how they were written).
+enum Piece<'a> {
+    Text(&'a str),
+    Placeholder(Placeholder, &'a str),
+}
+
+/// Splits `text` into pieces, or says why it is malformed (an unclosed `{{`, an empty or
+/// non-path placeholder). Every reader of templates goes through here.
+fn pieces(text: &str) -> Result<Vec<Piece<'_>>, String> {
+    let mut out = Vec::new();
     let mut rest = text;
     while let Some(open) = rest.find("{{") {
         let after = &rest[open + 2..];
-        let Some(close) = after.find("}}") else {
-            return Err("a `{{` is not closed by `}}`".into());
-        };
-        found.push(parse_path(after[..close].trim())?);
+        let close = after.find("}}").ok_or_else(|| "a `{{` is not closed by `}}`".to_owned())?;
+        out.push(Piece::Text(&rest[..open]));
+        out.push(Piece::Placeholder(parse_path(after[..close].trim())?, &rest[open..open + 2 + close + 2]));
         rest = &after[close + 2..];
     }
-    Ok(found)
+    out.push(Piece::Text(rest));
+    Ok(out)
+}
+
+/// `text` with each placeholder replaced by what `fill` gives for it (`None`: kept as written).
+fn substitute(
+    text: &str,
+    mut fill: impl FnMut(&Placeholder) -> Result<Option<String>, String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    for piece in pieces(text)? {
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Placeholder(p, raw) => match fill(&p)? {
+                Some(v) => out.push_str(&v),
+                None => out.push_str(raw),
+            },
+        }
+    }
+    Ok(out)
+}
+
+/// The placeholders in `text`, or why it is malformed.
+pub fn placeholders(text: &str) -> Result<Vec<Placeholder>, String> {
+    Ok(pieces(text)?
+        .into_iter()
+        .filter_map(|piece| match piece {
+            Piece::Placeholder(p, _) => Some(p),
+            Piece::Text(_) => None,
+        })
+        .collect())
 }
 
 fn parse_path(inner: &str) -> Result<Placeholder, String> {
@@ -90,25 +125,16 @@ pub fn render_str(text: &str, scope: &Value, mode: Mode) -> Result<Value, String
         }
         return lookup(scope, &p).cloned();
     }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 2..];
-        let close = after.find("}}").ok_or_else(|| "a `{{` is not closed by `}}`".to_owned())?;
-        let p = parse_path(after[..close].trim())?;
-        if kept(&p, mode) {
-            out.push_str(&rest[open..open + 2 + close + 2]);
-        } else {
-            match lookup(scope, &p)? {
-                Value::String(s) => out.push_str(s),
-                Value::Null => {}
-                other => out.push_str(&other.to_string()),
-            }
+    let out = substitute(text, |p| {
+        if kept(p, mode) {
+            return Ok(None);
         }
-        rest = &after[close + 2..];
-    }
-    out.push_str(rest);
+        Ok(Some(match lookup(scope, p)? {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        }))
+    })?;
     Ok(Value::String(out))
 }
 
@@ -128,21 +154,10 @@ pub fn lookup<'a>(scope: &'a Value, p: &Placeholder) -> Result<&'a Value, String
 
 /// Fills in `{{secrets.NAME}}` placeholders with `secret(NAME)`; used by activities only.
 pub fn fill_secrets(text: &str, secret: impl Fn(&str) -> Result<String, String>) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 2..];
-        let close = after.find("}}").ok_or_else(|| "a `{{` is not closed by `}}`".to_owned())?;
-        let p = parse_path(after[..close].trim())?;
-        match p.path.as_slice() {
-            [root, name] if root == "secrets" => out.push_str(&secret(name)?),
-            _ => out.push_str(&rest[open..open + 2 + close + 2]),
-        }
-        rest = &after[close + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
+    substitute(text, |p| match p.path.as_slice() {
+        [root, name] if root == "secrets" => secret(name).map(Some),
+        _ => Ok(None),
+    })
 }
 
 #[cfg(test)]
