@@ -314,7 +314,9 @@ mod tests {
     #[test]
     fn the_secrets_key_is_required_and_checked() {
         let base = || Config::figment(None).set("jwt_secret", "x".repeat(32));
-        let missing = base().extract().unwrap_err().to_string();
+        // empty is the default, i.e. not configured (set here so an ARCHER_SECRETS_KEY in the
+        // environment, as `archer dev --exec` exports, does not stand in for it)
+        let missing = base().set("secrets_key", "").extract().unwrap_err().to_string();
         assert!(missing.contains("secrets_key (ARCHER_SECRETS_KEY)"), "{missing}");
         assert!(base().set("secrets_key", "c2hvcnQ=").extract().is_err());
         let config = base().set("secrets_key", DEV_SECRETS_KEY).extract().unwrap();

@@ -131,7 +131,12 @@ async fn archer_dev_runs_the_system_stops_cleanly_and_keeps_its_data() {
         .unwrap();
     assert_eq!(r.status(), 201);
     let ticket: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(ticket["number"], "INC-000003", "after the two demo incidents");
+    // after the two demo incidents; the shipped major-incident playbook may already have
+    // opened a task for the demo's P1 (it takes the next number at its own pace)
+    let number = ticket["number"].as_str().unwrap().to_owned();
+    let n: u32 = number.trim_start_matches("INC-").parse().unwrap();
+    assert!(n >= 3, "{number} comes after the two demo incidents");
+    let workflow_id = format!("acme/{number}");
 
     let cfg = archer_workers::TemporalConfig {
         address: url::Url::parse(&format!("http://127.0.0.1:{}", p.temporal)).unwrap(),
@@ -139,7 +144,7 @@ async fn archer_dev_runs_the_system_stops_cleanly_and_keeps_its_data() {
         task_queue: "archer".into(),
     };
     let client = archer_workers::temporal::connect(&cfg).await.unwrap();
-    let status = |id: &'static str| {
+    let status = |id: String| {
         let client = client.clone();
         async move {
             client
@@ -151,7 +156,7 @@ async fn archer_dev_runs_the_system_stops_cleanly_and_keeps_its_data() {
         }
     };
     eventually(Duration::from_secs(30), "the new ticket's workflow", || async {
-        status("acme/INC-000003").await == Some(WorkflowExecutionStatus::Running)
+        status(workflow_id.clone()).await == Some(WorkflowExecutionStatus::Running)
     })
     .await;
     drop(client);
@@ -224,13 +229,24 @@ async fn archer_dev_runs_the_system_stops_cleanly_and_keeps_its_data() {
         .json()
         .await
         .unwrap();
-    assert_eq!(list["total"], 3, "{list}");
+    // the demo's P1 incidents (and the test's) open "Communications lead" tasks through the
+    // shipped major-incident playbook, at their own pace: count the incidents people opened
+    let opened = list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|t| !t["tags"].as_array().is_some_and(|tags| tags.iter().any(|g| g == "playbook-task")))
+                .count()
+        })
+        .unwrap_or_default();
+    assert_eq!(opened, 3, "{list}");
     let client = archer_workers::temporal::connect(&cfg).await.unwrap();
-    let h = client.get_workflow_handle::<archer_orchestrator::workflows::ticket::TicketWorkflow>("acme/INC-000003");
+    let h = client.get_workflow_handle::<archer_orchestrator::workflows::ticket::TicketWorkflow>(workflow_id.clone());
     assert_eq!(h.describe(Default::default()).await.unwrap().status(), WorkflowExecutionStatus::Running);
     // and its worker still runs it
     let r = http
-        .patch(format!("{api}/api/v1/tickets/INC-000003"))
+        .patch(format!("{api}/api/v1/tickets/{number}"))
         .bearer_auth(&token)
         .json(&json!({"status": "cancelled"}))
         .send()
