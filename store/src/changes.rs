@@ -266,7 +266,7 @@ pub async fn apply(
                 approval_changes::start_change(tx, &row, tenant, change_type).await?;
             }
             FollowUp::Note(body) => {
-                tickets::add_comment(tx, row.tenant_id, row.id, None, &body, false).await?;
+                note(tx, &row, &body, false).await?;
             }
         }
     }
@@ -334,6 +334,18 @@ pub async fn comment(
     }
     playbooks::notify_watchers(tx, ticket).await?;
     Ok(c)
+}
+
+/// Adds Archer's own comment (an approval's outcome, a playbook step's note): no author, so it
+/// is nobody's reply and the SLA clocks, which count replies (first response, a customer's
+/// answer), are not signalled; ticket fields are unchanged, so watchers are not either.
+pub async fn note(
+    tx: &mut TenantTx,
+    ticket: &TicketRow,
+    body: &str,
+    internal: bool,
+) -> Result<tickets::Comment, ServiceError> {
+    Ok(tickets::add_comment(tx, ticket.tenant_id, ticket.id, None, body, internal).await?)
 }
 
 /// The ticket events the SLA clocks saw, reconstructed from the audit log (for rebuilds): the

@@ -348,6 +348,67 @@ async fn requesters_and_agents_cannot_author_playbooks_or_connections() {
     app.stop().await;
 }
 
+/// The checks that need more than the document: the catalog item's form, the actions' input
+/// schemas and the CEL compiler. One document with all three mistakes is refused with each one
+/// located (pointer, line, column); nothing is stored.
+#[tokio::test]
+async fn form_fields_input_types_and_cel_are_checked_on_save_each_at_its_line() {
+    let app = app().await;
+    let t = app.tenant().await;
+    let spec = json!({"description": "A computer", "form_schema": archer_tests::approvals::laptop_schema()});
+    app.catalog_item(&t.admin, "Laptop order", spec).await;
+    let before = footprint(&app, t.id).await;
+    let yaml = "name: laptop-fulfil
+triggers:
+  - catalog_fulfilment: { item: laptop-order }
+steps:
+  - id: note
+    action: ticket.comment
+    with: { body: \"Ordering a {{request.fields.colour}}\" }
+  - id: raise
+    action: ticket.update
+    with: { priority: high }
+  - id: check
+    action: ticket.comment
+    when: ticket.priority ==
+    with: { body: checked }
+  - id: who
+    action: ticket.comment
+    unless: manager.approved
+    with: { body: \"{{request.fields.device_type}}\" }
+";
+    let r = save_yaml(&app, &t.admin, yaml).await;
+    let p = r.problem(422);
+    let errors = p["errors"].as_array().unwrap_or_else(|| panic!("no errors[]: {}", r.body));
+    // (code, pointer, line, what the detail names)
+    let expected = [
+        ("reference", "/steps/0/with/body", 7, "colour"),
+        ("input", "/steps/1/with/priority", 10, "integer"),
+        ("cel", "/steps/2/when", 13, ""),
+        ("cel", "/steps/3/unless", 17, "manager"),
+    ];
+    for (code, pointer, line, names) in expected {
+        let e = errors
+            .iter()
+            .find(|e| e["code"] == code && e["pointer"] == pointer)
+            .unwrap_or_else(|| panic!("no {code} at {pointer} in {}", r.body));
+        assert_eq!(e["line"], line, "{code} at {pointer}: {e}");
+        assert!(e["column"].as_u64().is_some_and(|c| c > 0), "{e}");
+        assert!(e["detail"].as_str().is_some_and(|d| d.contains(names)), "{code}: {e}");
+    }
+    assert_eq!(errors.len(), expected.len(), "only the four mistakes are reported: {}", r.body);
+    assert_eq!(before, footprint(&app, t.id).await, "a refused playbook left rows behind");
+    // the same document with the mistakes mended is saved
+    let mended = yaml
+        .replace("colour", "device_type")
+        .replace("priority: high", "priority: 2")
+        .replace("ticket.priority ==", "ticket.priority == 2")
+        .replace("manager.approved", "request.fields.device_type == \"desktop\"");
+    let r = save_yaml(&app, &t.admin, &mended).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_catalog_item_names_its_fulfilment_playbook_and_the_playbook_finds_the_item() {
     let app = app().await;
