@@ -106,10 +106,19 @@ pub async fn start_change(
     start(tx, ticket, tenant, &chain, auto, &source, waiting).await
 }
 
-/// The ticket left the status its approval waits in (cancelled, sent back): the pending
-/// approval is cancelled now, in the database, and its chain told so.
+/// The ticket left the status its approval waits in (cancelled, sent back), or ended: its
+/// pending approvals (the request's or change's own, and any a playbook step asked for) are
+/// cancelled now, in the database, and their chains told so.
 pub async fn cancel_pending(tx: &mut TenantTx, ticket_id: Uuid, reason: &str) -> Result<(), ServiceError> {
-    let Some(a) = approvals::pending_of_ticket(tx, ticket_id).await? else { return Ok(()) };
+    for a in approvals::of_ticket(tx, ticket_id).await?.into_iter().filter(|a| a.state == "pending") {
+        cancel(tx, &a, reason).await?;
+    }
+    Ok(())
+}
+
+/// Cancels the pending approval `a` (its open steps closed) and tells its chain, which then
+/// ends as cancelled. The caller has checked that `a` is pending.
+pub async fn cancel(tx: &mut TenantTx, a: &ApprovalRow, reason: &str) -> Result<(), ServiceError> {
     approvals::finish(tx, a.id, "cancelled", reason).await?;
     for step in approvals::steps(tx, a.id).await? {
         if step.state == "open" {

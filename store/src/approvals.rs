@@ -451,18 +451,6 @@ pub async fn tasks_of_approval(conn: &mut PgConnection, approval_id: Uuid) -> Re
     .await?)
 }
 
-/// The ticket's approval still pending, if any (at most one runs at a time).
-pub async fn pending_of_ticket(conn: &mut PgConnection, ticket_id: Uuid) -> Result<Option<ApprovalRow>> {
-    Ok(sqlx::query_as!(
-        ApprovalRow,
-        "SELECT id, ticket_id, seq, workflow_id, chain, source, state, reason, created_at, decided_at
-           FROM approvals WHERE ticket_id = $1 AND state = 'pending' ORDER BY seq DESC LIMIT 1",
-        ticket_id
-    )
-    .fetch_optional(conn)
-    .await?)
-}
-
 /// The approver's task in an approval: the one in its open step if any, else their latest.
 pub async fn task_of(conn: &mut PgConnection, approval_id: Uuid, approver_id: Uuid) -> Result<Option<TaskRow>> {
     Ok(sqlx::query_as!(

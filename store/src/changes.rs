@@ -270,7 +270,7 @@ pub async fn apply(
             }
         }
     }
-    playbooks::fire_ticket_triggers(tx, tenant, &row, TicketTrigger::Changed).await?;
+    playbooks::fire_ticket_triggers(tx, tenant, &row, TicketTrigger::Changed { before: old }).await?;
     Ok(row)
 }
 

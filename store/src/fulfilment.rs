@@ -30,6 +30,7 @@ pub async fn start(
             tenant,
             ticket,
             trigger: "catalog_fulfilment",
+            event: None,
             inputs: serde_json::json!({}),
             request: None,
             started_by: None,

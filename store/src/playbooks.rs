@@ -8,7 +8,8 @@
 //!
 //! Runs are started here, in the caller's transaction, through `outbox::start`; the workflow's
 //! signals (a watched ticket changed, retry, cancel) through `outbox::signal`. The ticket write
-//! path ([`crate::changes`]) calls [`fire_ticket_triggers`] and [`notify_watchers`].
+//! path ([`crate::changes`]) calls [`fire_ticket_triggers`] and [`notify_watchers`]; the ticket
+//! workflow's `sla.record` activity calls [`fire_sla_trigger`] when it records a warning or breach.
 //!
 //! **Changes made by a playbook run never fire `ticket_created` / `ticket_changed` triggers**
 //! (no loops): a run's activities write with an [`AuditContext`] whose `request_id` starts
@@ -25,6 +26,7 @@ use uuid::Uuid;
 
 use archer_orchestrator::TenantSlug;
 use archer_orchestrator::playbook::{self, Playbook, Trigger};
+use archer_orchestrator::sla::engine::Fact;
 use archer_orchestrator::workflows::activities::TicketRef;
 use archer_orchestrator::workflows::playbook::{self as pwf, CancelRun, RetryRun, RunInput, TicketChanged};
 use archer_orchestrator::workflows::playbook_activities::{RecordRun, RunRef};
@@ -483,12 +485,12 @@ pub async fn triggered(conn: &mut PgConnection, kind: &str) -> Result<Vec<Trigge
     triggered_where(conn, kind, false).await
 }
 
-/// Whether any of `conditions` holds for `ticket` (the scope's ticket); a condition that fails
-/// to evaluate counts as not holding (and is logged).
-pub fn any_holds(conditions: &[Option<String>], ticket: &Value) -> bool {
+/// Whether any of `conditions` holds for `ticket` (the scope's ticket) and, for a change, the
+/// ticket `before` it; a condition that fails to evaluate counts as not holding (and is logged).
+pub fn any_holds(conditions: &[Option<String>], ticket: &Value, before: Option<&Value>) -> bool {
     conditions.iter().any(|c| match c {
         None => true,
-        Some(c) => playbook::condition_holds(c, ticket).unwrap_or_else(|e| {
+        Some(c) => playbook::condition_holds(c, ticket, before).unwrap_or_else(|e| {
             tracing::warn!(condition = %c, error = %e, "a trigger condition could not be evaluated");
             false
         }),
@@ -496,42 +498,102 @@ pub fn any_holds(conditions: &[Option<String>], ticket: &Value) -> bool {
 }
 
 /// The ticket triggers the write path fires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TicketTrigger {
+#[derive(Debug, Clone, Copy)]
+pub enum TicketTrigger<'a> {
     Created,
-    Changed,
+    /// A change of the ticket that was `before` it.
+    Changed {
+        before: &'a TicketRow,
+    },
 }
 
-impl TicketTrigger {
+impl TicketTrigger<'_> {
     pub fn as_str(self) -> &'static str {
         match self {
             TicketTrigger::Created => "ticket_created",
-            TicketTrigger::Changed => "ticket_changed",
+            TicketTrigger::Changed { .. } => "ticket_changed",
         }
     }
 }
 
 /// Starts a run of every published playbook with a `trigger` whose condition holds for
-/// `ticket`, unless the transaction writes for a playbook run. One indexed query when the
-/// tenant has no such playbook.
+/// `ticket` (and, for a change, the ticket `before` it, which is also the run's
+/// `run.event.before`), unless the transaction writes for a playbook run. One indexed query
+/// when the tenant has no such playbook.
 pub async fn fire_ticket_triggers(
     conn: &mut PgConnection,
     tenant: &TenantSlug,
     ticket: &TicketRow,
-    trigger: TicketTrigger,
+    trigger: TicketTrigger<'_>,
 ) -> Result<Vec<RunRow>, ServiceError> {
     let found = triggered_where(conn, trigger.as_str(), true).await?;
     if found.is_empty() {
         return Ok(Vec::new());
     }
+    let event = match trigger {
+        TicketTrigger::Created => None,
+        TicketTrigger::Changed { before } => Some(json!({"before": ticket_scope(conn, before).await?})),
+    };
+    start_triggered(conn, tenant, ticket, &found, trigger.as_str(), event).await
+}
+
+/// The trigger an SLA fact fires (`sla_warning`, `sla_breach`) and the run's `run.event`:
+/// `{"metric", "cycle", "kind": "warning"|"breach", "percent" (a warning's; null for a breach),
+/// "at" (the fact's true instant, RFC 3339)}`. Escalations fire no trigger (`None`).
+pub fn sla_trigger(fact: &Fact) -> Option<(&'static str, Value)> {
+    let (trigger, metric, cycle, kind, percent, at) = match fact {
+        Fact::Warning { metric, cycle, percent, at } => ("sla_warning", metric, cycle, "warning", Some(percent), at),
+        Fact::Breach { metric, cycle, at } => ("sla_breach", metric, cycle, "breach", None, at),
+        Fact::Escalation { .. } => return None,
+    };
+    let event =
+        json!({"metric": metric.as_str(), "cycle": cycle, "kind": kind, "percent": percent, "at": at.to_string()});
+    Some((trigger, event))
+}
+
+/// Starts a run of every published playbook with the trigger `fact` fires (see
+/// [`sla_trigger`]), its event in the scope's `run.event`. The caller records the fact in the
+/// same transaction and calls this only the first time (`sla::record_event` answered new), so
+/// a retried activity never starts a run twice. One indexed query when the tenant has no such
+/// playbook; the ticket is read (locked) only when one is triggered.
+pub async fn fire_sla_trigger(
+    conn: &mut PgConnection,
+    tenant: &TenantSlug,
+    ticket_id: Uuid,
+    fact: &Fact,
+) -> Result<Vec<RunRow>, ServiceError> {
+    let Some((trigger, event)) = sla_trigger(fact) else { return Ok(Vec::new()) };
+    let found = triggered(conn, trigger).await?;
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ticket = tickets::lock(conn, ticket_id).await?;
+    start_triggered(conn, tenant, &ticket, &found, trigger, Some(event)).await
+}
+
+/// Starts a run, as `trigger` with `event`, of each of `found` with a condition that holds for
+/// `ticket` (and the event's `before`, for a change: the one loop every trigger shares).
+async fn start_triggered(
+    conn: &mut PgConnection,
+    tenant: &TenantSlug,
+    ticket: &TicketRow,
+    found: &[Triggered],
+    trigger: &str,
+    event: Option<Value>,
+) -> Result<Vec<RunRow>, ServiceError> {
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
     let scope = ticket_scope(conn, ticket).await?;
+    let before = event.as_ref().and_then(|e| e.get("before"));
     let mut runs = Vec::new();
-    for t in found.iter().filter(|t| any_holds(&t.conditions, &scope)) {
+    for t in found.iter().filter(|t| any_holds(&t.conditions, &scope, before)) {
         let start = StartRun {
             version: &t.version,
             tenant,
             ticket,
-            trigger: trigger.as_str(),
+            trigger,
+            event: event.clone(),
             inputs: json!({}),
             request: None,
             started_by: None,
@@ -652,8 +714,12 @@ pub struct StartRun<'a> {
     pub version: &'a VersionRow,
     pub tenant: &'a TenantSlug,
     pub ticket: &'a TicketRow,
-    /// `catalog_fulfilment`, `ticket_created`, `ticket_changed`, `sla_warning`, `sla_breach`, `manual`.
+    /// `catalog_fulfilment`, `ticket_created`, `ticket_changed`, `sla_warning`, `sla_breach`, `manual`
+    /// (the scope's `run.trigger`).
     pub trigger: &'a str,
+    /// What fired the trigger, the scope's `run.event` (an SLA trigger's [`sla_trigger`] event;
+    /// `None`, null in the scope, for the others).
+    pub event: Option<Value>,
     /// A manual run's inputs (`{}` otherwise).
     pub inputs: Value,
     /// The scope's `request`; `None`: derived from the ticket ([`request_scope`]).
@@ -727,7 +793,7 @@ pub async fn start_run(conn: &mut PgConnection, s: StartRun<'_>) -> Result<RunRo
         "ticket": ticket_scope(conn, s.ticket).await?,
         "request": request,
         "inputs": s.inputs,
-        "run": {"id": run_id, "number": n, "workflow_id": workflow_id},
+        "run": {"id": run_id, "number": n, "workflow_id": workflow_id, "trigger": s.trigger, "event": s.event},
     });
     let run = RunRef {
         run_id,
@@ -1011,6 +1077,37 @@ mod tests {
         assert_eq!(item_slug("New starter"), "new-starter");
         assert_eq!(item_slug("  Laptop (13\") / Mac "), "laptop-13-mac");
         assert_eq!(item_slug("VPN"), "vpn");
+    }
+
+    #[test]
+    fn sla_facts_fire_their_trigger_with_the_fact_as_the_event_and_escalations_none() {
+        use archer_orchestrator::sla::policy::Metric;
+        let at: jiff::Timestamp = "2026-12-01T10:15:00Z".parse().unwrap();
+        let warning = Fact::Warning { metric: Metric::FirstResponse, cycle: 2, percent: 75, at };
+        assert_eq!(
+            sla_trigger(&warning),
+            Some((
+                "sla_warning",
+                json!({"metric": "first_response", "cycle": 2, "kind": "warning", "percent": 75, "at": "2026-12-01T10:15:00Z"})
+            ))
+        );
+        let breach = Fact::Breach { metric: Metric::Resolution, cycle: 1, at };
+        assert_eq!(
+            sla_trigger(&breach),
+            Some((
+                "sla_breach",
+                json!({"metric": "resolution", "cycle": 1, "kind": "breach", "percent": null, "at": "2026-12-01T10:15:00Z"})
+            ))
+        );
+        let escalation = Fact::Escalation {
+            level: 0,
+            name: "x".into(),
+            metric: Metric::Resolution,
+            cycle: 1,
+            due_at: at,
+            fired_at: at,
+        };
+        assert_eq!(sla_trigger(&escalation), None);
     }
 
     #[test]

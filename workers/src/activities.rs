@@ -20,6 +20,7 @@ use archer_orchestrator::sla::policy::{EscalationAction, EscalationTrigger, Reci
 use archer_orchestrator::workflows::activities::{Escalate, Escalated, RecordSla, SendEmails};
 use archer_store::changes;
 use archer_store::notifications::{self, NewNotification};
+use archer_store::playbooks;
 use archer_store::tickets;
 use archer_store::{AuditContext, Db, StoreError, TenantTx, sla};
 
@@ -48,8 +49,9 @@ fn workflow_ctx(tenant: &str, number: &str) -> AuditContext {
 
 #[activities]
 impl TicketActivities {
-    /// Records warnings and breaches (once each, with their true instants) and the clocks'
-    /// projection (unless a newer one is there).
+    /// Records warnings and breaches (once each, with their true instants; a new one starts the
+    /// playbooks its `sla_warning`/`sla_breach` trigger names) and the clocks' projection
+    /// (unless a newer one is there).
     #[activity(name = "sla.record")]
     pub async fn record(self: Arc<Self>, _ctx: ActivityContext, input: RecordSla) -> Result<(), ActivityError> {
         let t = &input.ticket;
@@ -67,6 +69,13 @@ impl TicketActivities {
                     .map_err(fail)?;
             if new {
                 tracing::info!(ticket = %t.number, metric = metric.as_str(), cycle, kind, at = %at, "SLA event recorded");
+                // playbooks with an `sla_warning`/`sla_breach` trigger start in the transaction
+                // that recorded the fact, so a retried activity (the fact no longer new) never
+                // starts them twice
+                let runs = playbooks::fire_sla_trigger(&mut tx, &t.tenant, t.ticket_id, fact).await.map_err(fail)?;
+                if !runs.is_empty() {
+                    tracing::info!(ticket = %t.number, kind, runs = runs.len(), "SLA trigger started playbook runs");
+                }
             }
         }
         let clocks = serde_json::to_value(&input.clocks).map_err(fail)?;
@@ -173,7 +182,7 @@ impl TicketActivities {
                     change.assignee_id = Some(None);
                 }
                 EscalationAction::InternalComment { body } if claimed => {
-                    tickets::add_comment(&mut tx, t.tenant_id, t.ticket_id, None, body, true).await.map_err(fail)?;
+                    changes::note(&mut tx, &ticket, body, true).await.map_err(fail)?;
                 }
                 _ => {}
             }

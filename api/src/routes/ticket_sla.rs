@@ -24,6 +24,7 @@ use crate::app::AppState;
 use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppPath};
+use crate::views::playbook::PlaybookNames;
 use crate::views::sla::{PolicyRef, TicketSla, view};
 use crate::views::ticket::find;
 
@@ -147,7 +148,9 @@ pub struct TimelineEntry {
     #[schema(value_type = String, format = DateTime)]
     at: OffsetDateTime,
     /// `created`, `changed`, `comment`, `link`, `sla_warning`, `sla_breach`, `escalation`,
-    /// `sla_rebuilt`, `approval`, `approval_step`, `approval_task`, `approval_decision`.
+    /// `sla_rebuilt`, `approval`, `approval_step`, `approval_task`, `approval_decision`,
+    /// `playbook_run` (a run started, ran again or ended; a run follows the ticket),
+    /// `playbook_step` (a step's state, attempt, reason or error, and a short output).
     kind: String,
     /// Who did it; absent for Archer itself (clocks, escalations).
     actor_id: Option<Uuid>,
@@ -189,7 +192,8 @@ fn due_and_recorded(action: &str, row: Option<&serde_json::Value>) -> (Option<Of
 
 /// Everything that happened to a ticket, oldest first: changes, comments, links, SLA warnings
 /// and breaches (at their true instants) and escalations (when they ran), each of these two
-/// with `due_at` and `recorded_at`, so lateness shows. Needs `ticket:update`.
+/// with `due_at` and `recorded_at`, so lateness shows; approvals; playbook runs and their
+/// steps. Needs `ticket:update`.
 #[utoipa::path(get, path = "/tickets/{ticket}/timeline", tag = "tickets", params(("ticket" = String, Path)), security(("bearer" = [])), responses(
     (status = 200, body = Vec<TimelineEntry>),
     (status = 403, body = Problem, content_type = "application/problem+json"),
@@ -201,8 +205,9 @@ pub async fn timeline(caller: Caller, AppPath(reference): AppPath<String>) -> Ap
     let ticket = find(&mut tx, &caller.principal, &reference, false).await?;
     let history = audit::ticket_history(&mut tx, ticket.id, 10_000).await?;
     let names = ApprovalNames::of_ticket(&mut tx, ticket.id).await?;
+    let playbooks = PlaybookNames::of_ticket(&mut tx, ticket.id, &history).await?;
     tx.commit().await?;
-    let mut out: Vec<TimelineEntry> = history.into_iter().map(|h| names.entry(h)).collect();
+    let mut out: Vec<TimelineEntry> = history.into_iter().map(|h| names.entry(h, &playbooks)).collect();
     out.sort_by_key(|e| e.at);
     Ok(Json(out))
 }
@@ -239,9 +244,12 @@ impl ApprovalNames {
         Ok(names)
     }
 
-    /// One audited row as a timeline entry.
-    fn entry(&self, h: AuditEntry) -> TimelineEntry {
-        let (kind, summary, at) = self.describe(&h);
+    /// One audited row as a timeline entry (a playbook table's row as `playbooks` names it).
+    fn entry(&self, h: AuditEntry, playbooks: &PlaybookNames) -> TimelineEntry {
+        let (kind, summary, at) = match playbooks.describe(&h) {
+            Some((kind, summary)) => (kind, summary, h.at),
+            None => self.describe(&h),
+        };
         let (due_at, recorded_at) = due_and_recorded(&h.action, h.after.as_ref());
         TimelineEntry {
             at,

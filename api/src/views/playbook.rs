@@ -1,7 +1,8 @@
 //! Playbooks as the API and the `archer playbook` commands check and preview them: the domain's
 //! located issues as problem+json field errors, the scope a dry run renders against, and a
 //! manual run's inputs checked against the playbook's `inputs` schema. One definition, so the
-//! CLI reports exactly what the API refuses.
+//! CLI reports exactly what the API refuses. Also how a ticket's timeline names playbook runs
+//! and steps ([`PlaybookNames`]).
 
 use serde_json::{Value, json};
 
@@ -9,6 +10,10 @@ use archer_orchestrator::playbook::run::Scope;
 use archer_orchestrator::playbook::{PlaybookErrors, PlaybookIssue};
 
 use crate::error::FieldError;
+
+mod timeline;
+
+pub use timeline::PlaybookNames;
 
 /// The issue's kind as it is written in problem+json and by the CLI (`missing_need`).
 pub fn kind_name(issue: &PlaybookIssue) -> String {
@@ -63,13 +68,14 @@ pub fn dry_run_workflow_id(tenant: &str, ticket_number: &str, playbook: &str) ->
 }
 
 /// The scope of a dry run: `ticket` (or [`sample_ticket`]), the catalog request and the manual
-/// inputs given, and a run that does not exist.
+/// inputs given, and a run that does not exist (no trigger fired it: `trigger` and `event` are
+/// null, so `{{run.trigger}}` renders and `{{run.event.X}}` shows as unrenderable).
 pub fn dry_run_scope(ticket: Option<Value>, request: Option<Value>, inputs: Option<Value>, workflow_id: &str) -> Scope {
     Scope {
         ticket: ticket.unwrap_or_else(sample_ticket),
         request,
         inputs: inputs.unwrap_or_else(|| json!({})),
-        run: json!({"id": null, "number": 0, "workflow_id": workflow_id}),
+        run: json!({"id": null, "number": 0, "workflow_id": workflow_id, "trigger": null, "event": null}),
     }
 }
 

@@ -69,7 +69,7 @@ pub struct TicketNumber {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("a ticket number looks like INC-000045: a prefix (INC, REQ, CHG, PRB), a hyphen and a positive number")]
+#[error("a ticket number looks like INC-000045: a prefix (INC, REQ, CHG, PRB, TASK), a hyphen and a positive number")]
 pub struct InvalidTicketNumber;
 
 impl TicketNumber {
@@ -141,6 +141,8 @@ mod tests {
         assert_eq!("INC-000045".parse::<TicketNumber>().unwrap(), n);
         assert_eq!("inc-45".parse::<TicketNumber>().unwrap(), n);
         assert_eq!(TicketNumber::new(TicketKind::Change, 1_234_567).unwrap().to_string(), "CHG-1234567");
+        let task: TicketNumber = "task-000001".parse().unwrap();
+        assert_eq!((task.kind(), task.seq(), task.to_string()), (TicketKind::Task, 1, "TASK-000001".to_owned()));
         for bad in ["INC000045", "XYZ-1", "INC-", "INC-0", "INC-+4", "INC--4", "INC-99999999999"] {
             assert!(bad.parse::<TicketNumber>().is_err(), "{bad}");
         }

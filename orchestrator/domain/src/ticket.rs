@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// The four ITIL record kinds Archer keeps.
+/// The four ITIL record kinds Archer keeps, and the tasks work on them is split into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -17,10 +17,22 @@ pub enum TicketKind {
     ServiceRequest,
     Change,
     Problem,
+    /// A piece of work for a team on behalf of another ticket (its parent, linked
+    /// [`LinkKind::TaskOf`]): what a playbook's `ticket.create_task` opens, or an agent by hand.
+    ///
+    /// Its state machine is the smallest that work handed to a team needs: `new` →
+    /// `in_progress` ⇄ `waiting_on_customer` (the status the other kinds pause their clocks
+    /// in, so SLA policies treat a task waiting for an answer the same way) → `closed`, and
+    /// `cancelled` from every open status. There is no `resolved`: nobody confirms a task
+    /// (its parent's requester did not ask for it), so whoever does the work closes it, and a
+    /// closed task is final (a new one is opened instead of reopening it), which is what a
+    /// playbook step waiting for "closed or cancelled" needs. No approval statuses: a task is
+    /// already the approved work.
+    Task,
 }
 
 impl TicketKind {
-    pub const ALL: [TicketKind; 4] = [Self::Incident, Self::ServiceRequest, Self::Change, Self::Problem];
+    pub const ALL: [TicketKind; 5] = [Self::Incident, Self::ServiceRequest, Self::Change, Self::Problem, Self::Task];
 
     pub fn prefix(self) -> &'static str {
         match self {
@@ -28,6 +40,7 @@ impl TicketKind {
             Self::ServiceRequest => "REQ",
             Self::Change => "CHG",
             Self::Problem => "PRB",
+            Self::Task => "TASK",
         }
     }
 
@@ -42,6 +55,7 @@ impl TicketKind {
             Self::ServiceRequest => "service_request",
             Self::Change => "change",
             Self::Problem => "problem",
+            Self::Task => "task",
         }
     }
 
@@ -55,6 +69,7 @@ impl TicketKind {
             }
             Self::Change => &[New, Assess, Authorize, Scheduled, Implement, Review, Closed, Cancelled, Rejected],
             Self::Problem => &[New, Assess, RootCauseAnalysis, FixInProgress, Resolved, Closed, Cancelled],
+            Self::Task => &[New, InProgress, WaitingOnCustomer, Closed, Cancelled],
         }
     }
 }
@@ -66,7 +81,7 @@ impl fmt::Display for TicketKind {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown ticket kind `{0}` (expected incident, service_request, change or problem)")]
+#[error("unknown ticket kind `{0}` (expected incident, service_request, change, problem or task)")]
 pub struct UnknownKind(pub String);
 
 impl FromStr for TicketKind {
@@ -208,6 +223,13 @@ impl Status {
                 Resolved => &[Closed, RootCauseAnalysis],
                 _ => &[],
             },
+            // done is closed (no resolved, no reopening): see `TicketKind::Task`
+            TicketKind::Task => match self {
+                New => &[InProgress, WaitingOnCustomer, Closed, Cancelled],
+                InProgress => &[WaitingOnCustomer, Closed, Cancelled],
+                WaitingOnCustomer => &[InProgress, Closed, Cancelled],
+                _ => &[],
+            },
         }
     }
 
@@ -253,10 +275,13 @@ pub enum LinkKind {
     BlockedBy,
     CausedBy,
     RelatesTo,
+    /// `from` is a task (`TicketKind::Task`) done for `to`, its parent: a parent lists its tasks
+    /// as its incoming `task_of` links.
+    TaskOf,
 }
 
 impl LinkKind {
-    pub const ALL: [LinkKind; 4] = [Self::DuplicateOf, Self::BlockedBy, Self::CausedBy, Self::RelatesTo];
+    pub const ALL: [LinkKind; 5] = [Self::DuplicateOf, Self::BlockedBy, Self::CausedBy, Self::RelatesTo, Self::TaskOf];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -264,6 +289,7 @@ impl LinkKind {
             Self::BlockedBy => "blocked_by",
             Self::CausedBy => "caused_by",
             Self::RelatesTo => "relates_to",
+            Self::TaskOf => "task_of",
         }
     }
 }
@@ -323,6 +349,35 @@ mod tests {
     }
 
     #[test]
+    fn a_task_is_closed_when_done_and_never_reopened() {
+        use Status::*;
+        let task = TicketKind::Task;
+        assert_eq!(task.prefix(), "TASK");
+        assert_eq!("task".parse::<TicketKind>(), Ok(task));
+        assert_eq!(TicketKind::from_prefix("TASK"), Some(task));
+        // work, wait for an answer, work again, done
+        let mut at = New;
+        for next in [InProgress, WaitingOnCustomer, InProgress, Closed] {
+            at = at.transition(task, next).unwrap();
+        }
+        assert!(at.is_terminal() && at.allowed_next(task).is_empty(), "a closed task is final");
+        // done at once, or called off from any open status
+        assert_eq!(New.transition(task, Closed), Ok(Closed));
+        for open in [New, InProgress, WaitingOnCustomer] {
+            assert_eq!(open.transition(task, Cancelled), Ok(Cancelled));
+        }
+        // no resolution step, no approvals, none of the other kinds' statuses
+        let err = InProgress.transition(task, Resolved).unwrap_err();
+        assert_eq!(err.allowed, vec![WaitingOnCustomer, Closed, Cancelled]);
+        for other in [Resolved, PendingApproval, Rejected, Assess, Review] {
+            assert!(!task.statuses().contains(&other), "{other}");
+            assert!(New.transition(task, other).is_err(), "{other}");
+        }
+        assert!(!Status::approval_only(task, New, InProgress));
+        assert_eq!("task_of".parse::<LinkKind>(), Ok(LinkKind::TaskOf));
+    }
+
+    #[test]
     fn names_round_trip() {
         for s in Status::ALL {
             assert_eq!(s.as_str().parse::<Status>().unwrap(), s);
@@ -331,6 +386,11 @@ mod tests {
         for k in TicketKind::ALL {
             assert_eq!(k.as_str().parse::<TicketKind>().unwrap(), k);
             assert_eq!(serde_json::to_value(k).unwrap(), serde_json::json!(k.as_str()));
+            assert_eq!(TicketKind::from_prefix(k.prefix()), Some(k));
+        }
+        for l in LinkKind::ALL {
+            assert_eq!(l.as_str().parse::<LinkKind>().unwrap(), l);
+            assert_eq!(serde_json::to_value(l).unwrap(), serde_json::json!(l.as_str()));
         }
     }
 }

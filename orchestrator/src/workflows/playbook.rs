@@ -72,7 +72,7 @@ use crate::playbook::run::{Move, Outcome, RunState, Scope, Start, StepState};
 use crate::playbook::template::Mode;
 use crate::playbook::{self, Playbook};
 use crate::workflows::approval::{ApprovalChainWorkflow, ChainInput, chain_workflow_id, effects};
-use crate::workflows::playbook_activities::{PlaybookActivities, RecordRun, StepCall, StepRecord};
+use crate::workflows::playbook_activities::{PlaybookActivities, RecordRun, StepCall, StepRecord, WithdrawApproval};
 use crate::workflows::signals;
 
 /// How long a failed run waits for an admin's retry or cancel before it ends as failed.
@@ -409,7 +409,8 @@ async fn execute(ctx: &WorkflowContext<PlaybookRunWorkflow>, run: &RunRef, start
             }
         }
         "approval.request" => {
-            let opened = ctx.execute_activity(PlaybookActivities::approval_request, c, opts).await.map_err(failed)?;
+            let opened =
+                ctx.execute_activity(PlaybookActivities::approval_request, c.clone(), opts).await.map_err(failed)?;
             let ticket_wf = crate::workflows::ticket::workflow_id(&run.ticket.tenant, &run.ticket.number);
             let input = ChainInput {
                 ticket: run.ticket.clone(),
@@ -423,7 +424,27 @@ async fn execute(ctx: &WorkflowContext<PlaybookRunWorkflow>, run: &RunRef, start
                 .start_child_workflow(ApprovalChainWorkflow::run, input, options)
                 .await
                 .map_err(|e| e.to_string())?;
-            match started.result().await.map_err(|e| e.to_string())? {
+            let result = started.result();
+            futures::pin_mut!(result);
+            let ended = {
+                let stop = approval_stop(ctx, start.timeout).fuse();
+                let decided = result.as_mut().fuse();
+                futures::pin_mut!(stop, decided);
+                temporalio_sdk::workflows::select! {
+                    r = decided => Some(r),
+                    withdraw = stop => {
+                        // the chain ends when told: cancelled, or with a decision that came first
+                        let w = WithdrawApproval { call: c, approval_id: opened.approval_id, reason: withdraw };
+                        ctx.execute_activity(PlaybookActivities::approval_withdraw, w, effects()).await.map_err(failed)?;
+                        None
+                    }
+                }
+            };
+            let outcome = match ended {
+                Some(r) => r,
+                None => result.await,
+            };
+            match outcome.map_err(|e| e.to_string())? {
                 ApprovalOutcome::Approved { reason } => Ok(json!({"outcome": "approved", "reason": reason})),
                 ApprovalOutcome::Rejected { reason } => Ok(json!({"outcome": "rejected", "reason": reason})),
                 ApprovalOutcome::Cancelled { reason } => Err(format!("the approval was cancelled: {reason}")),
@@ -431,6 +452,24 @@ async fn execute(ctx: &WorkflowContext<PlaybookRunWorkflow>, run: &RunRef, start
         }
         "wait" => wait_step(ctx, &start).await,
         other => Err(format!("unknown action `{other}`")),
+    }
+}
+
+/// Why an `approval.request` step stops waiting for its chain: the run was cancelled, or the
+/// step's `timeout` (when it has one) passed. Never resolves otherwise.
+async fn approval_stop(ctx: &WorkflowContext<PlaybookRunWorkflow>, timeout: Option<Duration>) -> String {
+    let cancelled = |s: &PlaybookRunWorkflow| s.cancel.clone().map(|r| format!("the run was cancelled: {r}"));
+    match timeout {
+        None => {
+            if ctx.wait_condition(|s| s.cancel.is_some()).await.is_err() {
+                return "the run's workflow was cancelled".into();
+            }
+            ctx.state(cancelled).unwrap_or_default()
+        }
+        Some(t) => match wait_until(ctx, t, |_| false).await {
+            Waited::TimedOut => format!("the step's timeout ({}) passed", humantime::format_duration(t)),
+            Waited::Held | Waited::Cancelled(_) => ctx.state(cancelled).unwrap_or_default(),
+        },
     }
 }
 
@@ -486,12 +525,17 @@ async fn wait_step(ctx: &WorkflowContext<PlaybookRunWorkflow>, start: &Start) ->
     let until = start.input.get("until").and_then(Value::as_str).ok_or("`wait` needs `duration` or `until`")?;
     let condition = Condition::compile(until, STEP_NAMES)?;
     let timeout = parse("timeout")?.or(start.timeout).unwrap_or(DEFAULT_WAIT);
-    let holds = |s: &PlaybookRunWorkflow| {
+    let eval = |s: &PlaybookRunWorkflow| {
         let data = s.state.as_ref().map(|st| st.scope_json(&s.scope)).unwrap_or_default();
-        condition.holds(&data).unwrap_or(false)
+        condition.holds(&data)
     };
-    match wait_until(ctx, timeout, holds).await {
-        Waited::Held => Ok(json!({"timed_out": false})),
+    // A condition that fails when evaluated (a missing key, a wrong type) ends the wait and
+    // fails the step, as every condition does, instead of waiting for the timeout as if false.
+    match wait_until(ctx, timeout, |s| eval(s).unwrap_or(true)).await {
+        Waited::Held => match ctx.state(eval) {
+            Ok(_) => Ok(json!({"timed_out": false})),
+            Err(e) => Err(format!("`until`: {e}")),
+        },
         Waited::TimedOut => Ok(json!({"timed_out": true})),
         Waited::Cancelled(e) => Err(e),
     }

@@ -75,6 +75,15 @@ pub struct ApprovalOpened {
     pub chain: crate::approval::ChainSpec,
 }
 
+/// Withdraws the approval a step asked for (the run was cancelled, or the step's `timeout`
+/// passed): the approval is cancelled in the database and its chain told, so it ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WithdrawApproval {
+    pub call: StepCall,
+    pub approval_id: Uuid,
+    pub reason: String,
+}
+
 /// Error types the actions fail with (`ActivityError`'s application error type), which a step's
 /// `retry.non_retryable` may name.
 pub mod errors {
@@ -116,6 +125,11 @@ impl PlaybookActivities {
 
     #[activity(name = "playbook.approval.request")]
     pub fn approval_request(_input: StepCall) -> Result<ApprovalOpened, ActivityError> {
+        unimplemented!()
+    }
+
+    #[activity(name = "playbook.approval.withdraw")]
+    pub fn approval_withdraw(_input: WithdrawApproval) -> Result<(), ActivityError> {
         unimplemented!()
     }
 

@@ -8,10 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use archer_orchestrator::access::{Permission, Permissions};
+use archer_orchestrator::commands::ticket::TicketChange;
 use archer_orchestrator::commands::ticket::{Actor, NewTicket};
 use archer_orchestrator::workflows::activities::TicketRef;
+use archer_orchestrator::workflows::playbook_activities::{RecordRun, StepRecord};
 use archer_orchestrator::workflows::playbook_activities::{RunRef, StepCall};
-use archer_orchestrator::{Impact, Status, TenantSlug, TicketKind, Urgency};
+use archer_orchestrator::{Impact, LinkKind, Status, TenantSlug, TicketKind, Urgency};
 use archer_store::connections::{self, Auth, ConnectionSpec};
 use archer_store::playbooks::{self, StartRun};
 use archer_store::secrets::{Cipher, SecretString};
@@ -178,6 +180,7 @@ async fn world() -> World {
         tenant: &tenant,
         ticket: &ticket,
         trigger: "manual",
+        event: None,
         inputs: json!({}),
         request: None,
         started_by: Some(agent_id),
@@ -444,16 +447,17 @@ async fn create_task_opens_one_linked_watched_task() {
     let opened = w.acts.create_task(&call, 1).await.unwrap();
     let again = w.acts.create_task(&call, 2).await.unwrap();
     assert_eq!(opened, again, "the same step never opens two tasks");
-    assert_eq!(opened.status, "new");
+    assert_eq!((opened.number.as_str(), opened.status.as_str()), ("TASK-000001", "new"));
     let mut tx = w.tx().await;
     let task = tickets::get(&mut tx, opened.ticket_id).await.unwrap();
-    assert_eq!(task.kind, TicketKind::Incident, "a task of an incident is an incident");
+    assert_eq!((task.kind, task.number), (TicketKind::Task, 1), "a task ticket, numbered on its own");
     assert_eq!(task.requester_id, w.ticket.requester_id);
     assert_eq!(task.title, "Order a token");
     let links = tickets::links(&mut tx, task.id).await.unwrap();
     drop(tx);
     assert_eq!(links.len(), 1);
-    assert_eq!((links[0].to_ticket_id, links[0].kind.as_str()), (w.ticket.id, "relates_to"));
+    assert_eq!((links[0].from_ticket_id, links[0].to_ticket_id), (task.id, w.ticket.id));
+    assert_eq!(links[0].kind, LinkKind::TaskOf, "the task names its parent");
     let watched = w
         .count("SELECT count(*) FROM playbook_watches WHERE ticket_id IN (SELECT from_ticket_id FROM ticket_links WHERE to_ticket_id = $1)")
         .await;
@@ -462,6 +466,79 @@ async fn create_task_opens_one_linked_watched_task() {
     assert_eq!(tasks, 1);
     let (status, attempts, _) = w.step("task").await;
     assert_eq!((status.as_str(), attempts), ("running", 1), "the step waits for the task");
+}
+
+/// What the run's workflow records when step `step` fails and an admin retries the run (the
+/// step pending again, its output cleared), as `archer_store::playbooks::record` stores it.
+async fn fail_then_retry(w: &World, step: &str) {
+    let call = w.call(step, "ticket.create_task", json!({}));
+    for (status, run) in [("failed", "failed"), ("pending", "running")] {
+        let record = RecordRun {
+            run: call.run.clone(),
+            steps: vec![StepRecord {
+                step: step.into(),
+                action: "ticket.create_task".into(),
+                status: status.into(),
+                reason: (status == "failed").then(|| "the task was not closed in time".into()),
+                output: None,
+            }],
+            status: run.into(),
+            error: None,
+        };
+        let mut tx = w.tx().await;
+        playbooks::record(&mut tx, &record).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+}
+
+/// Moves ticket `id` to `to` as an agent would, through the write path.
+async fn set_status(w: &World, id: Uuid, to: Status) {
+    let mut tx = w.tx().await;
+    let row = tickets::lock(&mut tx, id).await.unwrap();
+    let change = TicketChange { status: Some(to), ..TicketChange::default() };
+    let decision =
+        changes::snapshot(&row).unwrap().apply(&change, &Actor::system(), changes::to_jiff(tx.now())).unwrap();
+    changes::apply(&mut tx, &w.tenant, &row, decision, &Actor::system()).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_retried_run_waits_on_its_task_again_unless_it_was_cancelled() {
+    let w = world().await;
+    let input = json!({"title": "Order a token"});
+    let round = |n: u32| StepCall { round: n, ..w.call("task", "ticket.create_task", input.clone()) };
+    let first = w.acts.create_task(&round(0), 1).await.unwrap();
+
+    // the task was not closed in time; the admin retries: the task is still open, so the
+    // step waits on it again (and shows it) instead of opening a second one
+    fail_then_retry(&w, "task").await;
+    assert_eq!(w.step("task").await.2, None, "the retry cleared the step's output");
+    assert_eq!(w.acts.create_task(&round(1), 1).await.unwrap(), first);
+    let (status, _, output) = w.step("task").await;
+    assert_eq!((status.as_str(), output.unwrap()["number"].as_str()), ("running", Some("TASK-000001")));
+
+    // cancelled since: nobody will do it, so the next retry opens a new task
+    set_status(&w, first.ticket_id, Status::Cancelled).await;
+    fail_then_retry(&w, "task").await;
+    let second = w.acts.create_task(&round(2), 1).await.unwrap();
+    assert_eq!((second.number.as_str(), second.status.as_str()), ("TASK-000002", "new"));
+    // within its round the step keeps its task whatever happens to it (the workflow then sees
+    // it cancelled and the step succeeds)
+    set_status(&w, second.ticket_id, Status::Cancelled).await;
+    let same = w.acts.create_task(&round(2), 2).await.unwrap();
+    assert_eq!((same.ticket_id, same.status.as_str()), (second.ticket_id, "cancelled"));
+
+    // closed since the step failed: the work was done, the retry waits on it (and succeeds)
+    fail_then_retry(&w, "task").await;
+    let third = w.acts.create_task(&round(3), 1).await.unwrap();
+    assert_eq!(third.number, "TASK-000003");
+    set_status(&w, third.ticket_id, Status::Closed).await;
+    fail_then_retry(&w, "task").await;
+    let done = w.acts.create_task(&round(4), 1).await.unwrap();
+    assert_eq!((done.ticket_id, done.status.as_str()), (third.ticket_id, "closed"));
+
+    let tasks = w.count("SELECT count(*) FROM ticket_links WHERE to_ticket_id = $1 AND kind = 'task_of'").await;
+    assert_eq!(tasks, 3, "one task per retry that needed one");
 }
 
 #[tokio::test]

@@ -130,6 +130,7 @@ impl World {
             tenant: &self.tenant,
             ticket,
             trigger: "manual",
+            event: None,
             inputs: json!({"why": "test"}),
             request: None,
             started_by: self.agent.user_id(),
@@ -225,7 +226,10 @@ async fn a_run_starts_with_its_steps_a_watch_and_one_start_carrying_the_pinned_s
     assert_eq!(input.scope["ticket"]["requester_email"], json!(format!("agent@{}.example", w.tenant)));
     assert_eq!(input.scope["inputs"], json!({"why": "test"}));
     assert_eq!(input.scope["request"], Value::Null);
-    assert_eq!(input.scope["run"], json!({"id": run.id, "number": 1, "workflow_id": run.workflow_id}));
+    assert_eq!(
+        input.scope["run"],
+        json!({"id": run.id, "number": 1, "workflow_id": run.workflow_id, "trigger": "manual", "event": null})
+    );
 
     // publishing v2 changes nothing about the v1 run; the next run is n = 2 with v2's source
     let v2 = w.publish(V2).await;

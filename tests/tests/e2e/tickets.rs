@@ -323,3 +323,45 @@ async fn comments_are_public_or_internal_and_links_go_both_ways() {
     app.delete(Some(&t.agent.token), &format!("/api/v1/tickets/{bn}/links/{link_id}")).await.problem(404);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_open_tasks_for_a_ticket_and_close_them_when_done() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let parent = app.incident(&t.requester, "New starter needs a laptop").await;
+    let pn = parent["number"].as_str().unwrap();
+    let task = json!({"kind": "task", "title": "Image a laptop", "impact": 3, "urgency": 3});
+    // tasks are work handed between those who work tickets
+    app.post(Some(&t.requester.token), "/api/v1/tickets", &task).await.problem(403);
+    let r = app.post(Some(&t.agent.token), "/api/v1/tickets", &task).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!((r.json["number"].as_str(), r.json["kind"].as_str()), (Some("TASK-000001"), Some("task")));
+    assert_eq!(r.header("location"), Some("/api/v1/tickets/TASK-000001"));
+    assert_eq!(r.json["allowed_transitions"], json!(["in_progress", "waiting_on_customer", "closed", "cancelled"]));
+    let typed =
+        json!({"kind": "task", "title": "x", "impact": 3, "urgency": 3, "change_type": "normal", "risk": "low"});
+    let p = app.post(Some(&t.agent.token), "/api/v1/tickets", &typed).await;
+    let pointers: Vec<&str> =
+        p.problem(422)["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+    assert_eq!(pointers, ["/change_type", "/risk"], "a task has no change type or risk");
+
+    // a task names its parent with a `task_of` link; the parent sees it incoming
+    let l =
+        app.post(Some(&t.agent.token), "/api/v1/tickets/task-1/links", &json!({"kind": "task_of", "target": pn})).await;
+    assert_eq!(l.status, 201, "{}", l.body);
+    let of_parent = app.get(Some(&t.agent.token), &format!("/api/v1/tickets/{pn}/links")).await;
+    assert_eq!(
+        (&of_parent.json[0]["kind"], &of_parent.json[0]["direction"], &of_parent.json[0]["ticket"]),
+        (&json!("task_of"), &json!("incoming"), &json!("TASK-000001"))
+    );
+
+    // done is closed, without a resolution step, and final
+    app.patch(Some(&t.agent.token), "/api/v1/tickets/TASK-000001", &json!({"status": "resolved"})).await.problem(409);
+    app.set_status(&t.agent, "TASK-000001", "in_progress").await;
+    let done = app.set_status(&t.agent, "TASK-000001", "closed").await;
+    assert!(done["closed_at"].is_string() && done["resolved_at"].is_null(), "{done}");
+    assert_eq!(done["allowed_transitions"], json!([]));
+    let tasks = app.get(Some(&t.agent.token), "/api/v1/tickets?kind=task").await;
+    assert_eq!(tasks.json["total"], 1);
+    app.stop().await;
+}

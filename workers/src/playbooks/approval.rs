@@ -11,9 +11,9 @@ use serde::Deserialize;
 
 use archer_orchestrator::approval::{ApproverSpec, ChainSpec, Mode, OnTimeout, Rule, StepSpec};
 use archer_orchestrator::workflows::approval::chain_workflow_id;
-use archer_orchestrator::workflows::playbook_activities::{ApprovalOpened, StepCall};
+use archer_orchestrator::workflows::playbook_activities::{ApprovalOpened, StepCall, WithdrawApproval};
 use archer_store::approvals::{self, ApprovalRow};
-use archer_store::{playbooks, tickets};
+use archer_store::{approval_changes, playbooks, tickets};
 
 use super::tickets::user;
 use super::{PlaybookActivities, StepError, input};
@@ -118,6 +118,22 @@ pub async fn request(acts: &PlaybookActivities, call: &StepCall, attempt: u32) -
     tx.commit().await?;
     tracing::info!(run = %call.run.workflow_id, step = %call.step, seq = row.seq, "approval recorded");
     opened(row)
+}
+
+/// `playbook.approval.withdraw`: cancels the step's approval if it is still pending (a decision
+/// that got there first stands: the chain then ends with it), through the same write path as
+/// a ticket leaving its approval. Idempotent: a retried attempt finds it no longer pending.
+pub async fn withdraw(acts: &PlaybookActivities, w: &WithdrawApproval) -> Result<(), StepError> {
+    let mut tx = acts.tx(&w.call).await?;
+    // the ticket's lock orders this against a decision being recorded
+    tickets::lock(&mut tx, w.call.run.ticket.ticket_id).await?;
+    let a = approvals::get(&mut tx, w.approval_id).await?;
+    if a.state == "pending" {
+        approval_changes::cancel(&mut tx, &a, &w.reason).await?;
+        tracing::info!(run = %w.call.run.workflow_id, step = %w.call.step, reason = %w.reason, "approval withdrawn");
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 fn opened(row: ApprovalRow) -> Result<ApprovalOpened, StepError> {

@@ -33,7 +33,9 @@ use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-use archer_orchestrator::workflows::playbook_activities::{ApprovalOpened, RecordRun, StepCall, TaskOpened, errors};
+use archer_orchestrator::workflows::playbook_activities::{
+    ApprovalOpened, RecordRun, StepCall, TaskOpened, WithdrawApproval, errors,
+};
 use archer_store::secrets::Cipher;
 use archer_store::{AuditContext, Db, StoreError, TenantTx, playbooks};
 
@@ -201,6 +203,11 @@ impl PlaybookActivities {
         approval::request(self, call, attempt).await
     }
 
+    /// `playbook.approval.withdraw`.
+    pub async fn withdraw_approval(&self, w: &WithdrawApproval) -> Result<(), StepError> {
+        approval::withdraw(self, w).await
+    }
+
     /// `playbook.email.send`.
     pub async fn send_email(&self, call: &StepCall, attempt: u32) -> Result<Value, StepError> {
         email::send(self, call, attempt).await
@@ -310,6 +317,15 @@ impl PlaybookActivities {
         input: StepCall,
     ) -> Result<ApprovalOpened, ActivityError> {
         self.request_approval(&input, attempt(&ctx)).await.map_err(StepError::into_activity)
+    }
+
+    #[activity(name = "playbook.approval.withdraw")]
+    pub async fn approval_withdraw(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: WithdrawApproval,
+    ) -> Result<(), ActivityError> {
+        self.withdraw_approval(&input).await.map_err(StepError::into_activity)
     }
 
     #[activity(name = "playbook.email.send")]

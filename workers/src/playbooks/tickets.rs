@@ -4,12 +4,20 @@
 //!
 //! A comment or an update records the step's success in the transaction that makes the
 //! change, after checking (with the ticket locked) that no earlier attempt succeeded: the
-//! change happens once. A task is remembered on its step in the transaction that opens it and
-//! looked up first.
+//! change happens once.
 //!
-//! There is no task kind of ticket: a task is a service request (an incident when its parent is
-//! one), requested by the parent's requester, linked to the parent (`relates_to`) and watched by
-//! the run, which waits for it to close.
+//! `ticket.create_task` opens a `task` ticket (`TASK-000001`) requested by the parent's
+//! requester, linked `task_of` to the parent (the run's ticket) and watched by the run, which
+//! waits for it to be closed or cancelled. The task is remembered on its step
+//! (`archer_store::playbook_tasks`) in the transaction that opens it, and looked up first:
+//! - another attempt of the same round (an activity retry, a concurrent attempt) gets the same
+//!   task, whatever its status, so a step never opens two tasks;
+//! - an admin's retry of a failed run (a later round) waits on the earlier task again unless it
+//!   was cancelled: a task still open is waited on again (the step failed because it was not
+//!   closed in time; the work is under way), a task closed since lets the step succeed at once
+//!   (the work was done), a cancelled task means nobody will do it, so the retry opens a new
+//!   one (the cancelled one stays, linked to the parent). A step that failed before it opened a
+//!   task (bad inputs, an unknown team) opens one on retry.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -18,6 +26,7 @@ use uuid::Uuid;
 use archer_orchestrator::commands::ticket::{Actor, NewComment, NewTicket, PriorityOverride, TicketChange};
 use archer_orchestrator::workflows::playbook_activities::{StepCall, TaskOpened};
 use archer_orchestrator::{Impact, LinkKind, Priority, Status, TicketKind, Urgency};
+use archer_store::playbook_tasks::StepTask;
 use archer_store::tickets::{self, TicketRow};
 use archer_store::{TenantTx, changes, playbook_tasks, playbooks, teams, users};
 
@@ -95,9 +104,8 @@ pub async fn comment(acts: &PlaybookActivities, call: &StepCall, attempt: u32) -
     let snapshot = changes::snapshot(&ticket).map_err(|e| StepError::Internal(e.to_string()))?;
     let internal = !c.public;
     snapshot.comment(&NewComment { internal }, &Actor::system()).map_err(|r| StepError::Refused(r.to_string()))?;
-    // Archer's own comment has no author, as the notes the write path adds for approvals
-    // (`FollowUp::Note`): it is nobody's reply, so SLA clocks do not count it as one
-    let row = tickets::add_comment(&mut tx, ticket.tenant_id, ticket.id, None, &c.body, internal).await?;
+    // Archer's own comment, as the approvals' notes: nobody's reply, so no SLA clock stops on it
+    let row = changes::note(&mut tx, &ticket, &c.body, internal).await?;
     let output = json!({"comment_id": row.id});
     playbooks::step_succeeded(&mut tx, call.run.run_id, &call.step, &output).await?;
     tx.commit().await?;
@@ -213,14 +221,17 @@ async fn team(tx: &mut TenantTx, which: &str) -> Result<Uuid, StepError> {
         .ok_or_else(|| StepError::Input(format!("no team named {which:?}")))
 }
 
-/// `ticket.create_task`: the task opened (the workflow then waits for it to close).
+/// `ticket.create_task`: the task the step waits on (the workflow then waits for it to be closed
+/// or cancelled): the one this round or an earlier one opened (see the module's rules), or a new
+/// one.
 pub async fn create_task(acts: &PlaybookActivities, call: &StepCall, attempt: u32) -> Result<TaskOpened, StepError> {
     let t: CreateTask = input(call)?;
     if t.title.trim().is_empty() {
         return Err(StepError::Input("the task's title is empty".into()));
     }
     let mut tx = acts.tx(call).await?;
-    if let Some(opened) = existing_task(&mut tx, call).await? {
+    if let Some(opened) = existing_task(&mut tx, call, attempt).await? {
+        tx.commit().await?;
         return Ok(opened);
     }
     playbooks::step_started(&mut tx, call.run.run_id, &call.step, call.round, attempt).await?;
@@ -228,61 +239,86 @@ pub async fn create_task(acts: &PlaybookActivities, call: &StepCall, attempt: u3
     let mut tx = acts.tx(call).await?;
     let parent = tickets::lock(&mut tx, call.run.ticket.ticket_id).await?;
     // a concurrent attempt may have opened it while this one waited for the lock
-    if let Some(opened) = existing_task(&mut tx, call).await? {
+    if let Some(opened) = existing_task(&mut tx, call, attempt).await? {
+        tx.commit().await?;
         return Ok(opened);
     }
-    let assignee = match &t.assignee {
-        Some(a) => Some(user(&mut tx, a).await?),
+    let new = new_task(&mut tx, &t, &parent, call).await?;
+    let decided = new.open(&Actor::system()).map_err(|r| StepError::Refused(r.to_string()))?;
+    let task = changes::open(&mut tx, &call.run.ticket.tenant, &decided).await?;
+    // ticket_links name who linked: the parent's requester, on whose behalf the task is open
+    tickets::add_link(&mut tx, task.tenant_id, task.id, parent.id, LinkKind::TaskOf, parent.requester_id).await?;
+    playbooks::add_watch(&mut tx, call.run.run_id, task.id).await?;
+    let opened = opened_of(&task)?;
+    let waits = StepTask { ticket_id: task.id, round: call.round };
+    playbook_tasks::remember(&mut tx, call.run.run_id, &call.step, waits, &shown(&opened)).await?;
+    tx.commit().await?;
+    tracing::info!(run = %call.run.workflow_id, step = %call.step, task = %opened.number, "task opened");
+    Ok(opened)
+}
+
+/// The task ticket `t` asks for, for `parent`: requested by the parent's requester, at the
+/// parent's impact and urgency, its team and assignee looked up.
+async fn new_task(
+    tx: &mut TenantTx,
+    t: &CreateTask,
+    parent: &TicketRow,
+    call: &StepCall,
+) -> Result<NewTicket, StepError> {
+    let assignee_id = match &t.assignee {
+        Some(a) => Some(user(tx, a).await?),
         None => None,
     };
     let team_id = match &t.team {
-        Some(name) => Some(team(&mut tx, name).await?),
+        Some(name) => Some(team(tx, name).await?),
         None => None,
     };
-    let kind = if parent.kind == TicketKind::Incident { TicketKind::Incident } else { TicketKind::ServiceRequest };
     let number = call.run.ticket.number.to_string();
     let description = match t.description.as_deref() {
         Some(d) if !d.trim().is_empty() => format!("{d}\n\n(Task of {number}, playbook {})", call.run.playbook),
         _ => format!("Task of {number}, opened by playbook {}.", call.run.playbook),
     };
-    let new = NewTicket {
-        kind,
+    Ok(NewTicket {
+        kind: TicketKind::Task,
         title: t.title.clone(),
         description,
         impact: Impact::new(i64::from(parent.impact)).unwrap_or(Impact::MEDIUM),
         urgency: Urgency::new(i64::from(parent.urgency)).unwrap_or(Urgency::MEDIUM),
         priority: None,
         requester_id: Some(parent.requester_id),
-        assignee_id: assignee,
+        assignee_id,
         team_id,
         category: parent.category.clone(),
         tags: vec!["playbook-task".into()],
         change_type: None,
         risk: None,
-    };
-    let decided = new.open(&Actor::system()).map_err(|r| StepError::Refused(r.to_string()))?;
-    let task = changes::open(&mut tx, &call.run.ticket.tenant, &decided).await?;
-    // ticket_links name who linked: the parent's requester, on whose behalf the task is open
-    tickets::add_link(&mut tx, task.tenant_id, task.id, parent.id, LinkKind::RelatesTo, parent.requester_id).await?;
-    playbooks::add_watch(&mut tx, call.run.run_id, task.id).await?;
-    let opened = opened_of(&task)?;
-    playbook_tasks::remember(
-        &mut tx,
-        call.run.run_id,
-        &call.step,
-        &json!({"task_ticket_id": task.id, "number": opened.number, "status": opened.status}),
-    )
-    .await?;
-    tx.commit().await?;
-    tracing::info!(run = %call.run.workflow_id, step = %call.step, task = %opened.number, "task opened");
-    Ok(opened)
+    })
 }
 
-/// The task an earlier attempt of the step opened, as it is now.
-async fn existing_task(tx: &mut TenantTx, call: &StepCall) -> Result<Option<TaskOpened>, StepError> {
-    let Some(id) = playbook_tasks::opened(tx, call.run.run_id, &call.step).await? else { return Ok(None) };
-    let task = tickets::get(tx, id).await?;
-    Ok(Some(opened_of(&task)?))
+/// The task this round of the step waits on if there is one already (the module's rules): the
+/// one this round opened, whatever its status; else the one an earlier round waited on, unless
+/// it was cancelled, which this round takes over (the step running again, in this round).
+/// `None`: a new task is to be opened.
+async fn existing_task(tx: &mut TenantTx, call: &StepCall, attempt: u32) -> Result<Option<TaskOpened>, StepError> {
+    let Some(known) = playbook_tasks::opened(tx, call.run.run_id, &call.step).await? else { return Ok(None) };
+    let task = tickets::get(tx, known.ticket_id).await?;
+    let opened = opened_of(&task)?;
+    if known.round >= call.round {
+        return Ok(Some(opened));
+    }
+    if task.status == Status::Cancelled {
+        return Ok(None);
+    }
+    playbooks::step_started(tx, call.run.run_id, &call.step, call.round, attempt).await?;
+    let waits = StepTask { ticket_id: task.id, round: call.round };
+    playbook_tasks::remember(tx, call.run.run_id, &call.step, waits, &shown(&opened)).await?;
+    tracing::info!(run = %call.run.workflow_id, step = %call.step, task = %opened.number, "waiting on the task again");
+    Ok(Some(opened))
+}
+
+/// What the step shows while it waits on `opened`.
+fn shown(opened: &TaskOpened) -> Value {
+    json!({"task_ticket_id": opened.ticket_id, "number": opened.number, "status": opened.status})
 }
 
 fn opened_of(task: &TicketRow) -> Result<TaskOpened, StepError> {

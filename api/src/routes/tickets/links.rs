@@ -1,4 +1,4 @@
-//! Links between tickets (`duplicate_of`, `blocked_by`, `caused_by`, `relates_to`).
+//! Links between tickets (`duplicate_of`, `blocked_by`, `caused_by`, `relates_to`, `task_of`).
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -68,7 +68,7 @@ pub async fn list_links(caller: Caller, AppPath(reference): AppPath<String>) -> 
     Ok(Json(links.into_iter().map(|l| link_dto(t.id, l)).collect::<ApiResult<_>>()?))
 }
 
-/// Link this ticket to another (`duplicate_of`, `blocked_by`, `caused_by`, `relates_to`).
+/// Link this ticket to another (`duplicate_of`, `blocked_by`, `caused_by`, `relates_to`, `task_of`).
 /// Needs `ticket:update`. Accepts `Idempotency-Key`.
 #[utoipa::path(post, path = "/tickets/{ticket}/links", tag = "tickets", request_body = NewLink, security(("bearer" = [])),
     params(("ticket" = String, Path), IdempotencyKey),

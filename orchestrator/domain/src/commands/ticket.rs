@@ -231,7 +231,8 @@ impl TicketChange {
 }
 
 /// What a requester may do to their own ticket without `ticket:update`: close or reopen it
-/// once resolved, cancel it before work starts.
+/// once resolved, cancel it before work starts. Nothing on changes, problems and tasks, which
+/// those working tickets move (a task's requester is its parent's, who did not ask for it).
 pub fn requester_may(kind: TicketKind, from: Status, to: Status) -> bool {
     match kind {
         TicketKind::Incident | TicketKind::ServiceRequest => matches!(
@@ -290,6 +291,9 @@ impl Ticket {
             if matches!(self.status, Status::Authorize | Status::PendingApproval) {
                 let reason = format!("the ticket moved from {} to {to} before its approval ended", self.status);
                 follow_ups.push(FollowUp::CancelPendingApproval { reason });
+            } else if to.is_terminal() {
+                // an approval a playbook step asked for ends with the ticket
+                follow_ups.push(FollowUp::CancelPendingApproval { reason: format!("the ticket was {to}") });
             }
             if self.kind == TicketKind::Change && to == Status::Authorize {
                 let change_type = next.change_type.ok_or(Refusal::Invalid(vec![FieldError {
@@ -524,10 +528,15 @@ impl NewTicket {
     }
 
     /// Decides opening the ticket: it starts `new`, its priority derived from impact ×
-    /// urgency unless overridden. Refusals in order: opening at all (`ticket:create`), type
-    /// and risk for the kind, the override, the assignment, the requester.
+    /// urgency unless overridden. Refusals in order: opening at all (`ticket:create`), a task
+    /// (`ticket:update` as well: tasks are work handed between those who work tickets, not
+    /// something a requester asks for), type and risk for the kind, the override, the
+    /// assignment, the requester.
     pub fn open(self, actor: &Actor) -> Result<Ticket, Refusal> {
         actor.need(Permission::TicketCreate)?;
+        if self.kind == TicketKind::Task {
+            actor.need(Permission::TicketUpdate)?;
+        }
         let misplaced = change_fields(self.kind, self.change_type.is_some(), self.risk.is_some());
         if !misplaced.is_empty() {
             return Err(Refusal::Invalid(misplaced));
@@ -843,6 +852,48 @@ mod tests {
         let untyped_change = NewTicket { kind: TicketKind::Change, ..new };
         let Err(Refusal::Invalid(errors)) = untyped_change.open(&agent()) else { panic!() };
         assert_eq!(errors.len(), 2);
+    }
+
+    #[test]
+    fn tasks_are_opened_by_those_who_work_tickets_and_never_carry_change_fields() {
+        let (impact, urgency) = level(3);
+        let task = NewTicket {
+            kind: TicketKind::Task,
+            title: "Order a token".into(),
+            description: String::new(),
+            impact,
+            urgency,
+            priority: None,
+            requester_id: None,
+            assignee_id: None,
+            team_id: None,
+            category: None,
+            tags: Vec::new(),
+            change_type: None,
+            risk: None,
+        };
+        assert_eq!(task.clone().open(&requester()), Err(Refusal::Needs(Permission::TicketUpdate)));
+        let t = task.clone().open(&agent()).unwrap();
+        assert_eq!((t.kind, t.status, t.requester_id), (TicketKind::Task, Status::New, AGENT));
+        let for_parent = NewTicket { requester_id: Some(REQUESTER), ..task.clone() };
+        assert_eq!(for_parent.open(&Actor::system()).unwrap().requester_id, REQUESTER);
+        let typed = NewTicket { change_type: Some(ChangeType::Normal), risk: Some(Risk::Low), ..task };
+        let Err(Refusal::Invalid(errors)) = typed.open(&agent()) else { panic!() };
+        assert_eq!(
+            errors.iter().map(|e| (e.pointer, e.code)).collect::<Vec<_>>(),
+            [("/change_type", "kind"), ("/risk", "kind")]
+        );
+        // moved by those who work tickets: done is closed, with no resolution step
+        let open = ticket(TicketKind::Task, Status::InProgress);
+        assert_eq!(
+            open.apply(&to(Status::Cancelled), &requester(), at(0)),
+            Err(Refusal::Needs(Permission::TicketUpdate))
+        );
+        let done = open.apply(&to(Status::Closed), &agent(), at(5)).unwrap().ticket;
+        assert_eq!((done.status, done.resolved_at, done.closed_at), (Status::Closed, None, Some(at(5))));
+        assert!(matches!(open.apply(&to(Status::Resolved), &agent(), at(0)), Err(Refusal::IllegalTransition(_))));
+        let retype = TicketChange { risk: Some(Risk::High), ..TicketChange::default() };
+        assert!(matches!(open.apply(&retype, &agent(), at(0)), Err(Refusal::Invalid(_))));
     }
 
     #[test]

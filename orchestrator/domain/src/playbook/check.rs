@@ -6,7 +6,7 @@ use serde_json::Value;
 use serde_saphyr::Spanned;
 
 use super::actions::{self, Action};
-use super::expr::{Condition, STEP_NAMES, TRIGGER_NAMES};
+use super::expr::{CHANGED_TRIGGER_NAMES, Condition, STEP_NAMES, TRIGGER_NAMES};
 use super::template::{Placeholder, ROOTS, placeholders};
 use super::{IssueKind, Playbook, PlaybookErrors, PlaybookIssue, Step, Trigger, escape, strings_in};
 
@@ -37,8 +37,9 @@ pub const TICKET_FIELDS: &[&str] = &[
     "created_at",
 ];
 
-/// What `{{run.X}}` can read.
-pub const RUN_FIELDS: &[&str] = &["id", "number", "workflow_id"];
+/// What `{{run.X}}` can read: `trigger` is the trigger's kind (`sla_breach`, `manual`, ...),
+/// `event` what fired it (an SLA trigger's `{metric, cycle, kind, percent, at}`, else null).
+pub const RUN_FIELDS: &[&str] = &["id", "number", "workflow_id", "trigger", "event"];
 
 /// Parses and checks a playbook completely; every problem is returned at once.
 pub fn validate(yaml: &str, env: &CheckEnv) -> Result<Playbook, PlaybookErrors> {
@@ -59,9 +60,14 @@ pub fn check(playbook: &Playbook, env: &CheckEnv) -> Vec<PlaybookIssue> {
     issues
 }
 
-/// Whether a trigger's CEL `condition` holds for `ticket` (the scope's ticket shape).
-pub fn condition_holds(condition: &str, ticket: &Value) -> Result<bool, String> {
-    Condition::compile(condition, TRIGGER_NAMES)?.holds(&serde_json::json!({ "ticket": ticket }))
+/// Whether a trigger's CEL `condition` holds for `ticket` (the scope's ticket shape) and, for a
+/// change, the ticket as it was `before` it.
+pub fn condition_holds(condition: &str, ticket: &Value, before: Option<&Value>) -> Result<bool, String> {
+    match before {
+        None => Condition::compile(condition, TRIGGER_NAMES)?.holds(&serde_json::json!({ "ticket": ticket })),
+        Some(before) => Condition::compile(condition, CHANGED_TRIGGER_NAMES)?
+            .holds(&serde_json::json!({ "ticket": ticket, "before": before })),
+    }
 }
 
 fn at<T>(kind: IssueKind, path: String, span: &Spanned<T>, message: String) -> PlaybookIssue {
@@ -73,7 +79,12 @@ fn check_triggers(playbook: &Playbook, issues: &mut Vec<PlaybookIssue>) {
         let path = format!("/triggers/{i}");
         match &trigger.value {
             Trigger::TicketCreated { condition: Some(c) } | Trigger::TicketChanged { condition: Some(c) } => {
-                if let Err(e) = Condition::compile(c, TRIGGER_NAMES) {
+                let names = if matches!(trigger.value, Trigger::TicketChanged { .. }) {
+                    CHANGED_TRIGGER_NAMES
+                } else {
+                    TRIGGER_NAMES
+                };
+                if let Err(e) = Condition::compile(c, names) {
                     issues.push(at(IssueKind::Cel, format!("{path}/condition"), trigger, e));
                 }
             }
@@ -353,7 +364,29 @@ mod tests {
         let found = issues(yaml);
         assert_eq!(found[0].kind, IssueKind::Cel);
         assert_eq!(found[0].path, "/triggers/0/condition");
-        assert_eq!(condition_holds("ticket.priority == 1", &json!({"priority": 1})), Ok(true));
+        assert_eq!(condition_holds("ticket.priority == 1", &json!({"priority": 1}), None), Ok(true));
+    }
+
+    #[test]
+    fn a_change_condition_also_reads_the_ticket_before_the_change() {
+        let yaml = "name: t\ntriggers:\n  - ticket_changed: { condition: 'before.status != ticket.status' }\n  - ticket_created: { condition: 'before.status == \"new\"' }\nsteps:\n  - { id: a, action: ticket.comment, with: { body: x } }\n";
+        let found = issues(yaml);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!((found[0].kind, found[0].path.as_str()), (IssueKind::Cel, "/triggers/1/condition"));
+        let resolved = "before.status != \"resolved\" && ticket.status == \"resolved\"";
+        let (was, now) = (json!({"status": "in_progress"}), json!({"status": "resolved"}));
+        assert_eq!(condition_holds(resolved, &now, Some(&was)), Ok(true));
+        assert_eq!(condition_holds(resolved, &now, Some(&now)), Ok(false));
+        assert!(condition_holds(resolved, &now, None).is_err(), "a creation has no `before`");
+    }
+
+    #[test]
+    fn templates_read_the_runs_trigger_and_event_but_no_other_run_field() {
+        let yaml = "name: t\ntriggers: [sla_breach]\nsteps:\n  - { id: a, action: ticket.comment, with: { body: \"{{run.trigger}} {{run.event.metric}} {{run.number}} {{run.nope}}\" } }\n";
+        let found = issues(yaml);
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert_eq!((found[0].kind, found[0].path.as_str()), (IssueKind::Reference, "/steps/0/with/body"));
+        assert!(found[0].message.contains("run.nope"), "{}", found[0].message);
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub const MAX_COMPREHENSIONS: usize = 2;
 pub const STEP_NAMES: &[&str] = &["ticket", "request", "inputs", "steps", "run"];
 /// What a trigger condition may read.
 pub const TRIGGER_NAMES: &[&str] = &["ticket"];
+/// What a `ticket_changed` condition may read: the ticket after the change and `before` it.
+pub const CHANGED_TRIGGER_NAMES: &[&str] = &["ticket", "before"];
 
 /// A compiled condition.
 #[derive(Debug, Clone)]
