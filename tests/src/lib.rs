@@ -8,6 +8,7 @@
 pub mod approvals;
 pub mod browser;
 pub mod http;
+pub mod playbooks;
 pub mod sla;
 pub mod smtp;
 pub mod temporal;

@@ -13,6 +13,7 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use archer_tests::playbooks::step;
 use archer_tests::{Options, TestApp, TestTenant, TestUser, spawn_app, spawn_app_with};
 
 const ONBOARDING: &str = include_str!("../../../playbooks/onboarding.yaml");
@@ -133,17 +134,6 @@ async fn connection(app: &TestApp, admin: &TestUser, name: &str, base: &str, ext
     assert_eq!(r.status, 201, "connection {name}: {}", r.body);
 }
 
-/// Saves and publishes a playbook; returns (playbook id, version).
-async fn publish(app: &TestApp, admin: &TestUser, yaml: &str) -> (String, i64) {
-    let r = app.post(Some(&admin.token), "/api/v1/playbooks", &json!({"source": yaml})).await;
-    assert_eq!(r.status, 201, "save: {}", r.body);
-    let id = r.json["playbook_id"].as_str().expect("playbook_id").to_owned();
-    let v = r.json["version"].as_i64().expect("version");
-    let p = app.post(Some(&admin.token), &format!("/api/v1/playbooks/{id}/versions/{v}/publish"), &json!({})).await;
-    assert_eq!(p.status, 200, "publish: {}", p.body);
-    (id, v)
-}
-
 async fn runs(app: &TestApp, user: &TestUser, ticket: &str) -> Vec<Value> {
     let r = app.get(Some(&user.token), &format!("/api/v1/tickets/{ticket}/playbook-runs")).await;
     assert_eq!(r.status, 200, "runs: {}", r.body);
@@ -163,13 +153,6 @@ async fn run_until(app: &TestApp, user: &TestUser, ticket: &str, n: usize, statu
         assert!(Instant::now() < deadline, "run {n} of {ticket} never became {status}: {all:#?}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-fn step<'a>(run: &'a Value, id: &str) -> &'a Value {
-    run["steps"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["id"] == id))
-        .unwrap_or_else(|| panic!("no step {id}: {run:#}"))
 }
 
 fn new_starter_form() -> Value {
@@ -214,7 +197,7 @@ async fn onboarding(app: &TestApp) -> Onboarding {
         "playbook": "onboarding"
     });
     let item = app.catalog_item(&t.admin, "New starter", spec).await;
-    publish(app, &t.admin, ONBOARDING).await;
+    app.publish_playbook(&t.admin, ONBOARDING).await;
     Onboarding { t, employee, item, receiver }
 }
 
@@ -408,7 +391,7 @@ async fn skips_failures_compensation_retries_signatures_and_the_dry_run_behave_a
         s.statuses.insert("/broken".into(), vec![400]);
         s.statuses.insert("/charge".into(), vec![402]);
     });
-    let (id, _) = publish(&app, &t.admin, RULES).await;
+    let (id, _) = app.publish_playbook(&t.admin, RULES).await;
     let ticket = app.incident(&t.agent, "Rules").await;
     let number = ticket["number"].as_str().expect("number").to_owned();
 
@@ -512,7 +495,7 @@ steps:
 async fn a_run_keeps_its_version_when_the_next_one_is_published() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    publish(&app, &t.admin, PINNED_V1).await;
+    app.publish_playbook(&t.admin, PINNED_V1).await;
     let ticket = app.incident(&t.agent, "Pinning").await;
     let number = ticket["number"].as_str().expect("number").to_owned();
     let path = format!("/api/v1/tickets/{number}/playbook-runs");
@@ -520,7 +503,7 @@ async fn a_run_keeps_its_version_when_the_next_one_is_published() {
     assert_eq!(r.status, 202, "{}", r.body);
     run_until(&app, &t.agent, &number, 1, "running").await;
     // v2 is published while v1 runs
-    let (_, v2) = publish(&app, &t.admin, PINNED_V2).await;
+    let (_, v2) = app.publish_playbook(&t.admin, PINNED_V2).await;
     assert_eq!(v2, 2);
     let run = run_until(&app, &t.agent, &number, 1, "succeeded").await;
     assert_eq!(run["version"], 1);

@@ -12,59 +12,16 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
 
+use archer_tests::playbooks::step;
 use archer_tests::{TestApp, TestUser, spawn_app};
-
-/// Saves and publishes a playbook.
-async fn publish(app: &TestApp, admin: &TestUser, yaml: &str) {
-    let r = app.post(Some(&admin.token), "/api/v1/playbooks", &json!({"source": yaml})).await;
-    assert_eq!(r.status, 201, "save: {}", r.body);
-    let id = r.json["playbook_id"].as_str().expect("playbook_id").to_owned();
-    let v = r.json["version"].as_i64().expect("version");
-    let p = app.post(Some(&admin.token), &format!("/api/v1/playbooks/{id}/versions/{v}/publish"), &json!({})).await;
-    assert_eq!(p.status, 200, "publish: {}", p.body);
-}
 
 /// A new incident (status `new`, priority neither 1 nor 2); returns its number.
 async fn ticket(app: &TestApp, agent: &TestUser, title: &str) -> String {
     app.incident(agent, title).await["number"].as_str().expect("number").to_owned()
 }
 
-/// Starts a manual run of `playbook` on `number`; returns the run's id.
-async fn start(app: &TestApp, user: &TestUser, number: &str, playbook: &str, inputs: Value) -> String {
-    let path = format!("/api/v1/tickets/{number}/playbook-runs");
-    let r = app.post(Some(&user.token), &path, &json!({"playbook": playbook, "inputs": inputs})).await;
-    assert_eq!(r.status, 202, "start {playbook} on {number}: {}", r.body);
-    r.json["id"].as_str().expect("run id").to_owned()
-}
-
-async fn run_of(app: &TestApp, user: &TestUser, id: &str) -> Value {
-    let r = app.get(Some(&user.token), &format!("/api/v1/playbook-runs/{id}")).await;
-    assert_eq!(r.status, 200, "run {id}: {}", r.body);
-    r.json
-}
-
-/// Polls `GET /playbook-runs/{id}` until `check` holds (at most 60 s); returns the run.
-async fn run_until(app: &TestApp, user: &TestUser, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let run = run_of(app, user, id).await;
-        if check(&run) {
-            return run;
-        }
-        assert!(Instant::now() < deadline, "run {id}: timed out waiting for {what}: {run:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn run_status(app: &TestApp, user: &TestUser, id: &str, status: &str) -> Value {
-    run_until(app, user, id, status, |r| r["status"] == status).await
-}
-
-fn step<'a>(run: &'a Value, id: &str) -> &'a Value {
-    run["steps"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["id"] == id))
-        .unwrap_or_else(|| panic!("no step {id}: {run:#}"))
+    app.playbook_run_until(user, id, status, |r| r["status"] == status).await
 }
 
 fn instant(v: &Value) -> OffsetDateTime {
@@ -127,9 +84,9 @@ struct Decided {
 async fn sign_off(decision: &str, comment: &str) -> Decided {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    publish(&app, &t.admin, SIGN_OFF).await;
+    app.publish_playbook(&t.admin, SIGN_OFF).await;
     let number = ticket(&app, &t.agent, "Needs a sign-off").await;
-    let id = start(&app, &t.agent, &number, "sign-off", json!({"approver": t.manager.email})).await;
+    let id = app.start_playbook(&t.agent, &number, "sign-off", json!({"approver": t.manager.email})).await;
 
     // the approver is emailed (with decision links) and the approval waits for them
     let mail = app.approval_mail(&t.manager, &number).await;
@@ -141,7 +98,7 @@ async fn sign_off(decision: &str, comment: &str) -> Decided {
     assert!(approval["source"].as_str().unwrap_or("").contains("playbook sign-off v1, step approve"), "{approval:#}");
     assert_eq!(approval["pending"][0]["id"], t.manager.id.to_string(), "{approval:#}");
     assert_eq!(approval["steps"][0]["name"], format!("Sign-off for {number}"), "{approval:#}");
-    let waiting = run_of(&app, &t.agent, &id).await;
+    let waiting = app.playbook_run(&t.agent, &id).await;
     assert_eq!(waiting["status"], "running", "{waiting:#}");
     assert_eq!(step(&waiting, "approve")["status"], "running", "{waiting:#}");
 
@@ -230,17 +187,17 @@ async fn approval_until(app: &TestApp, user: &TestUser, number: &str, state: &st
 async fn an_approval_step_withdraws_its_approval_on_timeout_run_cancel_and_ticket_cancel() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    publish(&app, &t.admin, &sign_off_within("sign-off-soon", "3s")).await;
-    publish(&app, &t.admin, &sign_off_within("sign-off-later", "10m")).await;
+    app.publish_playbook(&t.admin, &sign_off_within("sign-off-soon", "3s")).await;
+    app.publish_playbook(&t.admin, &sign_off_within("sign-off-later", "10m")).await;
     let approver = json!({"approver": t.manager.email});
     let (late, stopped, ended) = (
         ticket(&app, &t.agent, "Nobody decides").await,
         ticket(&app, &t.agent, "Run cancelled").await,
         ticket(&app, &t.agent, "Ticket cancelled").await,
     );
-    let late_run = start(&app, &t.agent, &late, "sign-off-soon", approver.clone()).await;
-    let stopped_run = start(&app, &t.agent, &stopped, "sign-off-later", approver.clone()).await;
-    let ended_run = start(&app, &t.agent, &ended, "sign-off-later", approver).await;
+    let late_run = app.start_playbook(&t.agent, &late, "sign-off-soon", approver.clone()).await;
+    let stopped_run = app.start_playbook(&t.agent, &stopped, "sign-off-later", approver.clone()).await;
+    let ended_run = app.start_playbook(&t.agent, &ended, "sign-off-later", approver).await;
     for number in [&late, &stopped, &ended] {
         approval_until(&app, &t.agent, number, "pending").await;
     }
@@ -299,13 +256,13 @@ steps:
 async fn a_wait_until_ends_as_soon_as_the_ticket_change_makes_its_condition_hold() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    publish(&app, &t.admin, WAIT_FOR_WORK).await;
+    app.publish_playbook(&t.admin, WAIT_FOR_WORK).await;
     let number = ticket(&app, &t.agent, "Waits for work").await;
-    let id = start(&app, &t.agent, &number, "wait-for-work", json!({})).await;
+    let id = app.start_playbook(&t.agent, &number, "wait-for-work", json!({})).await;
     run_status(&app, &t.agent, &id, "running").await;
     // it waits: nothing happens while the condition does not hold
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let waiting = run_of(&app, &t.agent, &id).await;
+    let waiting = app.playbook_run(&t.agent, &id).await;
     assert_eq!(waiting["status"], "running", "{waiting:#}");
     assert_eq!(step(&waiting, "work_started")["status"], "running", "{waiting:#}");
     assert_eq!(step(&waiting, "announce")["status"], "pending", "{waiting:#}");
@@ -357,10 +314,10 @@ steps:
 async fn a_wait_until_whose_condition_never_holds_times_out_without_failing_and_one_that_fails_fails_at_once() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    publish(&app, &t.admin, WAIT_IN_VAIN).await;
+    app.publish_playbook(&t.admin, WAIT_IN_VAIN).await;
     let number = ticket(&app, &t.agent, "Nobody comes").await;
     let started = Instant::now();
-    let id = start(&app, &t.agent, &number, "wait-in-vain", json!({})).await;
+    let id = app.start_playbook(&t.agent, &number, "wait-in-vain", json!({})).await;
     run_status(&app, &t.agent, &id, "running").await;
     // a change the conditions re-check and still refuse
     app.set_status(&t.agent, &number, "in_progress").await;
@@ -417,8 +374,9 @@ steps:
 /// Waits until the run's task step has opened its task (the running step's output names it);
 /// returns the task's number.
 async fn task_of(app: &TestApp, user: &TestUser, run: &str) -> String {
-    let waiting =
-        run_until(app, user, run, "the task to open", |r| step(r, "badge")["output"]["number"].is_string()).await;
+    let waiting = app
+        .playbook_run_until(user, run, "the task to open", |r| step(r, "badge")["output"]["number"].is_string())
+        .await;
     assert_eq!(waiting["status"], "running", "{waiting:#}");
     assert_eq!(step(&waiting, "badge")["status"], "running", "{waiting:#}");
     assert_eq!(step(&waiting, "report")["status"], "pending", "{waiting:#}");
@@ -448,9 +406,9 @@ async fn a_task_step_waits_for_its_task_to_close_then_the_run_goes_on() {
     let app = spawn_app().await;
     let t = app.tenant().await;
     let team = app.team(&t.admin, "Facilities", &[&t.agent]).await;
-    publish(&app, &t.admin, &task_playbook("badge-task", "2m")).await;
+    app.publish_playbook(&t.admin, &task_playbook("badge-task", "2m")).await;
     let number = ticket(&app, &t.agent, "Door 3 does not open").await;
-    let id = start(&app, &t.agent, &number, "badge-task", json!({})).await;
+    let id = app.start_playbook(&t.agent, &number, "badge-task", json!({})).await;
     let task = task_of(&app, &t.agent, &id).await;
     let r = app.get(Some(&t.agent.token), &format!("/api/v1/tickets/{task}")).await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -460,7 +418,7 @@ async fn a_task_step_waits_for_its_task_to_close_then_the_run_goes_on() {
     // the run waits while the task is open, also when it is being worked on
     app.set_status(&t.agent, &task, "in_progress").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let waiting = run_of(&app, &t.agent, &id).await;
+    let waiting = app.playbook_run(&t.agent, &id).await;
     assert_eq!(step(&waiting, "badge")["status"], "running", "{waiting:#}");
 
     close(&app, &t.agent, &task).await;
@@ -482,14 +440,14 @@ async fn a_cancelled_task_ends_its_step_and_a_task_left_open_past_the_timeout_fa
     let app = spawn_app().await;
     let t = app.tenant().await;
     app.team(&t.admin, "Facilities", &[&t.agent]).await;
-    publish(&app, &t.admin, &task_playbook("badge-task", "2m")).await;
-    publish(&app, &t.admin, &task_playbook("badge-task-soon", "3s")).await;
+    app.publish_playbook(&t.admin, &task_playbook("badge-task", "2m")).await;
+    app.publish_playbook(&t.admin, &task_playbook("badge-task-soon", "3s")).await;
     let cancelled = ticket(&app, &t.agent, "Door 4 does not open").await;
     let late = ticket(&app, &t.agent, "Door 5 does not open").await;
     // the short one first: its task is seen open before its 3 s are up
-    let late_run = start(&app, &t.agent, &late, "badge-task-soon", json!({})).await;
+    let late_run = app.start_playbook(&t.agent, &late, "badge-task-soon", json!({})).await;
     let late_task = task_of(&app, &t.agent, &late_run).await;
-    let cancelled_run = start(&app, &t.agent, &cancelled, "badge-task", json!({})).await;
+    let cancelled_run = app.start_playbook(&t.agent, &cancelled, "badge-task", json!({})).await;
     let task = task_of(&app, &t.agent, &cancelled_run).await;
 
     // cancelled: the step succeeds with the task's status, and the run goes on (as documented)
@@ -524,6 +482,6 @@ async fn a_cancelled_task_ends_its_step_and_a_task_left_open_past_the_timeout_fa
     assert_eq!(r.status, 202, "{}", r.body);
     let ended = run_status(&app, &t.agent, &late_run, "cancelled").await;
     assert!(ended["error"].as_str().unwrap_or("").contains("the door was replaced"), "{ended:#}");
-    replays(&app, &run_of(&app, &t.agent, &cancelled_run).await, "task_cancelled").await;
+    replays(&app, &app.playbook_run(&t.agent, &cancelled_run).await, "task_cancelled").await;
     app.stop().await;
 }

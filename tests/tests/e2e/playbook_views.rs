@@ -11,6 +11,7 @@ use temporalio_client::WorkflowTerminateOptions;
 use tokio::time::Instant;
 
 use archer_orchestrator::workflows::playbook::PlaybookRunWorkflow;
+use archer_tests::playbooks::step;
 use archer_tests::{Options, TestApp, TestUser, spawn_app, spawn_app_with};
 
 /// A note, then a wait the test ends by moving the ticket on (or that times out after a minute).
@@ -25,52 +26,9 @@ steps:
     with: { until: 'ticket.status == "in_progress"', timeout: 60s }
 "#;
 
-async fn publish(app: &TestApp, admin: &TestUser, yaml: &str) {
-    let r = app.post(Some(&admin.token), "/api/v1/playbooks", &json!({"source": yaml})).await;
-    assert_eq!(r.status, 201, "save: {}", r.body);
-    let id = r.json["playbook_id"].as_str().expect("playbook_id").to_owned();
-    let v = r.json["version"].as_i64().expect("version");
-    let p = app.post(Some(&admin.token), &format!("/api/v1/playbooks/{id}/versions/{v}/publish"), &json!({})).await;
-    assert_eq!(p.status, 200, "publish: {}", p.body);
-}
-
 /// A new incident; returns its number.
 async fn ticket(app: &TestApp, agent: &TestUser, title: &str) -> String {
     app.incident(agent, title).await["number"].as_str().expect("number").to_owned()
-}
-
-/// Starts the `views` playbook on `number`; returns the run's id.
-async fn start(app: &TestApp, user: &TestUser, number: &str) -> String {
-    let path = format!("/api/v1/tickets/{number}/playbook-runs");
-    let r = app.post(Some(&user.token), &path, &json!({"playbook": "views"})).await;
-    assert_eq!(r.status, 202, "start on {number}: {}", r.body);
-    r.json["id"].as_str().expect("run id").to_owned()
-}
-
-async fn run_of(app: &TestApp, user: &TestUser, id: &str) -> Value {
-    let r = app.get(Some(&user.token), &format!("/api/v1/playbook-runs/{id}")).await;
-    assert_eq!(r.status, 200, "run {id}: {}", r.body);
-    r.json
-}
-
-/// Polls `GET /playbook-runs/{id}` until `check` holds (at most 60 s); returns the run.
-async fn run_until(app: &TestApp, user: &TestUser, id: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let run = run_of(app, user, id).await;
-        if check(&run) {
-            return run;
-        }
-        assert!(Instant::now() < deadline, "run {id}: timed out waiting for {what}: {run:#}");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
-
-fn step<'a>(run: &'a Value, id: &str) -> &'a Value {
-    run["steps"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["id"] == id))
-        .unwrap_or_else(|| panic!("no step {id}: {run:#}"))
 }
 
 /// The run is waiting in `hold`, as its workflow says (the comment done).
@@ -103,12 +61,12 @@ fn position(entries: &[(String, String)], kind: &str, summary: &str) -> usize {
 async fn a_waiting_run_is_shown_live_from_its_workflow_and_its_steps_are_on_the_ticket_timeline() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    publish(&app, &t.admin, VIEWS).await;
+    app.publish_playbook(&t.admin, VIEWS).await;
     let number = ticket(&app, &t.agent, "Printer on fire").await;
-    let id = start(&app, &t.agent, &number).await;
+    let id = app.start_playbook(&t.agent, &number, "views", json!({})).await;
 
     // while it waits, the workflow says so; the database has no word for a wait in progress
-    let live = run_until(&app, &t.agent, &id, "the wait, live", waiting_live).await;
+    let live = app.playbook_run_until(&t.agent, &id, "the wait, live", waiting_live).await;
     assert_eq!(live["status"], "running", "{live:#}");
     assert_eq!(live["round"], 0, "{live:#}");
     assert_eq!(step(&live, "hold")["round"], 0, "{live:#}");
@@ -135,9 +93,11 @@ async fn a_waiting_run_is_shown_live_from_its_workflow_and_its_steps_are_on_the_
 
     // moving the ticket on ends the wait; a finished run answers from the database
     app.set_status(&t.agent, &number, "in_progress").await;
-    let ended =
-        run_until(&app, &t.agent, &id, "the recorded end", |r| r["source"] == "database" && r["status"] == "succeeded")
-            .await;
+    let ended = app
+        .playbook_run_until(&t.agent, &id, "the recorded end", |r| {
+            r["source"] == "database" && r["status"] == "succeeded"
+        })
+        .await;
     assert_eq!(step(&ended, "hold")["status"], "succeeded", "{ended:#}");
     assert_eq!(ended["round"], Value::Null, "{ended:#}");
     let entries = timeline(&app, &t.agent, &number).await;
@@ -151,10 +111,10 @@ async fn a_waiting_run_is_shown_live_from_its_workflow_and_its_steps_are_on_the_
 async fn a_run_whose_workflow_is_gone_is_shown_as_recorded() {
     let app = spawn_app().await;
     let t = app.tenant().await;
-    publish(&app, &t.admin, VIEWS).await;
+    app.publish_playbook(&t.admin, VIEWS).await;
     let number = ticket(&app, &t.agent, "Workflow terminated by ops").await;
-    let id = start(&app, &t.agent, &number).await;
-    let live = run_until(&app, &t.agent, &id, "the wait, live", waiting_live).await;
+    let id = app.start_playbook(&t.agent, &number, "views", json!({})).await;
+    let live = app.playbook_run_until(&t.agent, &id, "the wait, live", waiting_live).await;
     let wf = live["workflow_id"].as_str().expect("workflow id").to_owned();
 
     // someone terminates the workflow in Temporal: the run is still readable, as recorded
@@ -162,7 +122,7 @@ async fn a_run_whose_workflow_is_gone_is_shown_as_recorded() {
     let handle = client.get_workflow_handle::<PlaybookRunWorkflow>(wf);
     handle.terminate(WorkflowTerminateOptions::builder().reason("e2e: gone").build()).await.expect("terminate");
     let asked = Instant::now();
-    let recorded = run_until(&app, &t.agent, &id, "the database's answer", |r| r["source"] == "database").await;
+    let recorded = app.playbook_run_until(&t.agent, &id, "the database's answer", |r| r["source"] == "database").await;
     assert!(asked.elapsed() < Duration::from_secs(10), "the fallback took {:?}", asked.elapsed());
     assert_eq!(recorded["status"], "running", "{recorded:#}");
     assert_eq!(recorded["round"], Value::Null, "{recorded:#}");
@@ -176,11 +136,11 @@ async fn a_run_whose_workflow_has_not_started_is_shown_as_recorded() {
     // no relay: the run's start stays in the outbox, so Temporal does not know the workflow
     let app = spawn_app_with(Options { worker: false, relay: false }).await;
     let t = app.tenant().await;
-    publish(&app, &t.admin, VIEWS).await;
+    app.publish_playbook(&t.admin, VIEWS).await;
     let number = ticket(&app, &t.agent, "Not started yet").await;
-    let id = start(&app, &t.agent, &number).await;
+    let id = app.start_playbook(&t.agent, &number, "views", json!({})).await;
     let asked = Instant::now();
-    let run = run_of(&app, &t.agent, &id).await;
+    let run = app.playbook_run(&t.agent, &id).await;
     assert!(asked.elapsed() < Duration::from_secs(5), "the fallback took {:?}", asked.elapsed());
     assert_eq!(run["source"], "database", "{run:#}");
     assert_eq!(run["status"], "pending", "{run:#}");
