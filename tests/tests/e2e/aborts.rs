@@ -161,15 +161,24 @@ async fn transactions_cancelled_while_beginning_leave_no_connection_inside_one()
             _ = attempt => continue,
             _ = turns(i % 40) => abandoned += 1,
         }
-        // the abandoned connection has gone back to the pool (or been closed) by now
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let idle: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-                AND state LIKE 'idle in transaction%'",
-        )
-        .fetch_one(&mut other)
-        .await
-        .unwrap();
+        // the abandoned connection goes back to the pool, whose release check (a query of its
+        // own, on a spawned task that a loaded machine may run late) closes it if it is inside
+        // a transaction: only a session still inside one a second later was left there (the
+        // server's own idle-in-transaction timeout, 30 s, is far off)
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        let idle = loop {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let idle: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                    AND state LIKE 'idle in transaction%'",
+            )
+            .fetch_one(&mut other)
+            .await
+            .unwrap();
+            if idle == 0 || tokio::time::Instant::now() > deadline {
+                break idle;
+            }
+        };
         left_inside += idle;
     }
     assert!(abandoned > 100, "only {abandoned} attempts were abandoned");

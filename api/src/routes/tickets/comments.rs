@@ -71,6 +71,7 @@ pub async fn list_comments(caller: Caller, AppPath(reference): AppPath<String>) 
         (status = 403, body = Problem, content_type = "application/problem+json", description = "an internal note needs `ticket:update`"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "the ticket is closed"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "an empty body, or an `Idempotency-Key` used for another request"),
     ))]
 pub async fn add_comment(
     caller: Caller,
