@@ -396,6 +396,11 @@ pub async fn project(
     state: &str,
     next_due_at: Option<OffsetDateTime>,
 ) -> Result<bool> {
+    // the ticket first, as every writer takes them: the projection's trigger copies the due
+    // instant onto the ticket (migration 0013)
+    sqlx::query!("SELECT id FROM tickets WHERE id = $1 FOR NO KEY UPDATE", ticket_id)
+        .fetch_optional(&mut *conn)
+        .await?;
     let done = sqlx::query!(
         "UPDATE ticket_sla SET clocks = $3, state = $4, next_due_at = $5, seq = $2, event_seq = $6, updated_at = archer_now()
           WHERE ticket_id = $1 AND seq <= $2",

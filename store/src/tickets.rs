@@ -94,8 +94,25 @@ const COLUMNS: &str = "t.id, t.tenant_id, t.kind, t.number, t.title, t.descripti
 /// Tickets with their SLA projection, for filters and sorting on SLA state and due time.
 const FROM: &str = " FROM tickets t LEFT JOIN ticket_sla s ON s.ticket_id = t.id";
 
-/// Tickets without a running clock sort after every due instant.
-const DUE: &str = "COALESCE(s.next_due_at, '9999-12-31T00:00:00Z'::timestamptz)";
+/// Tickets without a running clock sort after every due instant. The ticket's copy of its
+/// projection's due instant, in the expression `tickets_sla_due` indexes (migration 0013).
+const DUE: &str = "COALESCE(t.sla_due_at, '9999-12-31T00:00:00Z'::timestamptz)";
+
+/// How far a list counts its matches: an exact count of a million rows on every page would
+/// cost more than the page; beyond this, "at least this many" is what a person needs.
+pub const COUNT_CAP: i64 = 1000;
+
+/// One page of a list.
+#[derive(Debug)]
+pub struct Page {
+    pub rows: Vec<TicketRow>,
+    /// Whether more tickets follow this page.
+    pub has_more: bool,
+    /// The matches, counted up to [`COUNT_CAP`].
+    pub total: i64,
+    /// Whether `total` is every match (false: at least `total` match).
+    pub total_exact: bool,
+}
 
 /// A ticket to create; the number is allocated here.
 #[derive(Debug, Clone)]
@@ -433,9 +450,28 @@ fn push_filters(b: &mut QueryBuilder<Postgres>, f: &TicketFilter) {
     }
 }
 
-/// One page of tickets and the number of tickets matching the filter.
-pub async fn list(conn: &mut PgConnection, f: &TicketFilter) -> Result<(Vec<TicketRow>, i64)> {
-    let mut b = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS}{FROM}"));
+/// One page of tickets: `limit` rows (one more is read to know whether more follow) and the
+/// matches counted up to [`COUNT_CAP`] (an index walk of at most that many entries).
+pub async fn list(conn: &mut PgConnection, f: &TicketFilter) -> Result<Page> {
+    let mut rows = page_query(f, "").build_query_as::<TicketRow>().fetch_all(&mut *conn).await?;
+    let has_more = rows.len() as i64 > f.limit;
+    rows.truncate(usize::try_from(f.limit).unwrap_or(0));
+    let counted: i64 = count_query(f, "").build_query_scalar().fetch_one(conn).await?;
+    Ok(Page { rows, has_more, total: counted.min(COUNT_CAP), total_exact: counted <= COUNT_CAP })
+}
+
+/// The plans (`EXPLAIN (FORMAT JSON)`, with the filter's values) of a page and of its count:
+/// what the query-plan test reads.
+pub async fn explain_list(conn: &mut PgConnection, f: &TicketFilter) -> Result<[serde_json::Value; 2]> {
+    const EXPLAIN: &str = "EXPLAIN (FORMAT JSON) ";
+    let page: serde_json::Value = page_query(f, EXPLAIN).build_query_scalar().fetch_one(&mut *conn).await?;
+    let count: serde_json::Value = count_query(f, EXPLAIN).build_query_scalar().fetch_one(conn).await?;
+    Ok([page, count])
+}
+
+/// The page's rows and one more.
+fn page_query(f: &TicketFilter, prefix: &str) -> QueryBuilder<Postgres> {
+    let mut b = QueryBuilder::<Postgres>::new(format!("{prefix}SELECT {COLUMNS}{FROM}"));
     push_filters(&mut b, f);
     let col = f.sort.column();
     let (cmp, dir) = if f.descending { ("<", "DESC") } else { (">", "ASC") };
@@ -447,16 +483,19 @@ pub async fn list(conn: &mut PgConnection, f: &TicketFilter) -> Result<(Vec<Tick
         };
         b.push(", ").push_bind(c.id).push(")");
     }
-    b.push(format!(" ORDER BY {col} {dir}, t.id {dir} LIMIT ")).push_bind(f.limit);
+    b.push(format!(" ORDER BY {col} {dir}, t.id {dir} LIMIT ")).push_bind(f.limit + 1);
     if f.after.is_none() && f.offset > 0 {
         b.push(" OFFSET ").push_bind(f.offset);
     }
-    let rows = b.build_query_as::<TicketRow>().fetch_all(&mut *conn).await?;
+    b
+}
 
-    let mut c = QueryBuilder::<Postgres>::new(format!("SELECT count(*){FROM}"));
+/// The matches, up to one more than [`COUNT_CAP`].
+fn count_query(f: &TicketFilter, prefix: &str) -> QueryBuilder<Postgres> {
+    let mut c = QueryBuilder::<Postgres>::new(format!("{prefix}SELECT count(*) FROM (SELECT 1{FROM}"));
     push_filters(&mut c, f);
-    let total: i64 = c.build_query_scalar().fetch_one(conn).await?;
-    Ok((rows, total))
+    c.push(" LIMIT ").push_bind(COUNT_CAP + 1).push(") AS matches");
+    c
 }
 
 #[derive(Debug, Clone)]

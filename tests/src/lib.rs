@@ -6,6 +6,7 @@
 //! migrated template), its own tenant slugs and its own task queue, so tests run in parallel.
 
 pub mod approvals;
+pub mod bench;
 pub mod browser;
 pub mod http;
 pub mod playbooks;

@@ -19,6 +19,7 @@ mod exact;
 mod fault;
 mod instants;
 mod layers;
+mod list_plans;
 mod openapi;
 mod playbook_actions;
 mod playbook_runs;

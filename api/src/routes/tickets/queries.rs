@@ -103,8 +103,14 @@ pub enum BreachedTarget {
 #[derive(Serialize, ToSchema)]
 pub struct TicketPage {
     items: Vec<Ticket>,
-    /// Tickets matching the filters, across pages.
+    /// Tickets matching the filters, across pages, counted up to 1,000 (a list of a million
+    /// does not count them all on every page): exact when `total_exact`, otherwise at least
+    /// this many match.
     total: i64,
+    /// Whether `total` counts every match.
+    total_exact: bool,
+    /// Whether more tickets follow this page (`next_cursor` continues after it).
+    has_more: bool,
     limit: i64,
     /// Present with offset paging.
     page: Option<i64>,
@@ -310,13 +316,13 @@ pub async fn list_tickets(caller: Caller, AppQuery(q): AppQuery<TicketQuery>) ->
     let sort_raw = q.sort.clone().unwrap_or_else(|| "-created_at".into());
     let (filter, page) = filter(&caller, q, &sort_raw)?;
     let mut tx = caller.begin().await?;
-    let (rows, total) = store::list(&mut tx, &filter).await?;
+    let store::Page { rows, has_more, total, total_exact } = store::list(&mut tx, &filter).await?;
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let slas = sla::ticket_slas(&mut tx, &ids).await?;
     tx.commit().await?;
     let sla_of = |id: Uuid| slas.iter().find(|s| s.ticket_id == id);
     let limit = filter.limit;
-    let next_cursor = if rows.len() as i64 == limit {
+    let next_cursor = if has_more {
         let due = |r: &store::TicketRow| sla_of(r.id).and_then(|s| s.next_due_at);
         rows.last().map(|r| encode_cursor(&sort_raw, &Cursor::after(r, due(r), filter.sort)))
     } else {
@@ -329,7 +335,7 @@ pub async fn list_tickets(caller: Caller, AppQuery(q): AppQuery<TicketQuery>) ->
             to_dto(caller.state(), &caller.tenant, r, s)
         })
         .collect::<ApiResult<Vec<_>>>()?;
-    Ok(Json(TicketPage { items, total, limit, page, next_cursor }))
+    Ok(Json(TicketPage { items, total, total_exact, has_more, limit, page, next_cursor }))
 }
 
 #[cfg(test)]
