@@ -41,6 +41,9 @@ pub struct Config {
     pub temporal_namespace: String,
     /// Task queue for Archer's workflows and activities.
     pub task_queue: String,
+    /// How many workflows a worker keeps in memory between their tasks; one evicted is
+    /// replayed from its history when it next has work.
+    pub worker_max_cached_workflows: usize,
     /// The Temporal Web UI, for links to a ticket's workflow (optional).
     pub temporal_ui_url: Option<Url>,
     /// HMAC key for access tokens (at least 32 bytes).
@@ -142,6 +145,7 @@ outbox_max_age_secs = 60
 temporal_address = "http://127.0.0.1:7233"
 temporal_namespace = "default"
 task_queue = "archer"
+worker_max_cached_workflows = 1000
 jwt_secret = ""
 secrets_key = ""
 access_token_ttl_secs = 900
@@ -223,6 +227,10 @@ impl Config {
         if self.database_idle_in_transaction_timeout_secs == 0 || self.database_lock_timeout_secs == 0 {
             return Err(ConfigError::Invalid("database timeouts must be positive (0 would mean wait forever)".into()));
         }
+        if self.worker_max_cached_workflows < 2 {
+            // the SDK needs two workflow task slots for a sticky cache; 0 would turn caching off
+            return Err(ConfigError::Invalid("worker_max_cached_workflows must be at least 2".into()));
+        }
         if self.outbox_max_age_secs == 0 {
             return Err(ConfigError::Invalid("outbox_max_age_secs must be positive".into()));
         }
@@ -245,6 +253,7 @@ impl Config {
             links: self.link_signer(),
             clock,
             secrets: self.cipher(),
+            max_cached_workflows: self.worker_max_cached_workflows,
         }
     }
 
@@ -325,6 +334,19 @@ mod tests {
         let sealed = config.cipher().encrypt(&"s3cret".into()).unwrap();
         let opened = archer_store::secrets::Cipher::dev().decrypt(&sealed.0, &sealed.1).unwrap();
         assert_eq!(opened.expose_secret(), "s3cret");
+    }
+
+    /// Issue 11: the worker's workflow cache is bounded (the SDK's 1,000 by default) and can be
+    /// set, but not turned off (below 2 the SDK refuses a sticky cache).
+    #[test]
+    fn the_worker_cache_is_bounded_and_configurable() {
+        let base = || Config::figment(None).set("jwt_secret", "x".repeat(32)).set("secrets_key", DEV_SECRETS_KEY);
+        let default = base().extract().unwrap();
+        assert_eq!(default.worker_deps(std::sync::Arc::new(archer_store::SystemClock)).max_cached_workflows, 1000);
+        let small = base().set("worker_max_cached_workflows", 50).extract().unwrap();
+        assert_eq!(small.worker_max_cached_workflows, 50);
+        let off = base().set("worker_max_cached_workflows", 1).extract().unwrap_err().to_string();
+        assert!(off.contains("worker_max_cached_workflows must be at least 2"), "{off}");
     }
 
     /// Issue 8, item 6: no secret in what configuration prints.

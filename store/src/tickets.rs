@@ -461,11 +461,12 @@ pub async fn list(conn: &mut PgConnection, f: &TicketFilter) -> Result<Page> {
 }
 
 /// The plans (`EXPLAIN (FORMAT JSON)`, with the filter's values) of a page and of its count:
-/// what the query-plan test reads.
-pub async fn explain_list(conn: &mut PgConnection, f: &TicketFilter) -> Result<[serde_json::Value; 2]> {
-    const EXPLAIN: &str = "EXPLAIN (FORMAT JSON) ";
-    let page: serde_json::Value = page_query(f, EXPLAIN).build_query_scalar().fetch_one(&mut *conn).await?;
-    let count: serde_json::Value = count_query(f, EXPLAIN).build_query_scalar().fetch_one(conn).await?;
+/// what the query-plan test reads; with `analyze`, run, with their timings and buffers (what
+/// the list benchmark's `--explain` prints).
+pub async fn explain_list(conn: &mut PgConnection, f: &TicketFilter, analyze: bool) -> Result<[serde_json::Value; 2]> {
+    let explain = if analyze { "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " } else { "EXPLAIN (FORMAT JSON) " };
+    let page: serde_json::Value = page_query(f, explain).build_query_scalar().fetch_one(&mut *conn).await?;
+    let count: serde_json::Value = count_query(f, explain).build_query_scalar().fetch_one(conn).await?;
     Ok([page, count])
 }
 

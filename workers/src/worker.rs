@@ -35,6 +35,10 @@ pub struct WorkerDeps {
     pub clock: Arc<dyn archer_store::Clock>,
     /// Decrypts connection secrets for playbook HTTP steps (`secrets_key`).
     pub secrets: archer_store::secrets::Cipher,
+    /// Workflows kept in memory between their tasks (`worker_max_cached_workflows`). A workflow
+    /// evicted from the cache is replayed from its history at its next task (a timer firing, a
+    /// signal), so the bound trades memory for replay work, never correctness.
+    pub max_cached_workflows: usize,
 }
 
 impl std::fmt::Debug for WorkerDeps {
@@ -149,6 +153,7 @@ pub fn spawn_worker(cfg: TemporalConfig, deps: WorkerDeps) -> Result<WorkerHandl
                         .register_activities(activities)
                         .register_activities(approvals)
                         .register_activities(playbooks)
+                        .max_cached_workflows(deps.max_cached_workflows)
                         .build();
                     let worker =
                         Worker::new(&runtime, client, options).map_err(|e| TemporalError::Worker(e.to_string()))?;

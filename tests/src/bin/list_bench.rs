@@ -5,28 +5,38 @@
 
 use std::time::{Duration, Instant};
 
+use archer_store::tickets::{AssigneeFilter, Cursor, CursorValue, SortField, TicketFilter};
+use archer_store::{AuditContext, TenantTx};
 use archer_tests::bench::{Population, generate_tickets};
-use archer_tests::{Options, PASSWORD, TestApp, spawn_app_with};
+use archer_tests::{Options, PASSWORD, TestApp, TestTenant, spawn_app_with};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 struct Args {
     tickets: i64,
     rounds: usize,
     only: Vec<String>,
+    /// Also print each scenario's plans as PostgreSQL ran them (the profile).
+    explain: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args { tickets: 1_000_000, rounds: 200, only: Vec::new() };
+    let mut a = Args { tickets: 1_000_000, rounds: 200, only: Vec::new(), explain: false };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut it = argv.iter();
     while let Some(flag) = it.next() {
+        if flag == "--explain" {
+            a.explain = true;
+            continue;
+        }
         let value = it.next();
         match (flag.as_str(), value) {
             ("--tickets", Some(v)) if v.parse::<i64>().is_ok_and(|n| n > 0) => a.tickets = v.parse().unwrap_or(1),
             ("--rounds", Some(v)) if v.parse::<usize>().is_ok_and(|n| n > 0) => a.rounds = v.parse().unwrap_or(1),
             ("--only", Some(v)) => a.only = v.split(',').map(str::to_owned).collect(),
             _ => {
-                eprintln!("usage: list-bench [--tickets N] [--rounds N] [--only {}]", names().join(","));
+                eprintln!("usage: list-bench [--tickets N] [--rounds N] [--only {}] [--explain]", names().join(","));
                 std::process::exit(2);
             }
         }
@@ -84,6 +94,87 @@ fn urlencoding(s: &str) -> String {
         .collect()
 }
 
+/// The store's filter for scenario `name` (as the API builds it for that query).
+async fn filter_of(app: &TestApp, t: &TestTenant, name: &str, token: &str) -> TicketFilter {
+    let base = TicketFilter {
+        kinds: Vec::new(),
+        statuses: Vec::new(),
+        priorities: Vec::new(),
+        assignee: None,
+        team_id: None,
+        requester_id: None,
+        created_from: None,
+        created_to: None,
+        tag: None,
+        category: None,
+        q: None,
+        sla_states: Vec::new(),
+        breached: None,
+        sort: SortField::CreatedAt,
+        descending: true,
+        after: None,
+        offset: 0,
+        limit: 50,
+    };
+    match name {
+        "new-by-priority" => {
+            TicketFilter { statuses: vec!["new".into()], sort: SortField::Priority, descending: true, ..base }
+        }
+        "assignee-me" => TicketFilter { assignee: Some(AssigneeFilter::User(t.agent.id)), ..base },
+        "search-printer" => TicketFilter { q: Some("printer".into()), ..base },
+        "sla-due" => TicketFilter { sort: SortField::SlaDueAt, descending: false, ..base },
+        "cursor-page-3" => {
+            let (p, _) = page(app, token, "limit=100").await;
+            let last = &p["items"][99];
+            let at = last["created_at"].as_str().and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok());
+            let id = last["id"].as_str().and_then(|s| s.parse().ok());
+            let (Some(at), Some(id)) = (at, id) else { return base };
+            TicketFilter { after: Some(Cursor { value: CursorValue::Time(at), id }), ..base }
+        }
+        _ => base,
+    }
+}
+
+/// The plan's nodes with their actual rows and times, one a line, indented by depth.
+fn plan_lines(node: &Value, depth: usize, out: &mut Vec<String>) {
+    let on = node["Index Name"].as_str().or(node["Relation Name"].as_str()).unwrap_or("");
+    out.push(format!(
+        "{:indent$}{} {on} rows={} loops={} ms={:.2} shared_hit={} read={}",
+        "",
+        node["Node Type"].as_str().unwrap_or("?"),
+        node["Actual Rows"],
+        node["Actual Loops"],
+        node["Actual Total Time"].as_f64().unwrap_or(0.0),
+        node["Shared Hit Blocks"],
+        node["Shared Read Blocks"],
+        indent = 6 + depth * 2
+    ));
+    for child in node["Plans"].as_array().into_iter().flatten() {
+        plan_lines(child, depth + 1, out);
+    }
+}
+
+/// Runs scenario `name`'s page and count under `EXPLAIN ANALYZE` as the agent and prints them.
+async fn explain(app: &TestApp, t: &TestTenant, name: &str, token: &str) {
+    let f = filter_of(app, t, name, token).await;
+    let ctx = AuditContext { actor_id: Some(t.agent.id), ..Default::default() };
+    let mut tx = TenantTx::begin(&app.db, t.id, &ctx).await.expect("tx");
+    let plans = archer_store::tickets::explain_list(&mut tx, &f, true).await.expect("explain");
+    drop(tx);
+    for (what, plan) in ["page", "count"].iter().zip(plans.iter()) {
+        let mut lines = Vec::new();
+        plan_lines(&plan[0]["Plan"], 0, &mut lines);
+        println!(
+            "    {what}: {:.2} ms executing, {:.2} ms planning",
+            plan[0]["Execution Time"].as_f64().unwrap_or(0.0),
+            plan[0]["Planning Time"].as_f64().unwrap_or(0.0)
+        );
+        for l in lines {
+            println!("{l}");
+        }
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = args();
@@ -130,6 +221,9 @@ async fn main() {
         took.sort_by(f64::total_cmp);
         let (p50, p99) = (percentile(&took, 0.5), percentile(&took, 0.99));
         println!("  {name:<18} {p50:>9.1} {p99:>9.1} {GOAL_P99_MS:>9.0} {:>12.2}  ?{query}", GOAL_P99_MS / p99);
+        if args.explain {
+            explain(&app, &t, name, &token).await;
+        }
     }
     app.stop().await;
 }

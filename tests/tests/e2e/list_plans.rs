@@ -132,7 +132,7 @@ async fn every_documented_filter_and_sort_is_served_by_an_index() {
     for (name, f, ordered) in &cases {
         let mut tx = TenantTx::begin(&app.db, t.id, &ctx).await.expect("tx");
         sqlx::raw_sql("SET LOCAL enable_seqscan = off").execute(&mut *tx).await.expect("planner setting");
-        let [page, count] = archer_store::tickets::explain_list(&mut tx, f).await.expect("explain");
+        let [page, count] = archer_store::tickets::explain_list(&mut tx, f, false).await.expect("explain");
         drop(tx); // nothing to keep: the pool rolls it back
         let (page, count) = (&page[0]["Plan"], &count[0]["Plan"]);
         if scans_tickets(page) {
