@@ -1,7 +1,9 @@
 //! The list benchmark (issue 11): a tenant with a million tickets (`archer_tests::bench`), then
 //! each documented list query the issue measures, asked over HTTP of a release-built API as an
 //! agent would, many times; it prints p50 and p99 beside the goal (p99 ≤ 20 ms) and their ratio.
-//! Run it with `./dev bench lists [--tickets N] [--rounds N] [--only a,b]`.
+//! Run it with `./dev bench lists [--tickets N] [--rounds N] [--only a,b] [--explain]`; with
+//! `LIST_BENCH_HOLD_SECS=N` it keeps the database up that long at the end (its URL printed), to
+//! try plans by hand with psql.
 
 use std::time::{Duration, Instant};
 
@@ -224,6 +226,10 @@ async fn main() {
         if args.explain {
             explain(&app, &t, name, &token).await;
         }
+    }
+    if let Some(secs) = std::env::var("LIST_BENCH_HOLD_SECS").ok().and_then(|s| s.parse().ok()) {
+        println!("holding {secs} s: {}", app.database_url);
+        tokio::time::sleep(Duration::from_secs(secs)).await;
     }
     app.stop().await;
 }
