@@ -145,7 +145,7 @@ outbox_max_age_secs = 60
 temporal_address = "http://127.0.0.1:7233"
 temporal_namespace = "default"
 task_queue = "archer"
-worker_max_cached_workflows = 1000
+worker_max_cached_workflows = 200
 jwt_secret = ""
 secrets_key = ""
 access_token_ttl_secs = 900
@@ -336,13 +336,14 @@ mod tests {
         assert_eq!(opened.expose_secret(), "s3cret");
     }
 
-    /// Issue 11: the worker's workflow cache is bounded (the SDK's 1,000 by default) and can be
-    /// set, but not turned off (below 2 the SDK refuses a sticky cache).
+    /// Issue 11: the worker's workflow cache is bounded (200 by default: measured, it holds
+    /// memory where the SDK's 1,000 doubled it) and can be set, but not turned off (below 2 the
+    /// SDK refuses a sticky cache).
     #[test]
     fn the_worker_cache_is_bounded_and_configurable() {
         let base = || Config::figment(None).set("jwt_secret", "x".repeat(32)).set("secrets_key", DEV_SECRETS_KEY);
         let default = base().extract().unwrap();
-        assert_eq!(default.worker_deps(std::sync::Arc::new(archer_store::SystemClock)).max_cached_workflows, 1000);
+        assert_eq!(default.worker_deps(std::sync::Arc::new(archer_store::SystemClock)).max_cached_workflows, 200);
         let small = base().set("worker_max_cached_workflows", 50).extract().unwrap();
         assert_eq!(small.worker_max_cached_workflows, 50);
         let off = base().set("worker_max_cached_workflows", 1).extract().unwrap_err().to_string();
