@@ -571,8 +571,9 @@ pub async fn fire_sla_trigger(
     start_triggered(conn, tenant, &ticket, &found, trigger, Some(event)).await
 }
 
-/// Starts a run, as `trigger` with `event`, of each of `found` with a condition that holds for
-/// `ticket` (and the event's `before`, for a change: the one loop every trigger shares).
+/// Starts a run, as `trigger` with `event`, of each of `found` (not empty: callers look first,
+/// so a tenant without such playbooks pays one query) with a condition that holds for `ticket`
+/// (and the event's `before`, for a change: the one loop every trigger shares).
 async fn start_triggered(
     conn: &mut PgConnection,
     tenant: &TenantSlug,
@@ -581,9 +582,6 @@ async fn start_triggered(
     trigger: &str,
     event: Option<Value>,
 ) -> Result<Vec<RunRow>, ServiceError> {
-    if found.is_empty() {
-        return Ok(Vec::new());
-    }
     let scope = ticket_scope(conn, ticket).await?;
     let before = event.as_ref().and_then(|e| e.get("before"));
     let mut runs = Vec::new();

@@ -392,6 +392,33 @@ pub struct TicketFilter {
     pub limit: i64,
 }
 
+impl TicketFilter {
+    /// Every ticket, newest first, `limit` a page: the list with no filter, which a filter or
+    /// sort is written over (`TicketFilter { q: Some(..), ..TicketFilter::newest_first(50) }`).
+    pub fn newest_first(limit: i64) -> Self {
+        TicketFilter {
+            kinds: Vec::new(),
+            statuses: Vec::new(),
+            priorities: Vec::new(),
+            assignee: None,
+            team_id: None,
+            requester_id: None,
+            created_from: None,
+            created_to: None,
+            tag: None,
+            category: None,
+            q: None,
+            sla_states: Vec::new(),
+            breached: None,
+            sort: SortField::CreatedAt,
+            descending: true,
+            after: None,
+            offset: 0,
+            limit,
+        }
+    }
+}
+
 fn push_filters(b: &mut QueryBuilder<Postgres>, f: &TicketFilter) {
     b.push(" WHERE true");
     if !f.sla_states.is_empty() {

@@ -98,26 +98,7 @@ fn urlencoding(s: &str) -> String {
 
 /// The store's filter for scenario `name` (as the API builds it for that query).
 async fn filter_of(app: &TestApp, t: &TestTenant, name: &str, token: &str) -> TicketFilter {
-    let base = TicketFilter {
-        kinds: Vec::new(),
-        statuses: Vec::new(),
-        priorities: Vec::new(),
-        assignee: None,
-        team_id: None,
-        requester_id: None,
-        created_from: None,
-        created_to: None,
-        tag: None,
-        category: None,
-        q: None,
-        sla_states: Vec::new(),
-        breached: None,
-        sort: SortField::CreatedAt,
-        descending: true,
-        after: None,
-        offset: 0,
-        limit: 50,
-    };
+    let base = TicketFilter::newest_first(50);
     match name {
         "new-by-priority" => {
             TicketFilter { statuses: vec!["new".into()], sort: SortField::Priority, descending: true, ..base }

@@ -23,26 +23,7 @@ use archer_tests::{Options, spawn_app_with};
 const TICKETS: i64 = 30_000;
 
 fn filter() -> TicketFilter {
-    TicketFilter {
-        kinds: Vec::new(),
-        statuses: Vec::new(),
-        priorities: Vec::new(),
-        assignee: None,
-        team_id: None,
-        requester_id: None,
-        created_from: None,
-        created_to: None,
-        tag: None,
-        category: None,
-        q: None,
-        sla_states: Vec::new(),
-        breached: None,
-        sort: SortField::CreatedAt,
-        descending: true,
-        after: None,
-        offset: 0,
-        limit: 50,
-    }
+    TicketFilter::newest_first(50)
 }
 
 /// The plan's nodes, depth first.
