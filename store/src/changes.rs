@@ -79,53 +79,99 @@ pub enum ServiceError {
 /// Creates a ticket, pins the first matching SLA policy to it with its initial clocks, and
 /// records the intent to start its workflow, all in `tx`.
 pub async fn create(tx: &mut TenantTx, tenant: &TenantSlug, new: &NewTicket) -> Result<TicketRow, ServiceError> {
-    let row = tickets::create(tx, new).await?;
+    Ok(create_with_sla(tx, tenant, new).await?.0)
+}
+
+/// [`create`], also answering the SLA row it pinned (what a reply shows, without reading it
+/// back).
+///
+/// Everything a create reads (the tenant's SLA policies, its `ticket_created` playbooks) is
+/// read first, and every write is then one statement (`tickets::create`): that statement takes
+/// the tenant's number counter for the kind, which every other create of the kind waits for
+/// until this transaction commits. The SLA clocks start at the transaction's instant, which is
+/// the ticket's `created_at` (`archer_now()`).
+pub async fn create_with_sla(
+    tx: &mut TenantTx,
+    tenant: &TenantSlug,
+    new: &NewTicket,
+) -> Result<(TicketRow, Option<sla::TicketSlaRow>), ServiceError> {
+    let triggered = playbooks::created_triggers(tx).await?;
+    let corrupt = |what: String| CorruptRow { id: new.id, what };
+    let priority = Priority::new(i64::from(new.priority)).map_err(|e| corrupt(format!("priority: {e}")))?;
+    let matching = MatchInput { kind: new.kind, priority, category: new.category.as_deref(), team_id: new.team_id };
+    let created = to_jiff(tx.now());
+    let resolved = sla::resolve(tx, &matching).await?.map(|r| r.assignment);
+    let engine = resolved.as_ref().map(|a| SlaEngine::start(a.clone(), created, new.status, priority));
+    let summary = engine.as_ref().map(|e| e.summary(created));
+    let (assignment, clocks) = match (&resolved, &engine) {
+        (Some(a), Some(e)) => (serde_json::to_value(a)?, serde_json::to_value(e.report(created))?),
+        _ => (serde_json::Value::Null, serde_json::Value::Null),
+    };
+    let pin = match (&resolved, &summary) {
+        (Some(a), Some(summary)) => Some(sla::NewTicketSla {
+            tenant_id: new.tenant_id,
+            ticket_id: new.id,
+            policy_id: a.policy_id,
+            policy_version: a.policy_version,
+            calendar_id: a.calendar_id,
+            calendar_version: a.calendar_version,
+            assignment: &assignment,
+            clocks: &clocks,
+            state: &summary.state,
+            next_due_at: summary.next_due_at.map(to_time),
+        }),
+        _ => None,
+    };
+    // the workflow's id and input as for number 1; the statement writes the real number
+    let placeholder = TicketNumber::new(new.kind, 1).map_err(|e| corrupt(e.to_string()))?;
+    let start = StartTicket {
+        input: TicketWorkflowInput {
+            tenant_id: new.tenant_id,
+            tenant: tenant.clone(),
+            ticket_id: new.id,
+            number: placeholder,
+            status: new.status,
+            priority,
+            assignee_id: new.assignee_id,
+            team_id: new.team_id,
+            seq: 0,
+            created_at: rfc3339(tx.now()),
+            sla: resolved,
+            carried: None,
+        },
+        title: new.title.clone(),
+    };
+    let workflow_id = wf::workflow_id(tenant, &placeholder);
+    let opening = tickets::Opening {
+        sla: pin.as_ref(),
+        workflow_prefix: workflow_id.strip_suffix(&placeholder.to_string()).unwrap_or(&workflow_id),
+        workflow_type: wf::WORKFLOW_TYPE,
+        payload: &serde_json::to_value(&start)?,
+    };
+    let row = tickets::create(tx, new, &opening).await?;
     let p = parse(&row)?;
-    let matching =
-        MatchInput { kind: p.kind, priority: p.priority, category: row.category.as_deref(), team_id: row.team_id };
-    let sla = match sla::resolve(tx, &matching).await? {
-        Some(resolved) => {
-            let created = to_jiff(row.created_at);
-            let engine = SlaEngine::start(resolved.assignment.clone(), created, p.status, p.priority);
-            let summary = engine.summary(created);
-            sla::assign(
-                tx,
-                sla::NewTicketSla {
-                    tenant_id: row.tenant_id,
-                    ticket_id: row.id,
-                    policy_id: resolved.assignment.policy_id,
-                    policy_version: resolved.assignment.policy_version,
-                    calendar_id: resolved.assignment.calendar_id,
-                    calendar_version: resolved.assignment.calendar_version,
-                    assignment: &serde_json::to_value(&resolved.assignment)?,
-                    clocks: &serde_json::to_value(engine.report(created))?,
-                    state: &summary.state,
-                    next_due_at: summary.next_due_at.map(to_time),
-                },
-            )
-            .await?;
-            Some(resolved.assignment)
-        }
-        None => None,
-    };
-    let input = TicketWorkflowInput {
-        tenant_id: row.tenant_id,
-        tenant: tenant.clone(),
-        ticket_id: row.id,
-        number: p.number,
-        status: p.status,
-        priority: p.priority,
-        assignee_id: row.assignee_id,
-        team_id: row.team_id,
-        seq: row.event_seq,
-        created_at: rfc3339(row.created_at),
-        sla,
-        carried: None,
-    };
-    let start = StartTicket { input, title: row.title.clone() };
-    outbox::start(tx, row.tenant_id, &wf::workflow_id(tenant, &p.number), wf::WORKFLOW_TYPE, &start).await?;
-    playbooks::fire_ticket_triggers(tx, tenant, &row, TicketTrigger::Created).await?;
-    Ok(row)
+    debug_assert_eq!(
+        (row.event_seq, p.status, p.priority, row.created_at),
+        (0, new.status, priority, tx.now()),
+        "the workflow's input describes the ticket as stored"
+    );
+    playbooks::fire_created(tx, tenant, &row, &triggered).await?;
+    // the pin as stored: its sequences start at 0 and it was written at the ticket's instant
+    let pinned = pin.map(|p| sla::TicketSlaRow {
+        ticket_id: p.ticket_id,
+        policy_id: p.policy_id,
+        policy_version: p.policy_version,
+        calendar_id: p.calendar_id,
+        calendar_version: p.calendar_version,
+        assignment: assignment.clone(),
+        clocks: clocks.clone(),
+        state: p.state.to_owned(),
+        next_due_at: p.next_due_at,
+        seq: 0,
+        event_seq: 0,
+        updated_at: row.created_at,
+    });
+    Ok((row, pinned))
 }
 
 /// What the relay needs to start a ticket workflow: its input and the memo's title.
@@ -195,6 +241,15 @@ fn with_decided(row: &TicketRow, t: &Ticket) -> TicketRow {
 /// Opens the ticket a command decided (`NewTicket::open`), as [`create`] does.
 pub async fn open(tx: &mut TenantTx, tenant: &TenantSlug, t: &Ticket) -> Result<TicketRow, ServiceError> {
     create(tx, tenant, &new_row(tx.tenant_id(), t, None)).await
+}
+
+/// [`open`], also answering the SLA row it pinned (see [`create_with_sla`]).
+pub async fn open_with_sla(
+    tx: &mut TenantTx,
+    tenant: &TenantSlug,
+    t: &Ticket,
+) -> Result<(TicketRow, Option<sla::TicketSlaRow>), ServiceError> {
+    create_with_sla(tx, tenant, &new_row(tx.tenant_id(), t, None)).await
 }
 
 /// The answers a catalog request keeps: its item, the version submitted against, the fields.

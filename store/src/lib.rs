@@ -254,9 +254,8 @@ pub struct TenantTx {
 impl TenantTx {
     pub async fn begin(db: &Db, tenant_id: Uuid, ctx: &AuditContext) -> Result<Self> {
         let mut tx = db.pool.begin().await?;
-        sqlx::query("SET LOCAL ROLE archer_app").execute(&mut *tx).await?;
         let now = db.now();
-        set_context(&mut tx, Some(tenant_id), ctx, now).await?;
+        set_context(&mut tx, Some(tenant_id), ctx, now, Confine::Tenant).await?;
         Ok(Self { tx, tenant_id, now })
     }
 
@@ -301,7 +300,7 @@ impl SystemTx {
     pub async fn begin(db: &Db, tenant_id: Option<Uuid>, ctx: &AuditContext) -> Result<Self> {
         let mut tx = db.pool.begin().await?;
         let now = db.now();
-        set_context(&mut tx, tenant_id, ctx, now).await?;
+        set_context(&mut tx, tenant_id, ctx, now, Confine::No).await?;
         Ok(Self { tx, now })
     }
 
@@ -329,13 +328,22 @@ impl DerefMut for SystemTx {
     }
 }
 
+/// Whether a transaction runs as `archer_app`, confined to its tenant by row-level security.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Confine {
+    Tenant,
+    No,
+}
+
 /// Sets the transaction's audit context and its instant (`archer.now`, read by `archer_now()`)
-/// in one statement.
+/// in one statement; when confined, also the role row-level security confines
+/// (`set_config('role', ...)` is `SET LOCAL ROLE archer_app`, in the same round trip).
 async fn set_context(
     conn: &mut PgConnection,
     tenant_id: Option<Uuid>,
     ctx: &AuditContext,
     now: OffsetDateTime,
+    confine: Confine,
 ) -> Result<()> {
     // RFC 3339 in UTC: PostgreSQL reads it whatever the session's DateStyle and TimeZone
     let now = now
@@ -345,13 +353,15 @@ async fn set_context(
     sqlx::query(
         "SELECT set_config('archer.tenant_id', $1, true), set_config('archer.actor_id', $2, true), \
                 set_config('archer.request_id', $3, true), set_config('archer.client_ip', $4, true), \
-                set_config('archer.now', $5, true)",
+                set_config('archer.now', $5, true), \
+                CASE WHEN $6 THEN set_config('role', 'archer_app', true) END",
     )
     .bind(tenant_id.map(|t| t.to_string()).unwrap_or_default())
     .bind(ctx.actor_id.map(|a| a.to_string()).unwrap_or_default())
     .bind(ctx.request_id.clone().unwrap_or_default())
     .bind(ctx.ip.map(|ip| ip.to_string()).unwrap_or_default())
     .bind(now)
+    .bind(confine == Confine::Tenant)
     .execute(conn)
     .await?;
     Ok(())

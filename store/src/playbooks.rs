@@ -537,6 +537,26 @@ pub async fn fire_ticket_triggers(
     start_triggered(conn, tenant, ticket, &found, trigger.as_str(), event).await
 }
 
+/// The tenant's published `ticket_created` playbooks (none inside a playbook run's own
+/// writes), read before a create takes its number (see `changes::create_with_sla`).
+pub async fn created_triggers(conn: &mut PgConnection) -> Result<Vec<Triggered>> {
+    triggered_where(conn, TicketTrigger::Created.as_str(), true).await
+}
+
+/// Starts a run of each of `found` (from [`created_triggers`]) whose condition holds for the
+/// new `ticket`.
+pub async fn fire_created(
+    conn: &mut PgConnection,
+    tenant: &TenantSlug,
+    ticket: &TicketRow,
+    found: &[Triggered],
+) -> Result<Vec<RunRow>, ServiceError> {
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    start_triggered(conn, tenant, ticket, found, TicketTrigger::Created.as_str(), None).await
+}
+
 /// The trigger an SLA fact fires (`sla_warning`, `sla_breach`) and the run's `run.event`:
 /// `{"metric", "cycle", "kind": "warning"|"breach", "percent" (a warning's; null for a breach),
 /// "at" (the fact's true instant, RFC 3339)}`. Escalations fire no trigger (`None`).

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use archer_orchestrator::{LinkKind, Status, TicketKind};
 
+use crate::sla::NewTicketSla;
 use crate::{Result, StoreError};
 
 /// A domain enum stored as its name in a `text` column (`TicketKind`, `Status`, `LinkKind`),
@@ -142,35 +143,63 @@ pub struct NewTicket {
 /// Allocates the next number of the tenant's `kind` sequence. The counter row stays locked
 /// until the transaction ends, so numbers are handed out in commit order, and a rollback gives
 /// the number back: no gaps, no duplicates.
-async fn next_number(conn: &mut PgConnection, tenant_id: Uuid, kind: TicketKind) -> Result<i32> {
-    Ok(sqlx::query_scalar!(
-        "INSERT INTO ticket_counters (tenant_id, kind, last_number) VALUES ($1, $2, 1)
-         ON CONFLICT (tenant_id, kind) DO UPDATE SET last_number = ticket_counters.last_number + 1
-         RETURNING last_number",
-        tenant_id,
-        kind.as_str()
-    )
-    .fetch_one(conn)
-    .await?)
+/// What a create writes beside the ticket, in the same statement: its SLA pin (when a policy
+/// applies) and the intent to start its workflow, whose id and input name the number only
+/// that statement knows.
+pub struct Opening<'a> {
+    pub sla: Option<&'a NewTicketSla<'a>>,
+    /// The workflow id without the number (`<tenant>/`).
+    pub workflow_prefix: &'a str,
+    pub workflow_type: &'a str,
+    /// The start intent's payload; the statement writes the number at `input.number`.
+    pub payload: &'a serde_json::Value,
 }
 
-pub async fn create(conn: &mut PgConnection, t: &NewTicket) -> Result<TicketRow> {
-    let number = next_number(conn, t.tenant_id, t.kind).await?;
+/// Inserts the ticket, numbered from the tenant's counter for its kind, with its SLA pin and
+/// its workflow's start intent, in one statement.
+///
+/// The counter row is the one lock every create of a kind in the tenant queues behind, held
+/// until the transaction commits. Taking it in the statement that does every write a create
+/// makes (not in one of its own before them) keeps the time it is held to this statement and
+/// the commit: no round trip to the API happens under it. Callers do their reads first (see
+/// `changes::create`). Numbers stay gap-free: a transaction that rolls back rolls its
+/// increment back too. Data-modifying `WITH` parts always run to completion; the SLA pin's
+/// foreign key to the ticket is checked at the end of the statement, when the ticket exists.
+pub async fn create(conn: &mut PgConnection, t: &NewTicket, opening: &Opening<'_>) -> Result<TicketRow> {
+    let sla = opening.sla;
     Ok(sqlx::query_as!(
         TicketRow,
-        r#"INSERT INTO tickets (id, tenant_id, kind, number, title, description, requester_id, assignee_id,
-                              team_id, impact, urgency, priority, priority_reason, category, status, tags,
-                              change_type, risk, catalog_item_id, catalog_item_version, request_fields)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
-         RETURNING id, tenant_id, kind AS "kind: Text<TicketKind>", number, title, description, requester_id,
-                   assignee_id, team_id, impact, urgency, priority, priority_reason, category,
-                   status AS "status: Text<Status>", tags, version, event_seq,
-                   created_at, updated_at, resolved_at, closed_at, change_type, risk, catalog_item_id,
-                   catalog_item_version, request_fields"#,
+        r#"WITH counter AS (
+               INSERT INTO ticket_counters (tenant_id, kind, last_number) VALUES ($2, $3, 1)
+               ON CONFLICT (tenant_id, kind) DO UPDATE SET last_number = ticket_counters.last_number + 1
+               RETURNING last_number),
+           pin AS (
+               INSERT INTO ticket_sla (ticket_id, tenant_id, policy_id, policy_version, calendar_id, calendar_version,
+                                       assignment, clocks, state, next_due_at)
+               SELECT $1::uuid, $2::uuid, $22::uuid, $23::int4, $24::uuid, $25::int4, $26::jsonb, $27::jsonb,
+                      $28::text, $21::timestamptz
+                WHERE $22::uuid IS NOT NULL),
+           intent AS (
+               INSERT INTO outbox (tenant_id, workflow_id, intent, name, payload)
+               SELECT $2::uuid, $29::text || archer_ticket_number($30::text, counter.last_number), 'start', $31::text,
+                      jsonb_set($32::jsonb, '{input,number}',
+                                to_jsonb(archer_ticket_number($30::text, counter.last_number)))
+                 FROM counter)
+           INSERT INTO tickets (id, tenant_id, kind, number, title, description, requester_id, assignee_id,
+                                team_id, impact, urgency, priority, priority_reason, category, status, tags,
+                                change_type, risk, catalog_item_id, catalog_item_version, request_fields, sla_due_at)
+           SELECT $1::uuid, $2::uuid, $3::text, counter.last_number, $4::text, $5::text, $6::uuid, $7::uuid,
+                  $8::uuid, $9::int2, $10::int2, $11::int2, $12::text, $13::text, $14::text, $15::text[],
+                  $16::text, $17::text, $18::uuid, $19::int4, $20::jsonb, $21::timestamptz
+             FROM counter
+           RETURNING id, tenant_id, kind AS "kind: Text<TicketKind>", number, title, description, requester_id,
+                     assignee_id, team_id, impact, urgency, priority, priority_reason, category,
+                     status AS "status: Text<Status>", tags, version, event_seq,
+                     created_at, updated_at, resolved_at, closed_at, change_type, risk, catalog_item_id,
+                     catalog_item_version, request_fields"#,
         t.id,
         t.tenant_id,
         t.kind.as_str(),
-        number,
         t.title,
         t.description,
         t.requester_id,
@@ -187,7 +216,19 @@ pub async fn create(conn: &mut PgConnection, t: &NewTicket) -> Result<TicketRow>
         t.risk,
         t.catalog_item_id,
         t.catalog_item_version,
-        t.request_fields
+        t.request_fields,
+        sla.and_then(|s| s.next_due_at),
+        sla.map(|s| s.policy_id),
+        sla.map(|s| s.policy_version),
+        sla.and_then(|s| s.calendar_id),
+        sla.and_then(|s| s.calendar_version),
+        sla.map(|s| s.assignment),
+        sla.map(|s| s.clocks),
+        sla.map(|s| s.state),
+        opening.workflow_prefix,
+        t.kind.prefix(),
+        opening.workflow_type,
+        opening.payload
     )
     .fetch_one(conn)
     .await?)

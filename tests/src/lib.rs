@@ -8,6 +8,7 @@
 pub mod approvals;
 pub mod bench;
 pub mod browser;
+pub mod engine;
 pub mod http;
 pub mod playbooks;
 pub mod sla;

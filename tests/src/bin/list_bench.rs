@@ -204,6 +204,7 @@ async fn main() {
         took.sort_by(f64::total_cmp);
         let (p50, p99) = (percentile(&took, 0.5), percentile(&took, 0.99));
         println!("  {name:<18} {p50:>9.1} {p99:>9.1} {GOAL_P99_MS:>9.0} {:>12.2}  ?{query}", GOAL_P99_MS / p99);
+        println!("FIGURE list.{name}.p99_ms {p99:.3}");
         if args.explain {
             explain(&app, &t, name, &token).await;
         }

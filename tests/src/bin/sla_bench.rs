@@ -168,6 +168,10 @@ async fn main() {
     println!("  lag max                {max:.3}s");
     println!("  p99 lag / due window   {:.4}", p99 / window);
     println!("  worker peak memory     {:.1} MiB (VmHWM of the `archer worker` process)", peak_kib as f64 / 1024.0);
+    println!("FIGURE sla.tickets {}", args.tickets);
+    println!("FIGURE sla.lag_median_s {median:.4}");
+    println!("FIGURE sla.lag_p99_s {p99:.4}");
+    println!("FIGURE sla.worker_peak_mib {:.1}", peak_kib as f64 / 1024.0);
     let _ = worker.start_kill();
     let _ = worker.wait().await;
     app.stop().await;

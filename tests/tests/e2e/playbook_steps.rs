@@ -20,8 +20,14 @@ async fn ticket(app: &TestApp, agent: &TestUser, title: &str) -> String {
     app.incident(agent, title).await["number"].as_str().expect("number").to_owned()
 }
 
+/// The run once it has `status`; a failed one once its error is recorded too (the view can
+/// show the workflow's live `failed` a moment before the activity recording the run's error
+/// has committed).
 async fn run_status(app: &TestApp, user: &TestUser, id: &str, status: &str) -> Value {
-    app.playbook_run_until(user, id, status, |r| r["status"] == status).await
+    app.playbook_run_until(user, id, status, |r| {
+        r["status"] == status && (status != "failed" || r["error"].is_string())
+    })
+    .await
 }
 
 fn instant(v: &Value) -> OffsetDateTime {

@@ -118,6 +118,34 @@ async fn a_create_writes_the_ticket_its_audit_row_and_one_start() {
     assert_eq!((intent.as_str(), name.as_str()), ("start", ticket_wf::WORKFLOW_TYPE));
     assert_eq!(payload["input"]["ticket_id"], Value::from(row.id.to_string()));
     assert_eq!(payload["title"], "Printer jams");
+    // the statement writes the number only it knows into the workflow's id and input
+    let number = changes::parse(&row).unwrap().number;
+    assert_eq!(payload["input"]["number"], Value::from(number.to_string()));
+    assert_eq!(w.workflow_id(&row), format!("{}/{number}", w.tenant));
+    let created = row.created_at.format(&time::format_description::well_known::Rfc3339).unwrap();
+    assert_eq!(payload["input"]["created_at"], Value::from(created));
+    assert_eq!(payload["input"]["seq"], Value::from(row.event_seq));
+    // consecutive creates take consecutive numbers
+    let next = w.open(TicketKind::Incident).await;
+    assert_eq!(next.number, row.number + 1);
+}
+
+/// The create statement names the workflow with `archer_ticket_number`, which must write a
+/// number exactly as `TicketNumber` does, on both sides of six digits.
+#[tokio::test]
+async fn the_database_writes_ticket_numbers_as_the_domain_does() {
+    let db = archer_tests::fresh_db().await;
+    for kind in TicketKind::ALL {
+        for n in [1u32, 45, 99_999, 999_999, 1_000_000, 1_234_567, i32::MAX as u32] {
+            let sql: String = sqlx::query_scalar("SELECT archer_ticket_number($1, $2)")
+                .bind(kind.prefix())
+                .bind(n as i32)
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            assert_eq!(sql, archer_orchestrator::TicketNumber::new(kind, n).unwrap().to_string());
+        }
+    }
 }
 
 #[tokio::test]

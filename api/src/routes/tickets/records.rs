@@ -19,7 +19,7 @@ use crate::error::{ApiError, ApiResult, Problem, etag};
 use crate::extract::{AppJson, AppPath, IdempotencyKey};
 use crate::idempotency;
 use crate::validate::Errors;
-use crate::views::ticket::{Ticket, actor, decided, dto, find};
+use crate::views::ticket::{Ticket, actor, decided, dto, find, to_dto};
 
 fn with_etag(mut resp: Response, version: i32) -> Response {
     if let Ok(v) = HeaderValue::from_str(&etag(version)) {
@@ -171,9 +171,9 @@ pub async fn create_ticket(
     if let Some(replay) = idempotency::claim(&mut tx, &caller.principal, &key, "POST /tickets", &digest).await? {
         return Ok(replay);
     }
-    let row = changes::open(&mut tx, &caller.tenant, &ticket).await?;
+    let (row, sla) = changes::open_with_sla(&mut tx, &caller.tenant, &ticket).await?;
     let version = row.version;
-    let dto = dto(caller.state(), &mut tx, &caller.tenant, row).await?;
+    let dto = to_dto(caller.state(), &caller.tenant, row, sla.as_ref())?;
     tracing::Span::current().record("ticket", dto.number.as_str());
     let location = format!("/api/v1/tickets/{}", dto.number);
     let resp =
