@@ -179,7 +179,7 @@ fn main() {
     println!("  {:<38} {:>14} {:>14} {:>7}  {:<16} verdict", "figure", "Archer", "engine (same run)", "ratio", "goal");
     for row in ROWS {
         let [a, e, r, v] = cells(row, &f);
-        println!("  {:<38} {a:>14} {e:>14} {r:>7}  {:<16} {v}", row.name, goal_text(&row.goal));
+        println!("  {:<38} {a:>14} {e:>17} {r:>7}  {:<16} {v}", row.name, goal_text(&row.goal));
     }
     if let Some(n) = f.get("sla.tickets") {
         println!("  (SLA rows: {n} open tickets; the engine's: the same count of bare timers)");
