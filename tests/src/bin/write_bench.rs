@@ -9,8 +9,9 @@
 //!   latency), then an open-loop run at half that rate (latency measured from each request's
 //!   scheduled instant, so a stall is not hidden). The relay is off, so nothing waits on
 //!   Temporal; the tenant has an SLA policy, so every create resolves and assigns one.
-//! - `starts`: the relay (and a worker) are started over the backlog the creates left in the
-//!   outbox; the figure is workflows started per second until the backlog is gone.
+//! - `starts`: the relay is started over the backlog the creates left in the outbox, with no
+//!   worker (engine-bench's bare client starts with none either); the figure is workflows
+//!   started per second until the backlog is gone.
 //!
 //! The tenant first gets `--existing` tickets (100,000 by default) from the data generator,
 //! analyzed as autovacuum would, so every figure is that of a tenant in use.
@@ -329,14 +330,22 @@ async fn main() {
 
     if run("starts") {
         let backlog = undelivered(&app.pool).await;
-        println!("write-bench: the relay starts {backlog} workflows (a worker runs them)");
-        app.start_worker().await;
+        // no worker, as engine-bench's bare client starts with none: the figure is the relay's
+        // delivery to the server, not what a worker then does (the SLA rows measure that)
+        println!("write-bench: the relay starts {backlog} workflows");
         let stop = CancellationToken::new();
         let started = Instant::now();
         let relay = tokio::spawn(archer_api::relay::run(app.db.clone(), app.temporal_config(), stop.clone()));
+        // the figure is over the first 2,000 starts, as many as engine-bench's bare client
+        // makes: the dev server's store grows, and every start gets slower as it does
+        let first = backlog.min(2_000);
+        let mut first_secs = None;
         let mut last = Instant::now();
         loop {
             let left = undelivered(&app.pool).await;
+            if first_secs.is_none() && backlog - left >= first {
+                first_secs = Some(started.elapsed().as_secs_f64());
+            }
             if left == 0 {
                 break;
             }
@@ -350,9 +359,13 @@ async fn main() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let rate = backlog as f64 / started.elapsed().as_secs_f64();
-        println!("  outbox → workflow started          {rate:>8.1} starts/s");
+        let all = backlog as f64 / started.elapsed().as_secs_f64();
+        let rate = first as f64 / first_secs.unwrap_or_else(|| started.elapsed().as_secs_f64());
+        println!(
+            "  outbox → workflow started          {rate:>8.1} starts/s (the first {first}; all {backlog}: {all:.1}/s)"
+        );
         figure("relay.starts_per_s", rate);
+        figure("relay.all_starts_per_s", all);
         stop.cancel();
         let _ = relay.await;
     }
