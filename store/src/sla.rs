@@ -338,16 +338,13 @@ pub struct NewTicketSla<'a> {
 }
 
 /// Pins a policy to a ticket (at creation, or when an admin re-applies one) with its clocks.
-pub async fn assign(conn: &mut PgConnection, t: NewTicketSla<'_>) -> Result<TicketSlaRow> {
-    Ok(sqlx::query_as!(
-        TicketSlaRow,
+pub async fn assign(conn: &mut PgConnection, t: NewTicketSla<'_>) -> Result<()> {
+    sqlx::query!(
         "INSERT INTO ticket_sla (ticket_id, tenant_id, policy_id, policy_version, calendar_id, calendar_version,
                                  assignment, clocks, state, next_due_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (ticket_id) DO UPDATE SET policy_id = $3, policy_version = $4, calendar_id = $5,
-             calendar_version = $6, assignment = $7, clocks = $8, state = $9, next_due_at = $10, updated_at = archer_now()
-         RETURNING ticket_id, policy_id, policy_version, calendar_id, calendar_version, assignment, clocks, state,
-                   next_due_at, seq, event_seq, updated_at",
+             calendar_version = $6, assignment = $7, clocks = $8, state = $9, next_due_at = $10, updated_at = archer_now()",
         t.ticket_id,
         t.tenant_id,
         t.policy_id,
@@ -359,8 +356,9 @@ pub async fn assign(conn: &mut PgConnection, t: NewTicketSla<'_>) -> Result<Tick
         t.state,
         t.next_due_at
     )
-    .fetch_one(conn)
-    .await?)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// The SLA rows of several tickets (for lists).

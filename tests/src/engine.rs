@@ -1,10 +1,11 @@
 //! The engine's side of the benchmarks: a bare workflow, a bare activity and a bare worker,
-//! with none of Archer's code, so `engine-bench` measures what Temporal itself does on this
+//! with none of Archer's code paths, so `engine-bench` measures what Temporal itself does on this
 //! machine and each Archer figure can be printed beside the engine's, measured in the same run.
 //!
 //! The timer workflow has the shape of a ticket's SLA clock in Archer: one durable timer until
 //! an instant it is given (its duration computed from workflow time), then one activity whose
-//! only side effect is reading the wall clock, as Archer records a breach. The worker uses the
+//! only side effect is reading the wall clock, as Archer records a breach, with the options
+//! the ticket workflow records it with (`ticket::record_options`). The worker uses the
 //! SDK options Archer's worker sets (`max_cached_workflows`), a single-threaded runtime as
 //! Archer's worker thread does, and the SDK's defaults otherwise.
 
@@ -12,12 +13,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
-use temporalio_common::RetryPolicy;
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
-use temporalio_sdk::{
-    ActivityOptions, LocalActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult,
-};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult};
+
+use archer_orchestrator::workflows::ticket;
 
 /// Archer's default `worker_max_cached_workflows`.
 pub const MAX_CACHED_WORKFLOWS: usize = 200;
@@ -56,9 +56,9 @@ impl TimerWorkflow {
         let now_ms = ctx.workflow_time().map_or(0, unix_ms);
         ctx.timer(sleep_for(now_ms, input.due_ms)).await;
         let ran_at = if input.local {
-            ctx.execute_local_activity(ClockActivities::now, input.due_ms, local_options()).await?
+            ctx.execute_local_activity(ClockActivities::now, input.due_ms, ticket::record_options()).await?
         } else {
-            ctx.execute_activity(ClockActivities::now, input.due_ms, remote_options()).await?
+            ctx.execute_activity(ClockActivities::now, input.due_ms, ticket::effect_options()).await?
         };
         Ok(ran_at)
     }
@@ -68,24 +68,6 @@ impl TimerWorkflow {
 /// Archer's waits are, so every workflow has exactly one timer.
 pub fn sleep_for(now_ms: i64, due_ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(due_ms.saturating_sub(now_ms)).unwrap_or(0).max(1))
-}
-
-/// The options of Archer's breach recording (`sla.record`).
-fn local_options() -> LocalActivityOptions {
-    LocalActivityOptions::builder()
-        .start_to_close_timeout(Duration::from_secs(15))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_millis(200))
-                .maximum_interval(Duration::from_secs(10))
-                .build(),
-        )
-        .build()
-}
-
-/// The options of Archer's effect activities (`sla.escalate`).
-fn remote_options() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60)).build()
 }
 
 /// Milliseconds since the unix epoch.

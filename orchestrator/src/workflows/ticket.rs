@@ -283,7 +283,9 @@ fn parse_at(at: &str, fallback: Timestamp) -> Timestamp {
     at.parse().unwrap_or(fallback)
 }
 
-fn record_options() -> LocalActivityOptions {
+/// How a ticket workflow records SLA facts (`sla.record`): also what `engine-bench`'s bare
+/// timers use, so the two stay comparable.
+pub fn record_options() -> LocalActivityOptions {
     LocalActivityOptions::builder()
         .start_to_close_timeout(Duration::from_secs(15))
         .retry_policy(
@@ -295,7 +297,8 @@ fn record_options() -> LocalActivityOptions {
         .build()
 }
 
-fn effect_options() -> ActivityOptions {
+/// How a ticket workflow runs its effects (`sla.escalate`).
+pub fn effect_options() -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
         .retry_policy(
             RetryPolicy::builder()
