@@ -94,6 +94,14 @@ enum PlaybookCmd {
     },
 }
 
+/// jemalloc instead of glibc's malloc. The worker replays evicted workflows from their
+/// histories on threads other than those that free them, which is the pattern where glibc's
+/// per-thread arenas keep freed memory: profiled at 2,000 open tickets (heaptrack), the worker
+/// used 49 MiB of heap at its peak but held 190 MiB resident, growing with every replay.
+/// jemalloc returns unused pages to the system over time.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;

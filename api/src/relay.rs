@@ -9,10 +9,11 @@
 //! - signals carry a request id derived from the outbox row, which Temporal deduplicates, and a
 //!   sequence number the workflow checks.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use sqlx::postgres::PgListener;
 use temporalio_client::errors::{WorkflowInteractionError, WorkflowStartError};
 use temporalio_client::{
@@ -106,100 +107,167 @@ async fn lead(pool: &Db, temporal: &TemporalConfig, shutdown: &CancellationToken
         tracing::warn!(error = %e, "could not register search attributes; starts fail until they exist");
     }
     let mut last_housekeeping = tokio::time::Instant::now() - Duration::from_secs(3600);
-    // rows delivered whose mark found them locked by another session: not picked up again
-    // until their hold ends, so one stuck row never stalls the rest
-    let mut held: HashMap<i64, tokio::time::Instant> = HashMap::new();
+    let mut relay = Pipeline::default();
+    // the last fetch filled a batch, or a notification came: fetch again as soon as there is room
+    let mut more = true;
     loop {
         if shutdown.is_cancelled() {
+            // deliveries under way finish (each bounded by DELIVERY_TIMEOUT) and are marked
+            while let Some(outcome) = relay.in_flight.next().await {
+                relay.settle(&mut lock_conn, pool, outcome).await?;
+            }
+            relay.flush(&mut lock_conn, pool).await?;
             return Ok(());
         }
-        let now = tokio::time::Instant::now();
-        held.retain(|_, until| *until > now);
-        let skip: Vec<i64> = held.keys().copied().collect();
-        // the lock connection doubles as the relay's connection: if it breaks, leadership is
-        // lost and the outer loop starts over
-        let rows = outbox::due(&mut lock_conn, pool.now(), BATCH, &skip).await?;
-        let full = rows.len() as i64 == BATCH;
-        if !rows.is_empty() {
-            for id in deliver_batch(pool, &client, temporal, rows).await? {
-                held.insert(id, now + HOLD_LOCKED);
+        if relay.queue.is_empty() && relay.in_flight.len() < CONCURRENCY && (more || relay.in_flight.is_empty()) {
+            // marking first lets the next intents of the workflows just delivered come due
+            relay.flush(&mut lock_conn, pool).await?;
+            // the lock connection doubles as the relay's connection: if it breaks, leadership
+            // is lost and the outer loop starts over
+            let rows = outbox::due(&mut lock_conn, pool.now(), BATCH, &relay.skip()).await?;
+            more = rows.len() as i64 == BATCH;
+            relay.enqueue(rows);
+        }
+        relay.start(client.clone(), temporal.clone());
+        if relay.in_flight.is_empty() {
+            if last_housekeeping.elapsed() > Duration::from_secs(600) {
+                housekeeping(&mut lock_conn, pool.now()).await?;
+                last_housekeeping = tokio::time::Instant::now();
             }
-        }
-        if last_housekeeping.elapsed() > Duration::from_secs(600) {
-            let at = pool.now();
-            let n = idempotency::expire(&mut lock_conn, at, IDEMPOTENCY_TTL).await?;
-            let m = archer_store::users::expire_login_attempts(&mut lock_conn, at, IDEMPOTENCY_TTL).await?;
-            let e = archer_store::tokens::expire_expired_token_uses(&mut lock_conn, at, IDEMPOTENCY_TTL).await?;
-            let r = archer_store::security::expire_refused_links(&mut lock_conn, at, REFUSED_LINKS_TTL).await?;
-            tracing::debug!(
-                expired = n,
-                login_attempts = m,
-                expired_tokens = e,
-                refused_links = r,
-                "idempotency keys, login throttles, expired-token counts and old refused links forgotten"
-            );
-            last_housekeeping = tokio::time::Instant::now();
-        }
-        if full {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                n = listener.recv() => { n?; more = true; }
+                // retries that came due, and a safety net for a missed notification
+                _ = tokio::time::sleep(Duration::from_secs(1)) => { more = true; }
+            }
             continue;
         }
         tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            n = listener.recv() => { n?; }
-            // retries that came due, and a safety net for a missed notification
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            Some(outcome) = relay.in_flight.next() => relay.settle(&mut lock_conn, pool, outcome).await?,
+            // new intents (an approval decision) need not wait for the deliveries under way
+            n = listener.recv() => { n?; more = true; }
         }
     }
 }
 
-/// Delivers a batch, concurrently across workflows and in order within one. Returns the rows
-/// that could not be marked (locked by another session).
-async fn deliver_batch(
-    pool: &Db,
-    client: &Client,
-    temporal: &TemporalConfig,
-    rows: Vec<OutboxRow>,
-) -> Result<Vec<i64>, RelayError> {
-    let mut by_workflow: BTreeMap<String, Vec<OutboxRow>> = BTreeMap::new();
-    for row in rows {
-        by_workflow.entry(row.workflow_id.clone()).or_default().push(row);
+/// Forgets what has expired: idempotency keys, login throttles, expired-token counts, refused
+/// decision links.
+async fn housekeeping(conn: &mut sqlx::PgConnection, at: time::OffsetDateTime) -> Result<(), RelayError> {
+    let n = idempotency::expire(conn, at, IDEMPOTENCY_TTL).await?;
+    let m = archer_store::users::expire_login_attempts(conn, at, IDEMPOTENCY_TTL).await?;
+    let e = archer_store::tokens::expire_expired_token_uses(conn, at, IDEMPOTENCY_TTL).await?;
+    let r = archer_store::security::expire_refused_links(conn, at, REFUSED_LINKS_TTL).await?;
+    tracing::debug!(
+        expired = n,
+        login_attempts = m,
+        expired_tokens = e,
+        refused_links = r,
+        "idempotency keys, login throttles, expired-token counts and old refused links forgotten"
+    );
+    Ok(())
+}
+
+/// What became of one workflow's intents: those delivered (with their notes), then the first
+/// that failed, if any (the workflow's later intents wait for it), and every id it was given.
+struct Outcome {
+    ids: Vec<i64>,
+    delivered: Vec<(i64, Option<String>)>,
+    failed: Option<(OutboxRow, String)>,
+}
+
+type Delivering = std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send>>;
+
+/// The relay's deliveries: up to [`CONCURRENCY`] workflows at once, each in outbox order, with
+/// no pause between batches (a slow start holds up only its own workflow). Delivered rows are
+/// marked together, in one statement, before the next fetch.
+#[derive(Default)]
+struct Pipeline {
+    /// Workflows fetched, waiting for a delivery slot.
+    queue: std::collections::VecDeque<Vec<OutboxRow>>,
+    in_flight: FuturesUnordered<Delivering>,
+    /// Ids being delivered or delivered and not yet marked: not fetched again, and (by
+    /// [`outbox::due`]) neither is any later intent of their workflows.
+    claimed: HashSet<i64>,
+    to_mark: Vec<(i64, Option<String>)>,
+    /// Rows delivered whose mark found them locked by another session: not picked up again
+    /// until their hold ends, so one stuck row never stalls the rest.
+    held: HashMap<i64, tokio::time::Instant>,
+}
+
+impl Pipeline {
+    fn skip(&mut self) -> Vec<i64> {
+        let now = tokio::time::Instant::now();
+        self.held.retain(|_, until| *until > now);
+        self.held.keys().chain(self.claimed.iter()).copied().collect()
     }
-    let results: Vec<Result<Vec<i64>, RelayError>> = futures::stream::iter(by_workflow.into_values())
-        .map(|rows| async move {
-            let mut conn = pool.acquire().await?;
-            let mut unmarked = Vec::new();
-            for row in rows {
-                let outcome = tokio::time::timeout(DELIVERY_TIMEOUT, deliver(client, temporal, &row))
-                    .await
-                    .unwrap_or_else(|_| Err(format!("no answer from Temporal within {DELIVERY_TIMEOUT:?}")));
-                match outcome {
-                    Ok(note) => {
-                        if !outbox::mark_delivered(&mut conn, pool.now(), row.id, note.as_deref()).await? {
-                            tracing::warn!(outbox_id = row.id, workflow_id = %row.workflow_id, "delivered, but the row is locked by another session: moving on");
-                            unmarked.push(row.id);
-                        }
-                    }
-                    Err(error) => {
-                        let wait = time::Duration::seconds(2_i64.saturating_pow(row.attempts.clamp(0, 5) as u32));
-                        tracing::warn!(outbox_id = row.id, workflow_id = %row.workflow_id, %error, attempts = row.attempts + 1, "delivery failed; will retry");
-                        if !outbox::mark_failed(&mut conn, pool.now(), row.id, &error, wait).await? {
-                            unmarked.push(row.id);
-                        }
-                        // later intents for this workflow wait for this one
-                        break;
-                    }
-                }
+
+    fn enqueue(&mut self, rows: Vec<OutboxRow>) {
+        let mut by_workflow: BTreeMap<String, Vec<OutboxRow>> = BTreeMap::new();
+        for row in rows {
+            self.claimed.insert(row.id);
+            by_workflow.entry(row.workflow_id.clone()).or_default().push(row);
+        }
+        self.queue.extend(by_workflow.into_values());
+    }
+
+    fn start(&mut self, client: Client, temporal: TemporalConfig) {
+        while self.in_flight.len() < CONCURRENCY {
+            let Some(rows) = self.queue.pop_front() else { return };
+            let (client, temporal) = (client.clone(), temporal.clone());
+            self.in_flight.push(Box::pin(async move { deliver_workflow(&client, &temporal, rows).await }));
+        }
+    }
+
+    /// Takes in one workflow's outcome: its deliveries wait to be marked, a failure is
+    /// recorded now with its retry instant.
+    async fn settle(&mut self, conn: &mut sqlx::PgConnection, pool: &Db, outcome: Outcome) -> Result<(), RelayError> {
+        let delivered: HashSet<i64> = outcome.delivered.iter().map(|(id, _)| *id).collect();
+        self.to_mark.extend(outcome.delivered);
+        for id in outcome.ids.iter().filter(|id| !delivered.contains(id)) {
+            self.claimed.remove(id);
+        }
+        if let Some((row, error)) = outcome.failed {
+            let wait = time::Duration::seconds(2_i64.saturating_pow(row.attempts.clamp(0, 5) as u32));
+            tracing::warn!(outbox_id = row.id, workflow_id = %row.workflow_id, %error, attempts = row.attempts + 1, "delivery failed; will retry");
+            if !outbox::mark_failed(conn, pool.now(), row.id, &error, wait).await? {
+                self.held.insert(row.id, tokio::time::Instant::now() + HOLD_LOCKED);
             }
-            Ok(unmarked)
-        })
-        .buffer_unordered(CONCURRENCY)
-        .collect()
-        .await;
-    let mut unmarked = Vec::new();
-    for r in results {
-        unmarked.extend(r?);
+        }
+        Ok(())
     }
-    Ok(unmarked)
+
+    /// Marks every delivered row in one statement.
+    async fn flush(&mut self, conn: &mut sqlx::PgConnection, pool: &Db) -> Result<(), RelayError> {
+        if self.to_mark.is_empty() {
+            return Ok(());
+        }
+        let marked: HashSet<i64> = outbox::mark_delivered(conn, pool.now(), &self.to_mark).await?.into_iter().collect();
+        let until = tokio::time::Instant::now() + HOLD_LOCKED;
+        for (id, _) in self.to_mark.drain(..) {
+            self.claimed.remove(&id);
+            if !marked.contains(&id) {
+                tracing::warn!(outbox_id = id, "delivered, but the row is locked by another session: moving on");
+                self.held.insert(id, until);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Delivers one workflow's intents in order, stopping at the first that fails.
+async fn deliver_workflow(client: &Client, temporal: &TemporalConfig, rows: Vec<OutboxRow>) -> Outcome {
+    let ids = rows.iter().map(|r| r.id).collect();
+    let mut delivered = Vec::new();
+    for row in rows {
+        let outcome = tokio::time::timeout(DELIVERY_TIMEOUT, deliver(client, temporal, &row))
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer from Temporal within {DELIVERY_TIMEOUT:?}")));
+        match outcome {
+            Ok(note) => delivered.push((row.id, note)),
+            Err(error) => return Outcome { ids, delivered, failed: Some((row, error)) },
+        }
+    }
+    Outcome { ids, delivered, failed: None }
 }
 
 /// Delivers one intent. `Ok(Some(note))` when it was delivered earlier or is moot.

@@ -101,20 +101,32 @@ pub async fn due(conn: &mut PgConnection, now: OffsetDateTime, limit: i64, skip:
     .await?)
 }
 
-/// Marks a row delivered at `now`. Never waits for a lock: a row locked by another session (a
-/// transaction that should not exist, see `connect_with`) is left as it is and `false` is
-/// returned; the relay moves on and delivers it again later, which is harmless.
-pub async fn mark_delivered(conn: &mut PgConnection, now: OffsetDateTime, id: i64, note: Option<&str>) -> Result<bool> {
-    let r = sqlx::query!(
-        "UPDATE outbox SET delivered_at = $3, attempts = attempts + 1, last_error = $2
-          WHERE id = (SELECT id FROM outbox WHERE id = $1 FOR UPDATE SKIP LOCKED)",
-        id,
-        note,
+/// Marks rows delivered at `now`, each with its note (`None` for a plain delivery), in one
+/// statement. Never waits for a lock: a row locked by another session (a transaction that
+/// should not exist, see `connect_with`) is left as it is; the ids returned are those marked,
+/// and the relay delivers the others again later, which is harmless.
+pub async fn mark_delivered(
+    conn: &mut PgConnection,
+    now: OffsetDateTime,
+    rows: &[(i64, Option<String>)],
+) -> Result<Vec<i64>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+    let notes: Vec<Option<String>> = rows.iter().map(|(_, note)| note.clone()).collect();
+    Ok(sqlx::query_scalar!(
+        r#"UPDATE outbox o SET delivered_at = $3, attempts = o.attempts + 1, last_error = d.note
+             FROM unnest($1::bigint[], $2::text[]) AS d(id, note)
+            WHERE o.id = d.id
+              AND o.id IN (SELECT id FROM outbox WHERE id = ANY($1) FOR UPDATE SKIP LOCKED)
+        RETURNING o.id"#,
+        &ids,
+        &notes as &[Option<String>],
         now
     )
-    .execute(conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// Records a failed attempt at `now` and when to try again. Never waits for a lock (as

@@ -541,18 +541,33 @@ pub struct InvalidStored {
 
 /// Compiles a stored policy version (and its calendar's current version) into an assignment.
 pub async fn assignment_for(conn: &mut PgConnection, p: &PolicyRow) -> Result<SlaAssignment> {
+    let calendar = match p.calendar_id {
+        Some(id) => Some(calendar(conn, id).await?),
+        None => None,
+    };
+    let spec: PolicySpec = serde_json::from_value(p.spec.clone()).map_err(|e| {
+        StoreError::Invalid(InvalidStored { what: format!("policy {}", p.name), detail: e.to_string() }.to_string())
+    })?;
+    compile_assignment(p, spec, calendar.as_ref().map(|c| (c.name.as_str(), c.version, &c.spec)))
+}
+
+/// Compiles a policy version (its row and parsed `spec`) and its calendar's version (`name`,
+/// `version`, `spec`; `None` for a policy that counts every hour) into an assignment.
+fn compile_assignment(
+    p: &PolicyRow,
+    spec: PolicySpec,
+    calendar: Option<(&str, i32, &serde_json::Value)>,
+) -> Result<SlaAssignment> {
     let bad = |what: String, detail: String| StoreError::Invalid(InvalidStored { what, detail }.to_string());
-    let spec: PolicySpec =
-        serde_json::from_value(p.spec.clone()).map_err(|e| bad(format!("policy {}", p.name), e.to_string()))?;
     let policy = spec.compile().map_err(|e| bad(format!("policy {}", p.name), format!("{e:?}")))?;
-    let (calendar, calendar_id, calendar_version) = match p.calendar_id {
-        Some(id) => {
-            let c = calendar(conn, id).await?;
+    let (calendar, calendar_id, calendar_version) = match (p.calendar_id, calendar) {
+        (Some(id), Some((name, version, spec))) => {
             let spec: CalendarSpec =
-                serde_json::from_value(c.spec).map_err(|e| bad(format!("calendar {}", c.name), e.to_string()))?;
-            (spec, Some(id), Some(c.version))
+                serde_json::from_value(spec.clone()).map_err(|e| bad(format!("calendar {name}"), e.to_string()))?;
+            (spec, Some(id), Some(version))
         }
-        None => (CalendarSpec::always(), None, None),
+        (Some(id), None) => return Err(bad(format!("policy {}", p.name), format!("its calendar {id} is missing"))),
+        (None, _) => (CalendarSpec::always(), None, None),
     };
     Ok(SlaAssignment {
         policy_id: p.id,
@@ -565,9 +580,34 @@ pub async fn assignment_for(conn: &mut PgConnection, p: &PolicyRow) -> Result<Sl
     })
 }
 
-/// The first active policy (in order) that applies to a ticket, compiled.
+/// The first active policy (in order) that applies to a ticket, compiled. One round trip:
+/// the active policies come with their calendars' current versions.
 pub async fn resolve(conn: &mut PgConnection, t: &MatchInput<'_>) -> Result<Option<Resolved>> {
-    for p in policies(conn).await? {
+    let rows = sqlx::query!(
+        r#"SELECT p.id, p.name, p.position, p.active, p.current_version AS version, v.spec, v.calendar_id,
+                  p.created_at, p.updated_at,
+                  c.name AS "calendar_name?", c.current_version AS "calendar_version?", cv.spec AS "calendar_spec?"
+             FROM sla_policies p
+             JOIN sla_policy_versions v ON v.policy_id = p.id AND v.version = p.current_version
+             LEFT JOIN business_calendars c ON c.id = v.calendar_id
+             LEFT JOIN business_calendar_versions cv ON cv.calendar_id = c.id AND cv.version = c.current_version
+            WHERE p.active
+            ORDER BY p.position, p.created_at"#
+    )
+    .fetch_all(conn)
+    .await?;
+    for r in rows {
+        let p = PolicyRow {
+            id: r.id,
+            name: r.name,
+            position: r.position,
+            active: r.active,
+            version: r.version,
+            spec: r.spec,
+            calendar_id: r.calendar_id,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        };
         let spec: PolicySpec = match serde_json::from_value(p.spec.clone()) {
             Ok(s) => s,
             Err(e) => {
@@ -576,7 +616,11 @@ pub async fn resolve(conn: &mut PgConnection, t: &MatchInput<'_>) -> Result<Opti
             }
         };
         if spec.applies_to.matches(t) {
-            return Ok(Some(Resolved { assignment: assignment_for(conn, &p).await? }));
+            let calendar = match (&r.calendar_name, r.calendar_version, &r.calendar_spec) {
+                (Some(name), Some(version), Some(spec)) => Some((name.as_str(), version, spec)),
+                _ => None,
+            };
+            return Ok(Some(Resolved { assignment: compile_assignment(&p, spec, calendar)? }));
         }
     }
     Ok(None)

@@ -67,6 +67,11 @@ impl std::fmt::Debug for WorkerDeps {
 
 /// How long a playbook's `http.request` or `webhook.post` waits for its receiver (connecting
 /// included) before the attempt fails as unavailable and is retried.
+/// How long a workflow task waits on this worker's sticky queue before the server hands it to
+/// any worker (which replays the workflow from its history). The SDK's 10 s default means a
+/// timer that fires just as a worker dies (a breach falling due) waits 10 s for that worker;
+/// 3 s bounds the delay, and a task waiting that long on a live worker is behind anyway.
+const STICKY_SCHEDULE_TO_START: std::time::Duration = std::time::Duration::from_secs(3);
 const PLAYBOOK_HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A running worker. Dropping it without [`WorkerHandle::shutdown`] leaves it running until
@@ -154,6 +159,7 @@ pub fn spawn_worker(cfg: TemporalConfig, deps: WorkerDeps) -> Result<WorkerHandl
                         .register_activities(approvals)
                         .register_activities(playbooks)
                         .max_cached_workflows(deps.max_cached_workflows)
+                        .sticky_queue_schedule_to_start_timeout(STICKY_SCHEDULE_TO_START)
                         .build();
                     let worker =
                         Worker::new(&runtime, client, options).map_err(|e| TemporalError::Worker(e.to_string()))?;
