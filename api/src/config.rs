@@ -44,6 +44,7 @@ pub struct Config {
     /// How many workflows a worker keeps in memory between their tasks; one evicted is
     /// replayed from its history when it next has work.
     pub worker_max_cached_workflows: usize,
+    pub worker_sticky_timeout_secs: u64,
     /// The Temporal Web UI, for links to a ticket's workflow (optional).
     pub temporal_ui_url: Option<Url>,
     /// HMAC key for access tokens (at least 32 bytes).
@@ -146,6 +147,7 @@ temporal_address = "http://127.0.0.1:7233"
 temporal_namespace = "default"
 task_queue = "archer"
 worker_max_cached_workflows = 200
+worker_sticky_timeout_secs = 10
 jwt_secret = ""
 secrets_key = ""
 access_token_ttl_secs = 900
@@ -231,6 +233,9 @@ impl Config {
             // the SDK needs two workflow task slots for a sticky cache; 0 would turn caching off
             return Err(ConfigError::Invalid("worker_max_cached_workflows must be at least 2".into()));
         }
+        if self.worker_sticky_timeout_secs == 0 {
+            return Err(ConfigError::Invalid("worker_sticky_timeout_secs must be positive".into()));
+        }
         if self.outbox_max_age_secs == 0 {
             return Err(ConfigError::Invalid("outbox_max_age_secs must be positive".into()));
         }
@@ -254,6 +259,7 @@ impl Config {
             clock,
             secrets: self.cipher(),
             max_cached_workflows: self.worker_max_cached_workflows,
+            sticky_timeout: std::time::Duration::from_secs(self.worker_sticky_timeout_secs),
         }
     }
 
@@ -348,6 +354,14 @@ mod tests {
         assert_eq!(small.worker_max_cached_workflows, 50);
         let off = base().set("worker_max_cached_workflows", 1).extract().unwrap_err().to_string();
         assert!(off.contains("worker_max_cached_workflows must be at least 2"), "{off}");
+        let deps = base()
+            .set("worker_sticky_timeout_secs", 3)
+            .extract()
+            .unwrap()
+            .worker_deps(std::sync::Arc::new(archer_store::SystemClock));
+        assert_eq!(deps.sticky_timeout, std::time::Duration::from_secs(3));
+        let never = base().set("worker_sticky_timeout_secs", 0).extract().unwrap_err().to_string();
+        assert!(never.contains("worker_sticky_timeout_secs must be positive"), "{never}");
     }
 
     /// Issue 8, item 6: no secret in what configuration prints.

@@ -41,6 +41,9 @@ pub struct ReceivedMail {
     pub message_id: String,
     /// The whole message (headers and body) after dot-unstuffing, CRLF line ends and all.
     pub raw: String,
+    /// When the sink had the whole message (its data ended), by this process's monotonic clock:
+    /// benchmarks measure delivery latency to it.
+    pub received_at: std::time::Instant,
 }
 
 impl ReceivedMail {
@@ -123,6 +126,12 @@ impl SmtpSink {
     /// The URL to give a mailer: `smtp://127.0.0.1:<port>` (plain SMTP).
     pub fn url(&self) -> url::Url {
         url::Url::parse(&format!("smtp://{}", self.addr)).expect("an smtp URL")
+    }
+
+    /// The messages received after the first `n`, oldest first (a reader that keeps up with
+    /// the sink copies each message once).
+    pub fn messages_since(&self, n: usize) -> Vec<ReceivedMail> {
+        lock(&self.state.messages).iter().skip(n).cloned().collect()
     }
 
     /// Every message received so far, oldest first.
@@ -343,6 +352,7 @@ fn received_mail(from: String, to: Vec<String>, raw: Vec<u8>) -> ReceivedMail {
         html: String::new(),
         message_id: String::new(),
         raw: String::from_utf8_lossy(&raw).into_owned(),
+        received_at: std::time::Instant::now(),
     };
     let Some(message) = MessageParser::default().parse(&raw[..]) else { return mail };
     mail.subject = message.subject().unwrap_or_default().to_owned();

@@ -6,6 +6,8 @@
 
 use std::sync::Arc;
 
+use futures::StreamExt;
+
 use jiff::Timestamp;
 use serde_json::json;
 use temporalio_macros::activities;
@@ -198,7 +200,10 @@ impl TicketActivities {
         Ok(Escalated { emails })
     }
 
-    /// Sends queued emails not sent yet. Transient SMTP failures are retried by Temporal;
+    /// Sends queued emails not sent yet, up to [`SEND_CONCURRENCY`] at a time (each over its
+    /// own pooled SMTP connection: a mail server's per-message round trips then overlap, so
+    /// the last of a step's emails goes out about as soon as the first). Transient SMTP
+    /// failures are retried by Temporal (after every other email of the batch was tried);
     /// permanent ones are recorded on the email and not retried.
     #[activity(name = "email.send")]
     pub async fn send_emails(self: Arc<Self>, _ctx: ActivityContext, input: SendEmails) -> Result<u32, ActivityError> {
@@ -206,55 +211,80 @@ impl TicketActivities {
             tracing::warn!(count = input.ids.len(), "no mailer configured; emails stay queued");
             return Ok(0);
         };
+        let results: Vec<Result<bool, ActivityError>> = futures::stream::iter(input.ids.iter().copied())
+            .map(|id| self.send_one(mailer, input.tenant_id, id))
+            .buffer_unordered(SEND_CONCURRENCY)
+            .collect()
+            .await;
         let mut sent = 0;
-        for id in &input.ids {
-            // the claim is committed before sending: a sender that dies mid-send leaves it
-            // claimed, and the retry does not send it again (never twice)
-            let mut tx = TenantTx::begin(&self.pool, input.tenant_id, &AuditContext::default()).await.map_err(fail)?;
-            let claim = notifications::claim_email(&mut tx, *id).await.map_err(fail)?;
-            let date = tx.now();
-            tx.commit().await.map_err(fail)?;
-            let mail = match claim {
-                notifications::Claim::Send(mail) => mail,
-                notifications::Claim::Done => continue,
-                notifications::Claim::Unknown(mail) => {
-                    tracing::warn!(
-                        message_id = %mail.message_id,
-                        "an earlier attempt stopped mid-send; not sending again (check the mail server's log)"
-                    );
-                    continue;
-                }
-            };
-            let stored: Vec<StoredRecipient> = serde_json::from_value(mail.recipients.clone()).map_err(fail)?;
-            let to = stored.into_iter().map(|r| Recipient { name: r.name, address: r.address }).collect();
-            let out = OutgoingEmail {
-                to,
-                template: mail.template.clone(),
-                data: mail.data.clone(),
-                message_id: mail.message_id.clone(),
-                date,
-            };
-            let result = mailer.send(&out).await;
-            let mut tx = TenantTx::begin(&self.pool, input.tenant_id, &AuditContext::default()).await.map_err(fail)?;
-            match result {
-                Ok(()) => {
-                    notifications::email_sent(&mut tx, *id).await.map_err(fail)?;
-                    tx.commit().await.map_err(fail)?;
-                    sent += 1;
-                }
-                Err(e) if e.is_transient() => {
-                    notifications::email_failed(&mut tx, *id, &e.to_string()).await.map_err(fail)?;
-                    tx.commit().await.map_err(fail)?;
-                    return Err(fail(format!("sending {}: {e}", mail.message_id)));
-                }
-                Err(e) => {
-                    tracing::error!(message_id = %mail.message_id, error = %e, "email refused for good");
-                    notifications::email_failed(&mut tx, *id, &e.to_string()).await.map_err(fail)?;
-                    tx.commit().await.map_err(fail)?;
-                }
+        let mut first_error = None;
+        for r in results {
+            match r {
+                Ok(true) => sent += 1,
+                Ok(false) => {}
+                Err(e) => first_error = first_error.or(Some(e)),
             }
         }
-        Ok(sent)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(sent),
+        }
+    }
+}
+
+/// Emails one `send_emails` sends at once.
+const SEND_CONCURRENCY: usize = 4;
+
+impl TicketActivities {
+    /// Sends one queued email unless it was sent (or an attempt stopped mid-send); `true` if
+    /// this call sent it. A transient failure is an error (the activity is retried).
+    async fn send_one(&self, mailer: &Mailer, tenant_id: Uuid, id: Uuid) -> Result<bool, ActivityError> {
+        // the claim is committed before sending: a sender that dies mid-send leaves it
+        // claimed, and the retry does not send it again (never twice)
+        let mut tx = TenantTx::begin(&self.pool, tenant_id, &AuditContext::default()).await.map_err(fail)?;
+        let claim = notifications::claim_email(&mut tx, id).await.map_err(fail)?;
+        let date = tx.now();
+        tx.commit().await.map_err(fail)?;
+        let mail = match claim {
+            notifications::Claim::Send(mail) => mail,
+            notifications::Claim::Done => return Ok(false),
+            notifications::Claim::Unknown(mail) => {
+                tracing::warn!(
+                    message_id = %mail.message_id,
+                    "an earlier attempt stopped mid-send; not sending again (check the mail server's log)"
+                );
+                return Ok(false);
+            }
+        };
+        let stored: Vec<StoredRecipient> = serde_json::from_value(mail.recipients.clone()).map_err(fail)?;
+        let to = stored.into_iter().map(|r| Recipient { name: r.name, address: r.address }).collect();
+        let out = OutgoingEmail {
+            to,
+            template: mail.template.clone(),
+            data: mail.data.clone(),
+            message_id: mail.message_id.clone(),
+            date,
+        };
+        let result = mailer.send(&out).await;
+        let mut tx = TenantTx::begin(&self.pool, tenant_id, &AuditContext::default()).await.map_err(fail)?;
+        match result {
+            Ok(()) => {
+                notifications::email_sent(&mut tx, id).await.map_err(fail)?;
+                tx.commit().await.map_err(fail)?;
+                Ok(true)
+            }
+            Err(e) if e.is_transient() => {
+                notifications::email_failed(&mut tx, id, &e.to_string()).await.map_err(fail)?;
+                tx.commit().await.map_err(fail)?;
+                Err(fail(format!("sending {}: {e}", mail.message_id)))
+            }
+            Err(e) => {
+                tracing::error!(message_id = %mail.message_id, error = %e, "email refused for good");
+                notifications::email_failed(&mut tx, id, &e.to_string()).await.map_err(fail)?;
+                tx.commit().await.map_err(fail)?;
+                Ok(false)
+            }
+        }
     }
 }
 

@@ -39,6 +39,10 @@ pub struct WorkerDeps {
     /// evicted from the cache is replayed from its history at its next task (a timer firing, a
     /// signal), so the bound trades memory for replay work, never correctness.
     pub max_cached_workflows: usize,
+    /// How long a workflow task waits on this worker's sticky queue before the server hands it
+    /// to any worker, which replays the workflow from its history (`worker_sticky_timeout_secs`).
+    /// A timer that fires as a worker dies (a breach falling due) waits this long.
+    pub sticky_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for WorkerDeps {
@@ -67,11 +71,6 @@ impl std::fmt::Debug for WorkerDeps {
 
 /// How long a playbook's `http.request` or `webhook.post` waits for its receiver (connecting
 /// included) before the attempt fails as unavailable and is retried.
-/// How long a workflow task waits on this worker's sticky queue before the server hands it to
-/// any worker (which replays the workflow from its history). The SDK's 10 s default means a
-/// timer that fires just as a worker dies (a breach falling due) waits 10 s for that worker;
-/// 3 s bounds the delay, and a task waiting that long on a live worker is behind anyway.
-const STICKY_SCHEDULE_TO_START: std::time::Duration = std::time::Duration::from_secs(3);
 const PLAYBOOK_HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A running worker. Dropping it without [`WorkerHandle::shutdown`] leaves it running until
@@ -159,7 +158,7 @@ pub fn spawn_worker(cfg: TemporalConfig, deps: WorkerDeps) -> Result<WorkerHandl
                         .register_activities(approvals)
                         .register_activities(playbooks)
                         .max_cached_workflows(deps.max_cached_workflows)
-                        .sticky_queue_schedule_to_start_timeout(STICKY_SCHEDULE_TO_START)
+                        .sticky_queue_schedule_to_start_timeout(deps.sticky_timeout)
                         .build();
                     let worker =
                         Worker::new(&runtime, client, options).map_err(|e| TemporalError::Worker(e.to_string()))?;

@@ -137,8 +137,15 @@ const ROWS: &[Row] = &[
         goal: Goal::Below(200.0),
     },
     Row {
+        name: "approval decision → next emails, p50",
+        archer: "approvals.decision_to_email_p50_s",
+        engine: None,
+        unit: "s",
+        goal: Goal::Below(0.2),
+    },
+    Row {
         name: "approval decision → next emails, p99",
-        archer: "approval.next_emails_p99_s",
+        archer: "approvals.decision_to_email_p99_s",
         engine: None,
         unit: "s",
         goal: Goal::Below(0.2),
@@ -200,5 +207,15 @@ mod tests {
         assert_eq!(cells(&ROWS[0], &f)[2], "0.44");
         assert_eq!(cells(&ROWS[9], &f)[3], "holds");
         assert_eq!(cells(&ROWS[1], &f)[3], "not measured in this run");
+    }
+
+    #[test]
+    fn judges_the_approval_rows_without_an_engine_figure() {
+        let f = parse("FIGURE approvals.decision_to_email_p50_s 0.12\nFIGURE approvals.decision_to_email_p99_s 0.34\n");
+        let p50 = ROWS.iter().find(|r| r.archer == "approvals.decision_to_email_p50_s").expect("p50 row");
+        let p99 = ROWS.iter().find(|r| r.archer == "approvals.decision_to_email_p99_s").expect("p99 row");
+        assert_eq!(cells(p50, &f), ["0.120 s".to_owned(), "— s".into(), "—".into(), "holds".into()]);
+        assert_eq!(cells(p99, &f)[3], "MISSES");
+        assert_eq!(cells(p99, &parse(""))[3], "not measured in this run");
     }
 }
