@@ -24,6 +24,28 @@ pub fn laptop_answers() -> Value {
     })
 }
 
+/// A requester whose manager is the tenant's manager, three hardware approvers in a team, and
+/// the demo laptop item (manager, then two of the three).
+pub struct Laptop {
+    pub t: TestTenant,
+    pub employee: TestUser,
+    pub approvers: Vec<TestUser>,
+    pub item: Value,
+}
+
+/// Sets up a fresh tenant for [`Laptop`] requests.
+pub async fn laptop(app: &TestApp) -> Laptop {
+    let t = app.tenant().await;
+    let employee = app.user(&t, "Erin Employee", &["requester"], Some(t.manager.id)).await;
+    let mut approvers = Vec::new();
+    for name in ["Hana One", "Hugo Two", "Hope Three"] {
+        approvers.push(app.user(&t, name, &["approver"], None).await);
+    }
+    let team = app.team(&t.admin, "Hardware approvers", &approvers.iter().collect::<Vec<_>>()).await;
+    let item = app.catalog_item(&t.admin, "Laptop", archer_api::seed::laptop_item(team).expect("laptop item")).await;
+    Laptop { t, employee, approvers, item }
+}
+
 /// The approve and reject links of an approval email (from its text part).
 pub fn decision_links(mail: &ReceivedMail) -> (String, String) {
     let links: Vec<String> = mail

@@ -61,14 +61,12 @@ pub fn chain_workflow_id(ticket_workflow_id: &str, seq: i32) -> String {
 /// start-to-close timeout bounds how long a worker that died mid-activity holds the chain up
 /// (the retry runs on another worker; every activity is idempotent).
 pub(crate) fn effects() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(15))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_secs(1))
-                .maximum_interval(Duration::from_secs(30))
-                .build(),
-        )
-        .build()
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(15)).retry_policy(effect_retries()).build()
+}
+
+/// Retries of an effect: soon, then backing off to every 30 s.
+fn effect_retries() -> RetryPolicy {
+    RetryPolicy::builder().initial_interval(Duration::from_secs(1)).maximum_interval(Duration::from_secs(30)).build()
 }
 
 /// The same bounds as [`effects`] for a local activity: a worker that died mid-way leaves the
@@ -76,12 +74,7 @@ pub(crate) fn effects() -> ActivityOptions {
 fn local_effects() -> LocalActivityOptions {
     LocalActivityOptions::builder()
         .start_to_close_timeout(Duration::from_secs(15))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_secs(1))
-                .maximum_interval(Duration::from_secs(30))
-                .build(),
-        )
+        .retry_policy(effect_retries())
         .build()
 }
 

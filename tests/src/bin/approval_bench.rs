@@ -20,11 +20,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use archer_tests::approvals::{decision_links, laptop_answers};
+use archer_tests::approvals::{Laptop, decision_links, laptop, laptop_answers};
 use archer_tests::smtp::ReceivedMail;
-use archer_tests::{Options, TestApp, TestTenant, TestUser, spawn_app_with};
+use archer_tests::{Options, TestApp, spawn_app_with};
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use temporalio_client::Client;
 use temporalio_common::protos::temporal::api::enums::v1::EventType;
 use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
@@ -120,26 +120,6 @@ async fn mails_to(inbox: &Inbox, ticket: &str, to: &[&str], timeout: Duration) -
     }
 }
 
-struct Setup {
-    t: TestTenant,
-    employee: TestUser,
-    approvers: Vec<TestUser>,
-    item: Value,
-}
-
-async fn setup(app: &TestApp) -> Setup {
-    let t = app.tenant().await;
-    let employee = app.user(&t, "Erin Employee", &["requester"], Some(t.manager.id)).await;
-    let mut approvers = Vec::new();
-    for name in ["Hana One", "Hugo Two", "Hope Three"] {
-        approvers.push(app.user(&t, name, &["approver"], None).await);
-    }
-    let team = app.team(&t.admin, "Hardware approvers", &approvers.iter().collect::<Vec<_>>()).await;
-    let spec = archer_api::seed::laptop_item(team).expect("laptop item");
-    let item = app.catalog_item(&t.admin, "Laptop", spec).await;
-    Setup { t, employee, approvers, item }
-}
-
 /// One request waiting in step 1: its number, approval id and the manager's approve link.
 struct Pending {
     number: String,
@@ -147,7 +127,7 @@ struct Pending {
     approve_link: String,
 }
 
-async fn submit_all(app: &TestApp, s: &Setup, inbox: &Inbox, n: usize) -> Vec<Pending> {
+async fn submit_all(app: &TestApp, s: &Laptop, inbox: &Inbox, n: usize) -> Vec<Pending> {
     let started = Instant::now();
     let pending: Vec<Pending> = futures::stream::iter(0..n)
         .map(|_| async {
@@ -169,7 +149,7 @@ async fn submit_all(app: &TestApp, s: &Setup, inbox: &Inbox, n: usize) -> Vec<Pe
 
 /// Approves step 1 and returns (decision sent at, seconds to the first and to the last step-2
 /// email).
-async fn decide(app: &TestApp, s: &Setup, inbox: &Inbox, p: &Pending, via_link: bool) -> (SystemTime, f64, f64) {
+async fn decide(app: &TestApp, s: &Laptop, inbox: &Inbox, p: &Pending, via_link: bool) -> (SystemTime, f64, f64) {
     let sent_wall = SystemTime::now();
     let sent = Instant::now();
     if via_link {
@@ -327,7 +307,7 @@ async fn main() {
     let app = Arc::new(spawn_app_with(Options::default()).await);
     let inbox: Inbox = Arc::default();
     let recorder = record(&app, Arc::clone(&inbox));
-    let s = setup(&app).await;
+    let s = laptop(&app).await;
     println!(
         "approval-bench: {} requests, two sequential steps, {} decisions at a time, decided {}",
         args.requests,

@@ -4,31 +4,10 @@
 
 use std::time::Duration;
 
-use archer_tests::approvals::{decision_links, laptop_answers, laptop_schema, token_of};
+use archer_tests::approvals::{Laptop, decision_links, laptop, laptop_answers, laptop_schema, token_of};
 use archer_tests::browser::Browser;
-use archer_tests::{Options, TestApp, TestTenant, TestUser, spawn_app, spawn_app_with};
+use archer_tests::{Options, TestApp, TestUser, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
-
-/// A requester whose manager is the tenant's manager, three hardware approvers in a team, and
-/// the demo laptop item (manager, then two of the three).
-struct Laptop {
-    t: TestTenant,
-    employee: TestUser,
-    approvers: Vec<TestUser>,
-    item: Value,
-}
-
-async fn laptop(app: &TestApp) -> Laptop {
-    let t = app.tenant().await;
-    let employee = app.user(&t, "Erin Employee", &["requester"], Some(t.manager.id)).await;
-    let mut approvers = Vec::new();
-    for name in ["Hana One", "Hugo Two", "Hope Three"] {
-        approvers.push(app.user(&t, name, &["approver"], None).await);
-    }
-    let team = app.team(&t.admin, "Hardware approvers", &approvers.iter().collect::<Vec<_>>()).await;
-    let item = app.catalog_item(&t.admin, "Laptop", archer_api::seed::laptop_item(team).unwrap()).await;
-    Laptop { t, employee, approvers, item }
-}
 
 async fn submit(app: &TestApp, who: &TestUser, item: &Value) -> String {
     let r = app.submit(who, item, laptop_answers()).await;
