@@ -184,6 +184,11 @@ impl SmtpSink {
         let text = if code >= 500 { "5.1.1 mailbox unavailable" } else { "4.2.2 mailbox full, try again later" };
         lock(&self.state.refusals).insert(address.to_ascii_lowercase(), Refusal { code, text: text.to_owned() });
     }
+
+    /// Takes back [`SmtpSink::refuse_recipient`]: `address` is accepted again.
+    pub fn accept_recipient(&self, address: &str) {
+        lock(&self.state.refusals).remove(&address.to_ascii_lowercase());
+    }
 }
 
 async fn accept_loop(listener: TcpListener, state: Arc<State>) {

@@ -9,14 +9,26 @@
 //! [`Chain`](crate::approval_chain::Chain); the workflow only executes it (activities, timers,
 //! waits). Decisions and cancellation arrive as signals the outbox relay delivers; everything
 //! with a side effect is an activity.
+//!
+//! Chains started with the [`LOCAL_EFFECTS`] patch marker run those activities as local
+//! activities: a decision's workflow task closes the step, opens the next and sends its emails
+//! itself, with no round trip through the server's task queues between them (issue 11: the
+//! next step's emails within 0.2 s of a decision). Every effect stays idempotent (steps, tasks
+//! and emails keyed as before, each email claimed before it is sent), so a local retry, or the
+//! workflow task run again on another worker, never sends an email twice. A local attempt is
+//! bounded ([`LOCAL_ATTEMPT`]); what it cannot finish (the mail server down) goes on as a
+//! scheduled activity with the usual retries. Chains recorded before the marker replay their
+//! scheduled activities.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use temporalio_common::RetryPolicy;
+use temporalio_common::data_converters::TemporalDeserializable;
+use temporalio_common::{ActivityDefinition, RetryPolicy};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, ChildWorkflowOptions, SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult,
+    ActivityExecutionError, ActivityOptions, ChildWorkflowOptions, LocalActivityOptions, SyncWorkflowContext,
+    WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 use uuid::Uuid;
 
@@ -35,6 +47,9 @@ pub use crate::approval_chain::ChainState;
 pub const REQUEST_TYPE: &str = "request";
 pub const CHAIN_TYPE: &str = "approval_chain";
 
+/// Patch marker: the chain runs its effects as local activities (see the module docs).
+pub const LOCAL_EFFECTS: &str = "chain-effects-local";
+
 /// `<ticket workflow id>/request/<n>` and `<ticket workflow id>/approval/<n>`.
 pub fn request_workflow_id(ticket_workflow_id: &str, seq: i32) -> String {
     format!("{ticket_workflow_id}/request/{seq}")
@@ -48,14 +63,70 @@ pub fn chain_workflow_id(ticket_workflow_id: &str, seq: i32) -> String {
 /// start-to-close timeout bounds how long a worker that died mid-activity holds the chain up
 /// (the retry runs on another worker; every activity is idempotent).
 pub(crate) fn effects() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(15))
+    ActivityOptions::with_start_to_close_timeout(LOCAL_ATTEMPT).retry_policy(effect_retries()).build()
+}
+
+/// Retries of an effect: soon, then backing off to every 30 s.
+fn effect_retries() -> RetryPolicy {
+    RetryPolicy::builder().initial_interval(Duration::from_secs(1)).maximum_interval(Duration::from_secs(30)).build()
+}
+
+/// How long a local attempt at an effect may take, retries included, before the chain hands
+/// the effect to a scheduled activity: the scheduled activity's own start-to-close timeout, so
+/// a slow mail server is given as long as before (an email whose sending is cut off stays
+/// claimed and is never sent twice).
+pub const LOCAL_ATTEMPT: Duration = Duration::from_secs(15);
+
+/// A bounded local attempt: up to three quick tries within [`LOCAL_ATTEMPT`]. A local activity runs
+/// inside its workflow task, and the worker's graceful shutdown waits for it, so it must not
+/// retry for ever (a mail server that is down would hold the chain's task, and the worker,
+/// open). What the local attempt cannot finish goes to [`effects`] (see [`run_effect`]).
+fn local_effects() -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .start_to_close_timeout(LOCAL_ATTEMPT)
+        .schedule_to_close_timeout(LOCAL_ATTEMPT)
         .retry_policy(
             RetryPolicy::builder()
-                .initial_interval(Duration::from_secs(1))
-                .maximum_interval(Duration::from_secs(30))
+                .initial_interval(Duration::from_millis(200))
+                .maximum_interval(Duration::from_secs(1))
+                .maximum_attempts(3)
                 .build(),
         )
         .build()
+}
+
+/// How a chain runs its effects: scheduled on the task queue (histories from before
+/// [`LOCAL_EFFECTS`]) or as local activities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effects {
+    Scheduled,
+    Local,
+}
+
+/// Runs the effect `activity()` names the way `how` says. A local attempt that fails (an
+/// error, or out of time) is followed by the same effect as a scheduled activity, which retries
+/// with backoff for as long as it takes, on any worker. Running an effect again is harmless:
+/// every effect is idempotent, and each email is claimed before it is sent, so one the local
+/// attempt sent (or may have sent) is not sent again.
+async fn run_effect<W, AD>(
+    ctx: &WorkflowContext<W>,
+    how: Effects,
+    activity: impl Fn() -> AD,
+    input: AD::Input,
+) -> WorkflowResult<AD::Output>
+where
+    AD: ActivityDefinition,
+    AD::Input: Clone,
+    AD::Output: TemporalDeserializable,
+{
+    if how == Effects::Local {
+        match ctx.execute_local_activity(activity(), input.clone(), local_effects()).await {
+            Ok(out) => return Ok(out),
+            Err(ActivityExecutionError::Failed(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(ctx.execute_activity(activity(), input, effects()).await?)
 }
 
 /// What an approval chain is started with.
@@ -99,6 +170,9 @@ pub struct ApprovalChainWorkflow {
     chain: Chain,
     /// Bumped by every signal: a sleeping chain wakes on it.
     signals: u64,
+    /// Every decision and withdrawal received, for [`ApprovalChainWorkflow::refeed`].
+    received: Vec<(Uuid, Decision)>,
+    withdrawn: Vec<Uuid>,
 }
 
 #[workflow_methods]
@@ -106,25 +180,26 @@ impl ApprovalChainWorkflow {
     #[init]
     pub fn new(_ctx: &WorkflowContextView, input: ChainInput) -> Self {
         let chain = Chain::new(input.chain.clone(), input.auto_approve.clone());
-        Self { input, chain, signals: 0 }
+        Self { input, chain, signals: 0, received: Vec::new(), withdrawn: Vec::new() }
     }
 
     /// Executes what the chain says next until it is done.
     #[run(name = "approval_chain")]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<Outcome> {
         let (ticket, approval_id) = ctx.state(|s| (s.input.ticket.clone(), s.input.approval_id));
+        let how = if ctx.patched(LOCAL_EFFECTS) { Effects::Local } else { Effects::Scheduled };
         loop {
             let now = workflow_now(ctx);
             match ctx.state_mut(|s| s.chain.next(now)) {
-                Next::Open { index, step } => open(ctx, &ticket, approval_id, index, step).await?,
-                Next::Ask { step_id, tasks, reminder } => ask(ctx, &ticket, step_id, tasks, reminder).await?,
-                Next::Escalate { step_id, to } => escalate(ctx, &ticket, step_id, to).await?,
+                Next::Open { index, step } => open(ctx, how, &ticket, approval_id, index, step).await?,
+                Next::Ask { step_id, tasks, reminder } => ask(ctx, how, &ticket, step_id, tasks, reminder).await?,
+                Next::Escalate { step_id, to } => escalate(ctx, how, &ticket, step_id, to).await?,
                 Next::Close { step_id, outcome } => {
-                    close(ctx, &ticket, approval_id, Some(step_id), outcome).await?;
+                    close(ctx, how, &ticket, approval_id, Some(step_id), outcome).await?;
                     ctx.state_mut(|s| s.chain.step_closed());
                 }
                 Next::Finish(outcome) => {
-                    close(ctx, &ticket, approval_id, None, outcome).await?;
+                    close(ctx, how, &ticket, approval_id, None, outcome).await?;
                     ctx.state_mut(|s| s.chain.approval_closed());
                 }
                 Next::Done(outcome) => return Ok(outcome),
@@ -139,12 +214,14 @@ impl ApprovalChainWorkflow {
     #[signal(name = signals::names::DECISION)]
     pub fn decision(&mut self, _ctx: &mut SyncWorkflowContext<Self>, d: DecisionMade) {
         self.chain.decided(d.task_id, d.decision);
+        self.received.push((d.task_id, d.decision));
         self.signals += 1;
     }
 
     #[signal(name = signals::names::WITHDRAW)]
     pub fn withdraw(&mut self, _ctx: &mut SyncWorkflowContext<Self>, w: ApproverWithdrawn) {
         self.chain.withdrawn(w.task_id);
+        self.withdrawn.push(w.task_id);
         self.signals += 1;
     }
 
@@ -152,6 +229,22 @@ impl ApprovalChainWorkflow {
     pub fn cancel(&mut self, _ctx: &mut SyncWorkflowContext<Self>, c: ChainCancelled) {
         self.chain.cancelled(c.reason);
         self.signals += 1;
+    }
+
+    /// Hands every decision and withdrawal received so far to the chain again, after tasks
+    /// were added (a step opened, or escalated) with local effects. Their rows are committed,
+    /// and their emails sent, before the workflow task that ran them completes: if it is lost
+    /// (a worker killed), the approvers may already have decided when it runs again, and the
+    /// chain, which applies signals to the tasks it knows, dropped those decisions. Handing
+    /// them over again is harmless: the chain applies a task's decision once, and ignores
+    /// tasks that are not in the open step.
+    fn refeed(&mut self) {
+        for (task, decision) in &self.received {
+            self.chain.decided(*task, *decision);
+        }
+        for task in &self.withdrawn {
+            self.chain.withdrawn(*task);
+        }
     }
 
     /// The chain as it stands: current step, who was asked, their decisions, next reminder
@@ -166,72 +259,67 @@ impl ApprovalChainWorkflow {
 /// the step's tasks and schedule, or that the approval ended before it could open.
 async fn open(
     ctx: &mut WorkflowContext<ApprovalChainWorkflow>,
+    how: Effects,
     ticket: &TicketRef,
     approval_id: Uuid,
     index: u32,
     step: StepSpec,
 ) -> WorkflowResult<()> {
-    let opened = ctx
-        .execute_activity(
-            ApprovalActivities::open_step,
-            OpenStep { ticket: ticket.clone(), approval_id, index, step },
-            effects(),
-        )
-        .await?;
+    let input = OpenStep { ticket: ticket.clone(), approval_id, index, step };
+    let opened = run_effect(ctx, how, || ApprovalActivities::open_step, input).await?;
     if let Some(reason) = opened.closed {
         ctx.state_mut(|s| s.chain.step_not_opened(reason));
         return Ok(());
     }
-    send(ctx, ticket, opened.emails).await?;
+    send(ctx, how, ticket, opened.emails).await?;
     ctx.state_mut(|s| s.chain.step_opened(opened.step_id, opened.tasks, opened.reminders, opened.timeout));
+    if how == Effects::Local {
+        ctx.state_mut(ApprovalChainWorkflow::refeed);
+    }
     Ok(())
 }
 
 /// Adds the escalation approvers to a timed-out step, asks them and sends their emails.
 async fn escalate(
     ctx: &mut WorkflowContext<ApprovalChainWorkflow>,
+    how: Effects,
     ticket: &TicketRef,
     step_id: Uuid,
     to: Vec<ApproverSpec>,
 ) -> WorkflowResult<()> {
-    let esc = ctx
-        .execute_activity(
-            ApprovalActivities::escalate_step,
-            EscalateStep { ticket: ticket.clone(), step_id, to },
-            effects(),
-        )
-        .await?;
-    send(ctx, ticket, esc.emails).await?;
+    let input = EscalateStep { ticket: ticket.clone(), step_id, to };
+    let esc = run_effect(ctx, how, || ApprovalActivities::escalate_step, input).await?;
+    send(ctx, how, ticket, esc.emails).await?;
     ctx.state_mut(|s| s.chain.escalation_opened(esc.tasks));
+    if how == Effects::Local {
+        ctx.state_mut(ApprovalChainWorkflow::refeed);
+    }
     Ok(())
 }
 
 /// Asks (or, with `reminder`, reminds) approvers of a step and sends their emails.
 async fn ask<W>(
     ctx: &mut WorkflowContext<W>,
+    how: Effects,
     ticket: &TicketRef,
     step_id: Uuid,
     task_ids: Vec<Uuid>,
     reminder: Option<u32>,
 ) -> WorkflowResult<()> {
-    let emails = ctx
-        .execute_activity(
-            ApprovalActivities::ask,
-            Ask { ticket: ticket.clone(), step_id, task_ids, reminder },
-            effects(),
-        )
-        .await?;
-    send(ctx, ticket, emails).await
+    let input = Ask { ticket: ticket.clone(), step_id, task_ids, reminder };
+    let emails = run_effect(ctx, how, || ApprovalActivities::ask, input).await?;
+    send(ctx, how, ticket, emails).await
 }
 
-async fn send<W>(ctx: &mut WorkflowContext<W>, ticket: &TicketRef, emails: Vec<Uuid>) -> WorkflowResult<()> {
+async fn send<W>(
+    ctx: &mut WorkflowContext<W>,
+    how: Effects,
+    ticket: &TicketRef,
+    emails: Vec<Uuid>,
+) -> WorkflowResult<()> {
     if !emails.is_empty() {
-        ctx.execute_activity(
-            SlaActivities::send_emails,
-            SendEmails { tenant_id: ticket.tenant_id, ids: emails },
-            effects(),
-        )
-        .await?;
+        let input = SendEmails { tenant_id: ticket.tenant_id, ids: emails };
+        run_effect(ctx, how, || SlaActivities::send_emails, input).await?;
     }
     Ok(())
 }
@@ -239,18 +327,14 @@ async fn send<W>(ctx: &mut WorkflowContext<W>, ticket: &TicketRef, emails: Vec<U
 /// Closes a step (`Some`) or the whole approval (`None`) with its outcome.
 async fn close<W>(
     ctx: &mut WorkflowContext<W>,
+    how: Effects,
     ticket: &TicketRef,
     approval_id: Uuid,
     step_id: Option<Uuid>,
     outcome: Outcome,
 ) -> WorkflowResult<()> {
-    ctx.execute_activity(
-        ApprovalActivities::close,
-        Close { ticket: ticket.clone(), approval_id, step_id, outcome },
-        effects(),
-    )
-    .await?;
-    Ok(())
+    let input = Close { ticket: ticket.clone(), approval_id, step_id, outcome };
+    run_effect(ctx, how, || ApprovalActivities::close, input).await
 }
 
 /// What a request workflow is started with.

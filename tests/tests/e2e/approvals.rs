@@ -666,6 +666,59 @@ async fn a_worker_killed_between_a_decision_and_its_delivery_applies_it_once_and
     app.stop().await;
 }
 
+/// A mail server that keeps refusing the first step's email (4xx, temporary): the chain's
+/// bounded local attempt gives up after a few seconds and the email goes on as a scheduled
+/// activity, retried with backoff, which sends it once the server takes it, and only once.
+#[tokio::test]
+async fn an_email_the_local_attempt_cannot_send_goes_on_as_a_scheduled_activity_and_arrives_once() {
+    use temporalio_common::protos::temporal::api::enums::v1::EventType;
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+
+    let app = spawn_app().await;
+    let Laptop { t, employee, item, .. } = laptop(&app).await;
+    app.mail.refuse_recipient(&t.manager.email, 452);
+    let number = submit(&app, &employee, &item).await;
+    let client = app.temporal().await;
+    let chain = format!("{}/{number}/approval/1", t.slug);
+    archer_tests::eventually(Duration::from_secs(30), "the approval chain to start", || async {
+        app.workflow_status(&client, &chain).await.is_some()
+    })
+    .await;
+
+    // the local attempt (a marker recording its failure) is followed by a scheduled send
+    let scheduled_sends = |events: &[temporalio_common::protos::temporal::api::history::v1::HistoryEvent]| {
+        events
+            .iter()
+            .filter(|e| match &e.attributes {
+                Some(Attributes::ActivityTaskScheduledEventAttributes(a)) => {
+                    a.activity_type.as_ref().is_some_and(|t| t.name == "email.send")
+                }
+                _ => false,
+            })
+            .count()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let events = loop {
+        let events = archer_tests::temporal::history(&client, &chain).await;
+        if scheduled_sends(&events) == 1 || tokio::time::Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(scheduled_sends(&events), 1, "one scheduled send after the local attempt: {events:#?}");
+    let markers = events.iter().filter(|e| e.event_type() == EventType::MarkerRecorded).count();
+    assert!(markers >= 2, "the step opened and the send was tried locally first: {markers} markers");
+    assert_eq!(app.approval_mails(&t.manager, &number), 0);
+
+    // the server takes it again: the manager gets one email, however many tries it took
+    app.mail.accept_recipient(&t.manager.email);
+    app.approval_mail(&t.manager, &number).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(app.approval_mails(&t.manager, &number), 1);
+    archer_tests::temporal::replay_live(&client, &chain, "approval_chain/local_attempt_fell_back.local_effects").await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn the_approvals_api_is_described_and_refuses_bad_input() {
     let app = spawn_app().await;
