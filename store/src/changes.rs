@@ -85,8 +85,9 @@ pub async fn create(tx: &mut TenantTx, tenant: &TenantSlug, new: &NewTicket) -> 
 /// [`create`], also answering the SLA row it pinned (what a reply shows, without reading it
 /// back).
 ///
-/// Everything a create reads (the tenant's SLA policies, its `ticket_created` playbooks) is
-/// read first, and every write is then one statement (`tickets::create`): that statement takes
+/// Everything a create reads (the tenant's SLA policies, and whether it has `ticket_created`
+/// playbooks: one round trip, `sla::resolve_for_create`; the playbooks themselves only when it
+/// has) is read first, and every write is then one statement (`tickets::create`): that statement takes
 /// the tenant's number counter for the kind, which every other create of the kind waits for
 /// until this transaction commits. The SLA clocks start at the transaction's instant, which is
 /// the ticket's `created_at` (`archer_now()`).
@@ -95,12 +96,14 @@ pub async fn create_with_sla(
     tenant: &TenantSlug,
     new: &NewTicket,
 ) -> Result<(TicketRow, Option<sla::TicketSlaRow>), ServiceError> {
-    let triggered = playbooks::created_triggers(tx).await?;
     let corrupt = |what: String| CorruptRow { id: new.id, what };
     let priority = Priority::new(i64::from(new.priority)).map_err(|e| corrupt(format!("priority: {e}")))?;
     let matching = MatchInput { kind: new.kind, priority, category: new.category.as_deref(), team_id: new.team_id };
     let created = to_jiff(tx.now());
-    let resolved = sla::resolve(tx, &matching).await?.map(|r| r.assignment);
+    let (resolved, created_playbooks) = sla::resolve_for_create(tx, &matching).await?;
+    let resolved = resolved.map(|r| r.assignment);
+    // (the playbooks' triggers are a second read only for a tenant that has such a playbook)
+    let triggered = if created_playbooks { playbooks::created_triggers(tx).await? } else { Vec::new() };
     let engine = resolved.as_ref().map(|a| SlaEngine::start(a.clone(), created, new.status, priority));
     let summary = engine.as_ref().map(|e| e.summary(created));
     let (assignment, clocks) = match (&resolved, &engine) {

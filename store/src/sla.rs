@@ -596,18 +596,88 @@ pub async fn resolve(conn: &mut PgConnection, t: &MatchInput<'_>) -> Result<Opti
     )
     .fetch_all(conn)
     .await?;
-    for r in rows {
-        let p = PolicyRow {
-            id: r.id,
-            name: r.name,
-            position: r.position,
-            active: r.active,
-            version: r.version,
-            spec: r.spec,
-            calendar_id: r.calendar_id,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        };
+    first_applying(
+        rows.into_iter().map(|r| Candidate {
+            policy: PolicyRow {
+                id: r.id,
+                name: r.name,
+                position: r.position,
+                active: r.active,
+                version: r.version,
+                spec: r.spec,
+                calendar_id: r.calendar_id,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            },
+            calendar: calendar_of(r.calendar_name, r.calendar_version, r.calendar_spec),
+        }),
+        t,
+    )
+}
+
+/// What a create reads before it writes, in one round trip: [`resolve`]'s policy, and whether
+/// the tenant has a published `ticket_created` playbook that may fire (none inside a playbook
+/// run's own writes; `playbooks::created_triggers` reads them when there is one).
+pub async fn resolve_for_create(conn: &mut PgConnection, t: &MatchInput<'_>) -> Result<(Option<Resolved>, bool)> {
+    let rows = sqlx::query!(
+        r#"SELECT f.created_playbooks AS "created_playbooks!",
+                  p.id AS "id?", p.name AS "name?", p.position AS "position?", p.active AS "active?",
+                  p.current_version AS "version?", v.spec AS "spec?", v.calendar_id AS "calendar_id?",
+                  p.created_at AS "created_at?", p.updated_at AS "updated_at?",
+                  c.name AS "calendar_name?", c.current_version AS "calendar_version?", cv.spec AS "calendar_spec?"
+             FROM (SELECT EXISTS (
+                          SELECT 1 FROM playbook_versions pv
+                           WHERE pv.status = 'published'
+                             AND pv.triggers @> '[{"kind": "ticket_created"}]'::jsonb)
+                      AND COALESCE(current_setting('archer.request_id', true), '') NOT LIKE 'playbook:%'
+                      AS created_playbooks) f
+             LEFT JOIN (sla_policies p
+                        JOIN sla_policy_versions v ON v.policy_id = p.id AND v.version = p.current_version
+                        LEFT JOIN business_calendars c ON c.id = v.calendar_id
+                        LEFT JOIN business_calendar_versions cv
+                               ON cv.calendar_id = c.id AND cv.version = c.current_version)
+                    ON p.active
+            ORDER BY p.position, p.created_at"#
+    )
+    .fetch_all(conn)
+    .await?;
+    let created_playbooks = rows.first().is_some_and(|r| r.created_playbooks);
+    let candidates = rows.into_iter().filter_map(|r| {
+        Some(Candidate {
+            policy: PolicyRow {
+                id: r.id?,
+                name: r.name?,
+                position: r.position?,
+                active: r.active?,
+                version: r.version?,
+                spec: r.spec?,
+                calendar_id: r.calendar_id,
+                created_at: r.created_at?,
+                updated_at: r.updated_at?,
+            },
+            calendar: calendar_of(r.calendar_name, r.calendar_version, r.calendar_spec),
+        })
+    });
+    Ok((first_applying(candidates, t)?, created_playbooks))
+}
+
+/// An active policy with its calendar's current version (name, version, spec).
+struct Candidate {
+    policy: PolicyRow,
+    calendar: Option<(String, i32, serde_json::Value)>,
+}
+
+fn calendar_of(
+    name: Option<String>,
+    version: Option<i32>,
+    spec: Option<serde_json::Value>,
+) -> Option<(String, i32, serde_json::Value)> {
+    Some((name?, version?, spec?))
+}
+
+/// The first of `candidates` (in order) that applies to `t`, compiled.
+fn first_applying(candidates: impl IntoIterator<Item = Candidate>, t: &MatchInput<'_>) -> Result<Option<Resolved>> {
+    for Candidate { policy: p, calendar } in candidates {
         let spec: PolicySpec = match serde_json::from_value(p.spec.clone()) {
             Ok(s) => s,
             Err(e) => {
@@ -616,10 +686,7 @@ pub async fn resolve(conn: &mut PgConnection, t: &MatchInput<'_>) -> Result<Opti
             }
         };
         if spec.applies_to.matches(t) {
-            let calendar = match (&r.calendar_name, r.calendar_version, &r.calendar_spec) {
-                (Some(name), Some(version), Some(spec)) => Some((name.as_str(), version, spec)),
-                _ => None,
-            };
+            let calendar = calendar.as_ref().map(|(name, version, spec)| (name.as_str(), *version, spec));
             return Ok(Some(Resolved { assignment: compile_assignment(&p, spec, calendar)? }));
         }
     }
