@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use jiff::Timestamp;
-use temporalio_sdk::{CancellableFuture, WorkflowContext, WorkflowResult};
+use temporalio_sdk::{CancellableFuture, TimerOptions, WorkflowCancellationToken, WorkflowContext, WorkflowResult};
 
 /// The workflow's own clock: the time of the activation being processed (replays the same).
 pub fn workflow_now<W>(ctx: &WorkflowContext<W>) -> Timestamp {
@@ -23,6 +23,21 @@ pub fn sleep_until(now: Timestamp, at: Timestamp) -> Duration {
     let nanos = (at.as_nanosecond() - now.as_nanosecond()).max(0);
     let millis = (nanos + 999_999) / 1_000_000;
     Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX).max(1))
+}
+
+/// A timer of `duration` with a cancellation token of its own, not the workflow context's.
+///
+/// With the context's token (the SDK's default), temporalio-sdk 1.1.1 registers a callback on
+/// it that holds the context, and removes it only when the timer completes: a workflow evicted
+/// from the worker's cache while it sleeps (the usual case for a ticket waiting on its SLA
+/// clocks) leaves that cycle behind, and its whole context (about 15 KB) is never freed, so a
+/// worker's memory grows with every eviction. A detached token is dropped with the timer. The
+/// timer is still cancelled when a signal comes first (through its handle, below); it does not
+/// follow a cancellation of the whole workflow, which Archer never requests (a ticket or an
+/// approval ends through its own commands). The timer's command, and so every history, is the
+/// same either way.
+fn detached_timer(duration: Duration) -> TimerOptions {
+    TimerOptions::builder(duration).cancellation_token(WorkflowCancellationToken::new()).build()
 }
 
 /// Sleeps until `until` (with `None`, until signalled) or until `signalled` holds, whichever
@@ -58,7 +73,7 @@ pub async fn sleep_beside<W, F>(
 where
     F: Future<Output = WorkflowResult<()>> + Unpin,
 {
-    let timer = until.map(|at| ctx.timer(sleep_until(workflow_now(ctx), at)));
+    let timer = until.map(|at| ctx.timer(detached_timer(sleep_until(workflow_now(ctx), at))));
     futures::pin_mut!(timer);
     loop {
         let woke = {
