@@ -323,9 +323,10 @@ where
     }
 }
 
-/// The `archer` binary built alongside the tests (`ARCHER_BIN` overrides).
+/// The `archer` binary built alongside the tests (`ARCHER_TEST_BIN` overrides: a `TEST_` name,
+/// which the configuration loader leaves alone, so the apps the tests spawn still start).
 pub fn archer_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("ARCHER_BIN") {
+    if let Some(p) = std::env::var_os("ARCHER_TEST_BIN") {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current exe");
