@@ -580,44 +580,16 @@ fn compile_assignment(
     })
 }
 
-/// The first active policy (in order) that applies to a ticket, compiled. One round trip:
-/// the active policies come with their calendars' current versions.
+/// The first active policy (in order) that applies to a ticket, compiled: what
+/// [`resolve_for_create`] reads, without the playbooks' answer (the SLA preview).
 pub async fn resolve(conn: &mut PgConnection, t: &MatchInput<'_>) -> Result<Option<Resolved>> {
-    let rows = sqlx::query!(
-        r#"SELECT p.id, p.name, p.position, p.active, p.current_version AS version, v.spec, v.calendar_id,
-                  p.created_at, p.updated_at,
-                  c.name AS "calendar_name?", c.current_version AS "calendar_version?", cv.spec AS "calendar_spec?"
-             FROM sla_policies p
-             JOIN sla_policy_versions v ON v.policy_id = p.id AND v.version = p.current_version
-             LEFT JOIN business_calendars c ON c.id = v.calendar_id
-             LEFT JOIN business_calendar_versions cv ON cv.calendar_id = c.id AND cv.version = c.current_version
-            WHERE p.active
-            ORDER BY p.position, p.created_at"#
-    )
-    .fetch_all(conn)
-    .await?;
-    first_applying(
-        rows.into_iter().map(|r| Candidate {
-            policy: PolicyRow {
-                id: r.id,
-                name: r.name,
-                position: r.position,
-                active: r.active,
-                version: r.version,
-                spec: r.spec,
-                calendar_id: r.calendar_id,
-                created_at: r.created_at,
-                updated_at: r.updated_at,
-            },
-            calendar: calendar_of(r.calendar_name, r.calendar_version, r.calendar_spec),
-        }),
-        t,
-    )
+    Ok(resolve_for_create(conn, t).await?.0)
 }
 
-/// What a create reads before it writes, in one round trip: [`resolve`]'s policy, and whether
-/// the tenant has a published `ticket_created` playbook that may fire (none inside a playbook
-/// run's own writes; `playbooks::created_triggers` reads them when there is one).
+/// What a create reads before it writes, in one round trip: the first active policy (in
+/// order) that applies to the ticket, compiled with its calendar's current version, and
+/// whether the tenant has a published `ticket_created` playbook that may fire (none inside a
+/// playbook run's own writes; `playbooks::created_triggers` reads them when there is one).
 pub async fn resolve_for_create(conn: &mut PgConnection, t: &MatchInput<'_>) -> Result<(Option<Resolved>, bool)> {
     let rows = sqlx::query!(
         r#"SELECT f.created_playbooks AS "created_playbooks!",
@@ -642,42 +614,26 @@ pub async fn resolve_for_create(conn: &mut PgConnection, t: &MatchInput<'_>) -> 
     .fetch_all(conn)
     .await?;
     let created_playbooks = rows.first().is_some_and(|r| r.created_playbooks);
-    let candidates = rows.into_iter().filter_map(|r| {
-        Some(Candidate {
-            policy: PolicyRow {
-                id: r.id?,
-                name: r.name?,
-                position: r.position?,
-                active: r.active?,
-                version: r.version?,
-                spec: r.spec?,
-                calendar_id: r.calendar_id,
-                created_at: r.created_at?,
-                updated_at: r.updated_at?,
-            },
-            calendar: calendar_of(r.calendar_name, r.calendar_version, r.calendar_spec),
-        })
+    // (a tenant without an active policy has one row, without a policy)
+    let policies = rows.into_iter().filter_map(|r| {
+        let policy = PolicyRow {
+            id: r.id?,
+            name: r.name?,
+            position: r.position?,
+            active: r.active?,
+            version: r.version?,
+            spec: r.spec?,
+            calendar_id: r.calendar_id,
+            created_at: r.created_at?,
+            updated_at: r.updated_at?,
+        };
+        let calendar = match (r.calendar_name, r.calendar_version, r.calendar_spec) {
+            (Some(name), Some(version), Some(spec)) => Some((name, version, spec)),
+            _ => None,
+        };
+        Some((policy, calendar))
     });
-    Ok((first_applying(candidates, t)?, created_playbooks))
-}
-
-/// An active policy with its calendar's current version (name, version, spec).
-struct Candidate {
-    policy: PolicyRow,
-    calendar: Option<(String, i32, serde_json::Value)>,
-}
-
-fn calendar_of(
-    name: Option<String>,
-    version: Option<i32>,
-    spec: Option<serde_json::Value>,
-) -> Option<(String, i32, serde_json::Value)> {
-    Some((name?, version?, spec?))
-}
-
-/// The first of `candidates` (in order) that applies to `t`, compiled.
-fn first_applying(candidates: impl IntoIterator<Item = Candidate>, t: &MatchInput<'_>) -> Result<Option<Resolved>> {
-    for Candidate { policy: p, calendar } in candidates {
+    for (p, calendar) in policies {
         let spec: PolicySpec = match serde_json::from_value(p.spec.clone()) {
             Ok(s) => s,
             Err(e) => {
@@ -687,8 +643,8 @@ fn first_applying(candidates: impl IntoIterator<Item = Candidate>, t: &MatchInpu
         };
         if spec.applies_to.matches(t) {
             let calendar = calendar.as_ref().map(|(name, version, spec)| (name.as_str(), *version, spec));
-            return Ok(Some(Resolved { assignment: compile_assignment(&p, spec, calendar)? }));
+            return Ok((Some(Resolved { assignment: compile_assignment(&p, spec, calendar)? }), created_playbooks));
         }
     }
-    Ok(None)
+    Ok((None, created_playbooks))
 }

@@ -63,8 +63,11 @@ pub fn chain_workflow_id(ticket_workflow_id: &str, seq: i32) -> String {
 /// start-to-close timeout bounds how long a worker that died mid-activity holds the chain up
 /// (the retry runs on another worker; every activity is idempotent).
 pub(crate) fn effects() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(LOCAL_ATTEMPT).retry_policy(effect_retries()).build()
+    ActivityOptions::with_start_to_close_timeout(EFFECT_TIMEOUT).retry_policy(effect_retries()).build()
 }
+
+/// How long one attempt at an effect (a scheduled activity's start-to-close timeout) may take.
+const EFFECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Retries of an effect: soon, then backing off to every 30 s.
 fn effect_retries() -> RetryPolicy {
@@ -75,7 +78,7 @@ fn effect_retries() -> RetryPolicy {
 /// the effect to a scheduled activity: the scheduled activity's own start-to-close timeout, so
 /// a slow mail server is given as long as before (an email whose sending is cut off stays
 /// claimed and is never sent twice).
-pub const LOCAL_ATTEMPT: Duration = Duration::from_secs(15);
+pub const LOCAL_ATTEMPT: Duration = EFFECT_TIMEOUT;
 
 /// A bounded local attempt: up to three quick tries within [`LOCAL_ATTEMPT`]. A local activity runs
 /// inside its workflow task, and the worker's graceful shutdown waits for it, so it must not
