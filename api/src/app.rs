@@ -457,33 +457,34 @@ pub fn router(state: AppState) -> Router {
             ticket = tracing::field::Empty,
         )
     };
-    api.route(
-        "/api/v1/openapi.json",
-        get(move || {
-            let doc = openapi.clone();
-            async move { axum::Json(doc.as_ref().clone()) }
-        }),
-    )
-    .route("/problems/{slug}", get(routes::problems::describe))
-    .fallback(|| async { ApiError::NotFound })
-    .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-    .layer(DefaultBodyLimit::max(limit))
-    .layer(axum::Extension(BodyLimit(limit)))
-    .layer(
-        ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-            .layer(TraceLayer::new_for_http().make_span_with(request_span))
-            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(axum::middleware::from_fn(request_id_in_problems))
-            .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-                ApiError::Internal("handler panicked".into()).into_response()
-            }))
-            .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
-                Duration::from_secs(REQUEST_TIMEOUT_SECS),
-            )),
-    )
-    .with_state(state)
+    api.merge(crate::portal::router(&state))
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let doc = openapi.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .route("/problems/{slug}", get(routes::problems::describe))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::Extension(BodyLimit(limit)))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(axum::middleware::from_fn(request_id_in_problems))
+                .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+                    ApiError::Internal("handler panicked".into()).into_response()
+                }))
+                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    Duration::from_secs(REQUEST_TIMEOUT_SECS),
+                )),
+        )
+        .with_state(state)
 }
 
 /// Adds the request id to a problem body.

@@ -18,6 +18,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::RequestMeta;
 
+#[derive(Clone)]
 pub struct Caller {
     pub principal: Principal,
     pub tenant: TenantSlug,

@@ -16,6 +16,7 @@ pub mod extract;
 pub mod forms;
 pub mod idempotency;
 pub mod pages;
+pub mod portal;
 pub mod relay;
 pub mod routes;
 pub mod seed;

@@ -29,8 +29,38 @@ macro_rules! embed {
     };
 }
 
-/// Every page template.
-const EMBEDDED: &[(&str, &str)] = &[embed!("approval_confirm"), embed!("approval_done"), embed!("approval_problem")];
+/// Embeds `templates/portal/<name>.html.hbs` as `("portal/<name>", source)`.
+macro_rules! portal {
+    ($name:literal) => {
+        (
+            concat!("portal/", $name),
+            include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../templates/portal/", $name, ".html.hbs")),
+        )
+    };
+}
+
+/// Every page template: the decision-link pages and the portal's.
+pub const EMBEDDED: &[(&str, &str)] = &[
+    embed!("approval_confirm"),
+    embed!("approval_done"),
+    embed!("approval_problem"),
+    portal!("login"),
+    portal!("home"),
+    portal!("catalog"),
+    portal!("item"),
+    portal!("tickets"),
+    portal!("ticket"),
+    portal!("approvals"),
+    portal!("queue"),
+    portal!("error"),
+];
+
+/// The portal's layout, a partial every portal page is written inside
+/// (`{{#> portal/layout}}...{{/portal/layout}}`).
+const LAYOUT: (&str, &str) = portal!("layout");
+
+/// What a page that failed to render shows instead (the failure is logged).
+pub const FALLBACK_ERROR: &str = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Error - Archer</title></head><body><main><h1>Something went wrong</h1><p>Something went wrong on our side. Try again in a moment.</p></main></body></html>";
 
 /// Why a page could not be rendered.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +94,9 @@ impl Pages {
         let mut registry = Handlebars::new();
         registry.set_strict_mode(true);
         registry.register_escape_fn(handlebars::html_escape);
+        registry
+            .register_partial(LAYOUT.0, LAYOUT.1)
+            .map_err(|e| PageError::Parse { name: LAYOUT.0, message: e.to_string() })?;
         for (name, source) in EMBEDDED {
             registry
                 .register_template_string(name, source)
@@ -153,7 +186,7 @@ mod tests {
     #[test]
     fn every_page_renders_its_sample() {
         let pages = Pages::new().unwrap();
-        let mut names: Vec<_> = EMBEDDED.iter().map(|(name, _)| *name).collect();
+        let mut names: Vec<_> = EMBEDDED.iter().map(|(name, _)| *name).filter(|n| !n.starts_with("portal/")).collect();
         names.sort_unstable();
         assert_eq!(names, [CONFIRM, DONE, PROBLEM]);
 

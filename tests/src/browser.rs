@@ -57,6 +57,15 @@ impl Browser {
     /// Starts chromedriver on a free port, waits until it answers, and opens a headless Chromium
     /// session with a fresh profile. Panics if chromium or chromedriver is missing.
     pub async fn start() -> Browser {
+        Browser::start_with(true).await
+    }
+
+    /// A browser with JavaScript turned off, as some people browse (and as a page must work).
+    pub async fn without_javascript() -> Browser {
+        Browser::start_with(false).await
+    }
+
+    async fn start_with(javascript: bool) -> Browser {
         let chromium = binary("ARCHER_CHROMIUM", "/usr/bin/chromium");
         let chromedriver = binary("ARCHER_CHROMEDRIVER", "/usr/bin/chromedriver");
         let dir = tempfile::Builder::new().prefix("archer-browser-").tempdir().expect("a temporary directory");
@@ -68,7 +77,13 @@ impl Browser {
         args.push(format!("--user-data-dir={}", profile.display()));
         let mut capabilities = serde_json::Map::new();
         capabilities.insert("browserName".into(), "chrome".into());
-        capabilities.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": chromium, "args": args }));
+        let mut options = serde_json::json!({ "binary": chromium, "args": args });
+        if !javascript {
+            options["prefs"] = serde_json::json!({ "profile.managed_default_content_settings.javascript": 2 });
+        }
+        capabilities.insert("goog:chromeOptions".into(), options);
+        // what the page logs (console errors, CSP violations), for `console_errors`
+        capabilities.insert("goog:loggingPrefs".into(), serde_json::json!({ "browser": "ALL" }));
         let mut builder = ClientBuilder::new(HttpConnector::new());
         builder.capabilities(capabilities);
         let client = match tokio::time::timeout(Duration::from_secs(60), builder.connect(&driver.url)).await {
@@ -124,12 +139,146 @@ impl Browser {
         }
     }
 
+    /// Clicks the element matching `css` and waits until the browser has left the page and
+    /// loaded the next one (a form post, a link): what the next step reads is the new page.
+    pub async fn click_through(&self, css: &str) {
+        let before = match self.client.find(Locator::Css("html")).await {
+            Ok(e) => e,
+            Err(e) => panic!("finding the page's root on {} failed: {e}", self.current_url().await),
+        };
+        self.click(css).await;
+        let deadline = Instant::now() + ELEMENT_WAIT;
+        // the old page's root goes stale once the next page replaced it
+        while before.tag_name().await.is_ok() {
+            if Instant::now() > deadline {
+                panic!("clicking `{css}` did not leave {} within {ELEMENT_WAIT:?}", self.current_url().await);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        while self
+            .client
+            .execute("return document.readyState", Vec::new())
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .as_deref()
+            != Some("complete")
+        {
+            if Instant::now() > deadline {
+                panic!(
+                    "the page after clicking `{css}` did not load within {ELEMENT_WAIT:?}: {}",
+                    self.current_url().await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// The URL of the page the browser is on.
     pub async fn current_url(&self) -> String {
         match self.client.current_url().await {
             Ok(url) => url.to_string(),
             Err(e) => panic!("asking the browser for its URL failed: {e}"),
         }
+    }
+
+    /// Chooses the option with `value` in the select matching `css` (waiting for it).
+    pub async fn select(&self, css: &str, value: &str) {
+        let element = self.find(css).await;
+        if let Err(e) = element.select_by_value(value).await {
+            panic!("choosing {value:?} in `{css}` on {} failed: {e}", self.current_url().await);
+        }
+    }
+
+    /// Runs `script` (a function body; `return` gives its value) in the page.
+    pub async fn script(&self, script: &str) -> serde_json::Value {
+        match self.client.execute(script, Vec::new()).await {
+            Ok(v) => v,
+            Err(e) => panic!("running a script on {} failed: {e}", self.current_url().await),
+        }
+    }
+
+    /// Whether the first element matching `css` (waiting for one) is shown.
+    pub async fn visible(&self, css: &str) -> bool {
+        let element = self.find(css).await;
+        match element.is_displayed().await {
+            Ok(v) => v,
+            Err(e) => panic!("asking whether `{css}` shows on {} failed: {e}", self.current_url().await),
+        }
+    }
+
+    /// The value of attribute `name` of the first element matching `css` (waiting for one).
+    pub async fn attr(&self, css: &str, name: &str) -> Option<String> {
+        let element = self.find(css).await;
+        match element.attr(name).await {
+            Ok(v) => v,
+            Err(e) => panic!("reading `{name}` of `{css}` on {} failed: {e}", self.current_url().await),
+        }
+    }
+
+    /// The errors the pages logged since the last call (console errors, failed loads, CSP
+    /// violations), from chromedriver's browser log.
+    pub async fn console_errors(&self) -> Vec<String> {
+        let log = match self.client.issue_cmd(BrowserLog).await {
+            Ok(log) => log,
+            Err(e) => panic!("reading the browser's log failed: {e}"),
+        };
+        log.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    /// Writes a screenshot of the whole page, `width` pixels wide, to `path` (PNG).
+    pub async fn screenshot(&self, path: &Path, width: u32) {
+        let resize = |h: u32| self.client.set_window_size(width, h);
+        if let Err(e) = resize(900).await {
+            panic!("resizing the window to {width} px failed: {e}");
+        }
+        let height = self.script("return document.documentElement.scrollHeight").await.as_u64().unwrap_or(900);
+        let height = u32::try_from(height).unwrap_or(900).clamp(600, 6000);
+        if let Err(e) = resize(height + 100).await {
+            panic!("resizing the window to {width}×{height} failed: {e}");
+        }
+        let png = match self.client.screenshot().await {
+            Ok(png) => png,
+            Err(e) => panic!("taking a screenshot of {} failed: {e}", self.current_url().await),
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        }
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        let _ = resize(900).await;
+    }
+
+    /// The serious and critical accessibility violations axe-core finds on the page (axe-core
+    /// from the npm registry, pinned in `web/package.json`, injected into the page).
+    pub async fn axe(&self) -> Vec<serde_json::Value> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/node_modules/axe-core/axe.min.js");
+        let source = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {} (`npm ci` in web/ brings it): {e}", path.display()));
+        let script = format!(
+            "{source}\nconst done = arguments[arguments.length - 1];\n\
+             axe.run(document, {{resultTypes: ['violations']}}).then(r => done(r.violations), e => done([{{impact: 'critical', id: 'axe-failed', help: String(e)}}]));"
+        );
+        let found = match self.client.execute_async(&script, Vec::new()).await {
+            Ok(v) => v,
+            Err(e) => panic!("running axe-core on {} failed: {e}", self.current_url().await),
+        };
+        found
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+            .map(|v| {
+                serde_json::json!({
+                    "id": v["id"], "impact": v["impact"], "help": v["help"],
+                    "nodes": v["nodes"].as_array().into_iter().flatten().map(|n| n["html"].clone()).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
     }
 
     /// The WebDriver client, for what this harness does not wrap (screenshots, cookies, scripts).
@@ -184,6 +333,20 @@ impl Browser {
 
     async fn try_page_text(&self) -> Result<String, CmdError> {
         self.client.find(Locator::Css("body")).await?.text().await
+    }
+}
+
+/// chromedriver's log of what the pages logged (`POST /session/{id}/se/log`).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
     }
 }
 

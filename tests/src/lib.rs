@@ -127,6 +127,8 @@ pub fn config(database_url: &str, task_queue: &str, smtp_url: &str) -> Config {
         .set("database_max_connections", 30)
         .set("temporal_address", s.temporal_address)
         .set("task_queue", task_queue)
+        // the portal links agents to a ticket's workflow there
+        .set("temporal_ui_url", "http://127.0.0.1:8233")
         .set("jwt_secret", JWT_SECRET)
         // every test logs in from 127.0.0.1; the per-address limit has its own test
         .set("login_rate_burst", 10_000)

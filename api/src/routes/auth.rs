@@ -38,7 +38,7 @@ pub fn router(config: &Config) -> OpenApiRouter<AppState> {
 
 /// Per client address: `login_rate_burst` logins at once, then `login_rate_per_minute`, so one
 /// address cannot spray passwords over many accounts (each email has its own lockout too).
-fn login_rate_limit(
+pub(crate) fn login_rate_limit(
     config: &Config,
 ) -> GovernorLayer<PeerIpKeyExtractor, NoOpMiddleware<QuantaInstant>, axum::body::Body> {
     let period_ms = (60_000 / u64::from(config.login_rate_per_minute.max(1))).max(1);

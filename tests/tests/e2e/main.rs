@@ -28,6 +28,7 @@ mod playbook_store;
 mod playbook_triggers;
 mod playbook_views;
 mod playbooks_api;
+mod portal;
 mod replay;
 mod sla;
 mod store;

@@ -1,0 +1,227 @@
+//! Approver and agent pages: the approvals inbox and its decisions, the queue, and changing a
+//! ticket's status.
+
+use axum::extract::{Path, RawQuery};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use axum::{Form, Json};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use archer_orchestrator::access::Permission;
+
+use crate::error::ApiError;
+use crate::extract::{AppJson, AppPath, AppQuery, BodyDigest, OptionalJson};
+use crate::portal::pages::{Posted, row, ticket_page};
+use crate::portal::session::see_other;
+use crate::portal::{Page, Portal, forms, when};
+use crate::routes::{approvals, tickets};
+
+fn get<'a>(posted: &'a Posted, name: &str) -> Option<&'a str> {
+    posted.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// What waits for my decision.
+pub(super) async fn inbox(p: Portal) -> Response {
+    inbox_page(&p, StatusCode::OK, None, None).await
+}
+
+async fn inbox_page(p: &Portal, status: StatusCode, notice: Option<String>, error: Option<String>) -> Response {
+    let query = match serde_json::from_value(json!({"state": "pending"})) {
+        Ok(q) => q,
+        Err(e) => return p.error(&ApiError::internal(e)),
+    };
+    let items = match approvals::inbox::inbox(p.call(), AppQuery(query)).await {
+        Ok(Json(page)) => serde_json::to_value(page).unwrap_or_default(),
+        Err(e) => return p.error(&e),
+    };
+    let items: Vec<Value> = items["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            json!({
+                "approval_id": i["approval_id"],
+                "ticket": i["ticket"],
+                "title": i["title"],
+                "step": i["step"],
+                "requester": i["requester"]["name"],
+                "on_behalf_of": i["on_behalf_of"]["name"],
+                "asked": when(&i["asked_at"]),
+                "timeout": when(&i["timeout_at"]),
+            })
+        })
+        .collect();
+    let page = Page {
+        template: "portal/approvals",
+        title: "Approvals".into(),
+        nav: "approvals",
+        data: json!({"items": items, "notice": notice, "error": error}),
+    };
+    p.page(status, page)
+}
+
+/// Approves or rejects through the API's in-app decision (the same rules as the emailed links).
+pub(super) async fn decide(
+    p: Portal,
+    headers: HeaderMap,
+    Path((id, decision)): Path<(String, String)>,
+    Form(posted): Form<Posted>,
+) -> Response {
+    let Ok(id) = id.parse::<Uuid>() else { return p.error(&ApiError::NotFound) };
+    let comment = get(&posted, "comment").map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned);
+    let ticket = get(&posted, "ticket").unwrap_or_default().to_owned();
+    let result = match decision.as_str() {
+        "approve" => match serde_json::from_value(json!({ "comment": comment })) {
+            Ok(body) => approvals::deciding::approve(p.call(), AppPath(id), OptionalJson(body)).await,
+            Err(e) => Err(ApiError::internal(e)),
+        },
+        "reject" => match serde_json::from_value(json!({ "comment": comment })) {
+            Ok(body) => approvals::deciding::reject(p.call(), AppPath(id), OptionalJson(body)).await,
+            Err(e) => Err(ApiError::internal(e)),
+        },
+        _ => return p.error(&ApiError::NotFound),
+    };
+    match result {
+        Ok(Json(_)) => {
+            let to = if ticket.is_empty() {
+                "/portal/approvals".to_owned()
+            } else {
+                format!("/portal/approvals?decided={ticket}")
+            };
+            see_other(&headers, &to)
+        }
+        Err(ApiError::Validation(errs)) => {
+            let why = errs
+                .iter()
+                .map(|e| {
+                    if e.pointer == "/comment" {
+                        "Say why you reject it: the requester sees your comment.".to_owned()
+                    } else {
+                        e.detail.clone()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+            inbox_page(&p, StatusCode::OK, None, Some(format!("{ticket}: {why}"))).await
+        }
+        Err(e @ ApiError::Conflict(_)) => {
+            inbox_page(&p, StatusCode::OK, None, Some(format!("{ticket}: {}", e.problem().detail))).await
+        }
+        Err(e) => p.error(&e),
+    }
+}
+
+/// The filters the queue offers, in the API's own names; blanks are left out.
+const QUEUE_FILTERS: &[&str] = &["status", "priority", "kind", "assignee", "q", "sla_state", "sort", "cursor"];
+
+/// The agents' queue: the API's filters and sorts, SLA badges with live countdowns.
+pub(super) async fn queue(p: Portal, RawQuery(raw): RawQuery) -> Response {
+    if let Err(e) = p.caller.require(Permission::TicketUpdate).await {
+        return p.error(&e);
+    }
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .filter(|(k, v)| QUEUE_FILTERS.contains(&k.as_ref()) && !v.trim().is_empty())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut api = pairs.clone();
+    api.push(("limit".into(), "50".into()));
+    let query = serde_urlencoded::to_string(&api).map_err(ApiError::internal).and_then(|s| {
+        serde_urlencoded::from_str(&s).map_err(|e| ApiError::BadRequest(format!("the filters do not parse: {e}")))
+    });
+    let result = match query {
+        Ok(q) => tickets::queries::list_tickets(p.call(), AppQuery(q)).await,
+        Err(e) => Err(e),
+    };
+    let (list, error) = match result {
+        Ok(Json(page)) => (serde_json::to_value(page).unwrap_or_default(), None),
+        Err(ApiError::Validation(errs)) => (
+            Value::Null,
+            Some(
+                errs.iter()
+                    .map(|e| format!("{}: {}", e.pointer.trim_start_matches('?'), e.detail))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        ),
+        Err(e) => return p.error(&e),
+    };
+    let rows: Vec<Value> = list["items"].as_array().into_iter().flatten().map(row).collect();
+    let value = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let sort = value("sort");
+    let sorts: Vec<Value> = [
+        ("", "Newest first"),
+        ("created_at", "Oldest first"),
+        ("-priority", "Priority, highest first"),
+        ("sla_due_at", "SLA due, soonest first"),
+        ("-updated_at", "Recently updated"),
+    ]
+    .iter()
+    .map(|(v, l)| json!({"value": v, "label": l, "selected": *v == sort}))
+    .collect();
+    let statuses: Vec<Value> = ["", "new", "in_progress", "waiting_on_customer", "pending_approval", "resolved", "closed"]
+        .iter()
+        .map(|s| json!({"value": s, "label": if s.is_empty() { "Any".to_owned() } else { forms::humanize(s) }, "selected": *s == value("status")}))
+        .collect();
+    let next = list["next_cursor"].as_str().map(|c| {
+        let mut q = pairs.iter().filter(|(k, _)| k != "cursor").cloned().collect::<Vec<_>>();
+        q.push(("cursor".into(), c.to_owned()));
+        format!("/portal/queue?{}", serde_urlencoded::to_string(&q).unwrap_or_default())
+    });
+    let page = Page {
+        template: "portal/queue",
+        title: "Queue".into(),
+        nav: "queue",
+        data: json!({
+            "tickets": rows,
+            "q": value("q"),
+            "mine": value("assignee") == "me",
+            "sorts": sorts,
+            "statuses": statuses,
+            "total": list["total"],
+            "total_exact": list["total_exact"],
+            "next": next,
+            "error": error,
+        }),
+    };
+    p.page(StatusCode::OK, page)
+}
+
+/// Changes a ticket's status through the API's `PATCH /tickets/{ticket}`, with the version the
+/// page showed as `If-Match` (someone else's change meanwhile is refused, not overwritten).
+pub(super) async fn set_status(
+    p: Portal,
+    headers: HeaderMap,
+    Path(number): Path<String>,
+    Form(posted): Form<Posted>,
+) -> Response {
+    let status = get(&posted, "status").unwrap_or_default().to_owned();
+    let mut api_headers = HeaderMap::new();
+    if let Some(v) = get(&posted, "version").and_then(|v| v.parse::<i32>().ok())
+        && let Ok(h) = HeaderValue::from_str(&crate::error::etag(v))
+    {
+        api_headers.insert(header::IF_MATCH, h);
+    }
+    let body = json!({ "status": status });
+    let digest =
+        BodyDigest(sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(body.to_string())).into());
+    let result = match serde_json::from_value(body) {
+        Ok(b) => {
+            tickets::records::update_ticket(p.call(), api_headers, AppPath(number.clone()), AppJson(b, digest)).await
+        }
+        Err(e) => Err(ApiError::internal(e)),
+    };
+    let why = match result {
+        Ok(_) => return see_other(&headers, &format!("/portal/tickets/{number}")),
+        Err(ApiError::IllegalTransition { detail, .. }) => detail,
+        Err(ApiError::PreconditionFailed { .. }) => {
+            "Someone changed this ticket since you opened it; here it is as it is now. Choose again.".to_owned()
+        }
+        Err(ApiError::Validation(errs)) => errs.iter().map(|e| e.detail.clone()).collect::<Vec<_>>().join(" "),
+        Err(e) => return p.error(&e),
+    };
+    match super::pages::ticket_data(&p, &number).await {
+        Ok(data) => ticket_page(&p, StatusCode::OK, data, Some(why)),
+        Err(e) => p.error(&e),
+    }
+}
