@@ -155,15 +155,13 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        while self
-            .client
-            .execute("return document.readyState", Vec::new())
-            .await
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .as_deref()
-            != Some("complete")
-        {
+        loop {
+            match self.client.execute("return document.readyState", Vec::new()).await {
+                Ok(state) if state == "complete" => break,
+                Ok(_) => {}
+                // JavaScript is off: WebDriver answers only once the page has loaded anyway
+                Err(_) => break,
+            }
             if Instant::now() > deadline {
                 panic!(
                     "the page after clicking `{css}` did not load within {ELEMENT_WAIT:?}: {}",

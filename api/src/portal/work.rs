@@ -22,8 +22,14 @@ fn get<'a>(posted: &'a Posted, name: &str) -> Option<&'a str> {
 }
 
 /// What waits for my decision.
-pub(super) async fn inbox(p: Portal) -> Response {
-    inbox_page(&p, StatusCode::OK, None, None).await
+pub(super) async fn inbox(p: Portal, RawQuery(raw): RawQuery) -> Response {
+    // after a decision: which request it was about (a ticket number, nothing else)
+    let decided = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "decided")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty() && v.len() <= 32 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    let notice = decided.map(|t| format!("Your decision on {t} is recorded."));
+    inbox_page(&p, StatusCode::OK, notice, None).await
 }
 
 async fn inbox_page(p: &Portal, status: StatusCode, notice: Option<String>, error: Option<String>) -> Response {

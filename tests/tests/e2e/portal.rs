@@ -192,3 +192,187 @@ async fn an_agent_sorts_the_queue_by_sla_due_sets_a_ticket_waiting_and_its_count
     audit(&b, "ticket-agent-paused").await;
     b.close().await;
 }
+
+/// Screenshots and axe-core on a page a refusal answers: its status is the refusal's (the one
+/// console line a browser logs for it is expected), nothing else is logged.
+async fn audit_refusal(b: &Browser, name: &str, status: u16) {
+    for width in [1280, 390] {
+        b.screenshot(&screenshots().join(format!("{name}-{width}.png")), width).await;
+    }
+    let violations = b.axe().await;
+    assert!(violations.is_empty(), "{name}: axe-core finds {violations:#?}");
+    let errors: Vec<String> = b
+        .console_errors()
+        .await
+        .into_iter()
+        .filter(|e| !e.contains(&format!("the server responded with a status of {status}")))
+        .collect();
+    assert!(errors.is_empty(), "{name}: the console has errors {errors:#?}");
+}
+
+#[tokio::test]
+async fn without_javascript_people_sign_in_request_approve_and_comment() {
+    let app = spawn_app().await;
+    let Laptop { t, employee, item, .. } = laptop(&app).await;
+
+    // the requester: every field shows, the server checks the answers
+    let b = Browser::without_javascript().await;
+    b.goto(&format!("{}/portal/catalog/{}", app.base, item["id"].as_str().unwrap())).await;
+    sign_in(&b, &employee.email).await;
+    assert_eq!(b.text("#title").await, "Laptop");
+    assert!(b.visible("#f-os").await, "without JavaScript every field shows");
+    assert!(b.visible("#f-asset_tag").await);
+    b.select("#f-device_type", "laptop").await;
+    b.fill("#f-justification", "New starter in the data team needs a development machine").await;
+    b.click_through("#submit").await;
+    assert_eq!(b.text("#f-os-error").await, "Operating system is required.");
+    b.select("#f-os", "macos").await;
+    b.click_through("#submit").await;
+    let url = b.current_url().await;
+    let number = url.rsplit('/').next().unwrap().to_owned();
+    assert!(number.starts_with("REQ-"), "{url}: {}", b.page_text().await);
+
+    // the manager approves in the app
+    let m = Browser::without_javascript().await;
+    m.goto(&format!("{}/portal/approvals", app.base)).await;
+    sign_in(&m, &t.manager.email).await;
+    let approvals = format!("{}/portal/approvals", app.base);
+    let (mref, approvals) = (&m, approvals.as_str());
+    let card = format!("#approval-{number}");
+    let card = card.as_str();
+    eventually(Duration::from_secs(60), "the request in the manager's inbox", move || async move {
+        mref.goto(approvals).await;
+        mref.page_text().await.contains(card.trim_start_matches("#approval-"))
+    })
+    .await;
+    assert!(m.text(card).await.contains("Erin Employee"));
+    m.fill(&format!("#comment-{number}"), "Fine by me").await;
+    m.click_through(&format!("#approve-{number}")).await;
+    assert_eq!(m.text("#notice").await, format!("Your decision on {number} is recorded."));
+    m.close().await;
+
+    // the requester sees it, and comments
+    let (bref, page) = (&b, url.as_str());
+    eventually(Duration::from_secs(60), "the manager's approval on the request's page", move || async move {
+        bref.goto(page).await;
+        bref.text("#approvals").await.contains("Manager approval: Approved")
+    })
+    .await;
+    assert!(b.text("#approvals").await.contains("\"Fine by me\""));
+    b.fill("#comment", "Thanks! Any black one will do.").await;
+    b.click_through("#send-comment").await;
+    assert!(b.text("#comments").await.contains("Thanks! Any black one will do."));
+    let r = app.get(Some(&t.agent.token), &format!("/api/v1/tickets/{number}/comments")).await;
+    assert_eq!(r.json.as_array().unwrap().len(), 1, "{}", r.body);
+    b.close().await;
+}
+
+/// The cookies a response sets, as `name=value` pairs for a `Cookie` header.
+fn cookies(r: &reqwest::Response, jar: &mut Vec<(String, String)>) {
+    for v in r.headers().get_all(reqwest::header::SET_COOKIE) {
+        let pair = v.to_str().unwrap().split(';').next().unwrap();
+        let (name, value) = pair.split_once('=').unwrap();
+        jar.retain(|(n, _)| n != name);
+        if !value.is_empty() {
+            jar.push((name.to_owned(), value.to_owned()));
+        }
+    }
+}
+
+fn header(jar: &[(String, String)]) -> String {
+    jar.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join("; ")
+}
+
+/// Signs in over plain HTTP (no browser); returns the cookies and the CSRF token.
+async fn session(app: &TestApp, email: &str) -> (Vec<(String, String)>, String) {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut jar = Vec::new();
+    let r = http.get(format!("{}/portal/login", app.base)).send().await.unwrap();
+    cookies(&r, &mut jar);
+    let csrf = jar.iter().find(|(n, _)| n == "archer_csrf").unwrap().1.clone();
+    let r = http
+        .post(format!("{}/portal/login", app.base))
+        .header("cookie", header(&jar))
+        .form(&[("email", email), ("password", PASSWORD), ("_csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    cookies(&r, &mut jar);
+    let csrf = jar.iter().find(|(n, _)| n == "archer_csrf").unwrap().1.clone();
+    (jar, csrf)
+}
+
+#[tokio::test]
+async fn the_portal_refuses_forms_without_their_token_and_pages_of_another_role_or_tenant() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let other = app.tenant().await;
+    let mine = app.incident(&t.requester, "My laptop is slow").await;
+    let theirs = app.incident(&other.requester, "Their printer").await;
+    // numbers are per tenant (both are INC-000001): the other tenant's ticket by its id
+    let (mine, theirs) = (mine["number"].as_str().unwrap(), theirs["id"].as_str().unwrap());
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+
+    // signing in without the form's token signs nobody in
+    let r = http
+        .post(format!("{}/portal/login", app.base))
+        .form(&[("email", t.requester.email.as_str()), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .all(|c| !c.to_str().unwrap().starts_with("archer_session="))
+    );
+    assert!(r.text().await.unwrap().contains("The sign-in form had expired"));
+
+    let (jar, csrf) = session(&app, &t.requester.email).await;
+    let comment = |token: Option<String>| {
+        let mut form = vec![("body".to_owned(), "Still slow".to_owned())];
+        if let Some(t) = token {
+            form.push(("_csrf".into(), t));
+        }
+        http.post(format!("{}/portal/tickets/{mine}/comments", app.base))
+            .header("cookie", header(&jar))
+            .form(&form)
+            .send()
+    };
+    // a form post without its token, or with another one, is refused and changes nothing
+    for token in [None, Some("forged.token".to_owned())] {
+        let r = comment(token).await.unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.text().await.unwrap().contains("security token"));
+    }
+    let count = "SELECT count(*) FROM ticket_comments";
+    assert_eq!(app.count(count).await, 0);
+    // with it, the comment is made
+    let r = comment(Some(csrf)).await.unwrap();
+    assert_eq!(r.status(), 303, "{:?}", r.text().await);
+    assert_eq!(app.count(count).await, 1);
+
+    // a requester may not open the agents' queue, nor see another tenant's ticket
+    let page = |path: String| http.get(format!("{}{path}", app.base)).header("cookie", header(&jar)).send();
+    let r = page("/portal/queue".into()).await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("You may not open this page"));
+    let r = page(format!("/portal/tickets/{theirs}")).await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("Not found"));
+    let r = page(format!("/portal/tickets/{mine}")).await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // and in a browser, the same pages as a person sees them
+    let b = Browser::start().await;
+    b.goto(&format!("{}/portal/queue", app.base)).await;
+    sign_in(&b, &t.requester.email).await;
+    assert_eq!(b.text("#title").await, "You may not open this page");
+    audit_refusal(&b, "forbidden", 403).await;
+    b.goto(&format!("{}/portal/tickets/{theirs}", app.base)).await;
+    assert_eq!(b.text("#title").await, "Not found");
+    audit_refusal(&b, "not-found", 404).await;
+    b.close().await;
+}
