@@ -53,6 +53,9 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     portal!("approvals"),
     portal!("queue"),
     portal!("error"),
+    portal!("admin_catalog"),
+    portal!("admin_item"),
+    portal!("admin_playbooks"),
 ];
 
 /// The portal's layout, a partial every portal page is written inside

@@ -374,7 +374,7 @@ fn template_data(
             "title": ticket.title,
             "priority": ticket.priority,
             "status": ticket.status,
-            "url": format!("{}/api/v1/tickets/{number}", public_url.trim_end_matches('/')),
+            "url": format!("{}/portal/tickets/{number}", public_url.trim_end_matches('/')),
         },
         "target": {"name": input.metric.as_str(), "label": input.metric.label()},
         "due_at": local(breached_at.unwrap_or(input.due_at), zone),

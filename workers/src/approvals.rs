@@ -227,6 +227,7 @@ impl ApprovalActivities {
             "approve_url": link(Decision::Approve),
             "reject_url": link(Decision::Reject),
             "view_url": format!("{}/approvals/view?token={view}", self.public_url.trim_end_matches('/')),
+            "inbox_url": format!("{}/portal/approvals", self.public_url.trim_end_matches('/')),
             "expires_at": human_utc(Timestamp::from_second(exp).unwrap_or(Timestamp::MAX)),
             "reminder": purpose.starts_with("reminder"),
             "escalated": task.escalation,

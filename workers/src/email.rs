@@ -599,7 +599,7 @@ mod tests {
                 "title": "VPN drops",
                 "priority": 1,
                 "status": "in_progress",
-                "url": "http://127.0.0.1:8080/api/v1/tickets/INC-000045"
+                "url": "http://127.0.0.1:8080/portal/tickets/INC-000045"
             },
             "target": {"name": "resolution", "label": "Resolution"},
             "due_at": "23 Nov 2026, 17:00 CET",
@@ -616,7 +616,7 @@ mod tests {
         json!({
             "subject": "Your laptop <b>ships</b>",
             "body": "Hello Riley,\n\nit ships Monday.",
-            "ticket": {"number": "REQ-000012", "title": "Laptop", "url": "http://127.0.0.1:8080/api/v1/tickets/REQ-000012"},
+            "ticket": {"number": "REQ-000012", "title": "Laptop", "url": "http://127.0.0.1:8080/portal/tickets/REQ-000012"},
             "tenant": {"name": "Acme Corporation"},
             "playbook": {"name": "laptop-order"}
         })
@@ -672,7 +672,7 @@ mod tests {
                     "VPN drops",
                     "Resolution",
                     "23 Nov 2026, 17:00 CET",
-                    "http://127.0.0.1:8080/api/v1/tickets/INC-000045",
+                    "http://127.0.0.1:8080/portal/tickets/INC-000045",
                     "Notify the team lead",
                     "3h 12m",
                     "Acme Corporation",

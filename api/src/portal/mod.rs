@@ -15,6 +15,7 @@
 //! the API's status (403, 404, 409...).
 //! Sessions, CSRF and the headers every page carries are in [`session`].
 
+mod admin;
 mod assets;
 mod forms;
 mod pages;
@@ -47,6 +48,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/portal/approvals", get(work::inbox))
         .route("/portal/approvals/{id}/{decision}", post(work::decide))
         .route("/portal/queue", get(work::queue))
+        .route("/portal/admin/catalog", get(admin::catalog_items))
+        .route("/portal/admin/catalog/new", get(admin::new_item).post(admin::create_item))
+        .route("/portal/admin/playbooks", get(admin::playbook_list).post(admin::save_playbook))
+        .route("/portal/admin/playbooks/{id}/versions/{version}/publish", post(admin::publish))
         .route("/portal/logout", post(session::logout))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), session::gate));
     // signing in here is limited per address exactly as `/api/v1/auth/login` is
@@ -76,7 +81,7 @@ impl Me {
             name,
             agent: principal.can(Permission::TicketUpdate),
             approver: principal.can(Permission::ApprovalDecide) || principal.roles.iter().any(|r| r == "manager"),
-            admin: principal.can(Permission::CatalogAdmin) || principal.can(Permission::UserAdmin),
+            admin: principal.can(Permission::CatalogAdmin) || principal.can(Permission::PlaybookAdmin),
         }
     }
 
@@ -317,6 +322,27 @@ mod tests {
                 "portal/error",
                 json!({"status": 404, "heading": "Not found", "text": "Nothing here", "errors": [{"field": "/x", "message": "bad"}]}),
                 json!({"status": 403, "heading": "No", "text": "No", "errors": []}),
+            ),
+            (
+                "portal/admin_catalog",
+                json!({"items": [{"id": "x", "name": "Laptop", "version": 2, "description": "A laptop"}], "notice": "Saved Laptop."}),
+                json!({"items": []}),
+            ),
+            (
+                "portal/admin_item",
+                json!({"name": "Monitor", "description": "A screen", "form_schema": "{}", "approval": "", "everyone": true, "roles": "",
+                    "categories": [{"id": "c", "name": "Hardware", "selected": true}],
+                    "errors": {"name": ["required"], "category": ["unknown"], "form_schema": ["at /type: bad"], "approval": ["line 1, column 2: bad"], "general": ["bad"]},
+                    "invalid": true, "preview": [field.clone()]}),
+                json!({"name": "", "description": "", "form_schema": "", "approval": "", "everyone": false, "roles": "", "categories": [],
+                    "errors": {"name": [], "category": [], "form_schema": [], "approval": [], "general": []}, "invalid": false, "preview": null}),
+            ),
+            (
+                "portal/admin_playbooks",
+                json!({"playbooks": [{"id": "p", "name": "triage", "published_version": 1, "draft_version": 2, "latest_version": 2}],
+                    "notice": "Saved", "source": "name: c", "errors": [{"at": "Line 1, column 1", "pointer": "/steps", "message": "cycle", "line": 1}],
+                    "lines": [{"n": 1, "text": "name: c", "bad": true}]}),
+                json!({"playbooks": [], "source": "", "errors": [], "lines": []}),
             ),
         ]
     }

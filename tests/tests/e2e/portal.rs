@@ -104,6 +104,7 @@ async fn a_requester_asks_for_a_laptop_and_sees_the_managers_emailed_approval_mo
     // the manager confirms from the emailed link, signed in or not
     let mail = app.approval_mail(&t.manager, &number).await;
     let (approve, _) = decision_links(&mail);
+    assert!(mail.text.contains(&format!("{}/portal/approvals", app.base)), "the email links the inbox: {}", mail.text);
     let manager = Browser::start().await;
     manager.goto(&approve).await;
     manager.click_through("#confirm").await;
@@ -374,5 +375,89 @@ async fn the_portal_refuses_forms_without_their_token_and_pages_of_another_role_
     b.goto(&format!("{}/portal/tickets/{theirs}", app.base)).await;
     assert_eq!(b.text("#title").await, "Not found");
     audit_refusal(&b, "not-found", 404).await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn an_admin_is_refused_an_invalid_form_schema_and_a_playbook_with_a_cycle_and_a_saved_item_is_requestable() {
+    let app = spawn_app().await;
+    let t = app.tenant().await;
+    let r = app.post(Some(&t.admin.token), "/api/v1/catalog/categories", &json!({"name": "Hardware"})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let items = "SELECT count(*) FROM catalog_items";
+    let before = app.count(items).await;
+
+    let b = Browser::start().await;
+    b.goto(&format!("{}/portal/admin/catalog/new", app.base)).await;
+    sign_in(&b, &t.admin.email).await;
+    assert_eq!(b.text("#title").await, "New catalog item");
+    // the preview follows the schema as it is typed
+    assert!(b.text("#preview").await.contains("What do you need?"));
+    b.fill("#form_schema", r#"{"type": "object", "properties": {"size": {"title": "Screen size", "type": "string", "enum": ["24", "27"]}}}"#).await;
+    let bref = &b;
+    // (read by script: htmx swaps the element while a test would hold it)
+    eventually(Duration::from_secs(10), "the live preview", move || async move {
+        bref.script("return document.getElementById('preview').innerText")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .contains("Screen size")
+    })
+    .await;
+    audit(&b, "admin-item").await;
+
+    // a schema that is not valid JSON Schema: refused beside the field, nothing stored
+    b.fill("#name", "Monitor").await;
+    b.select("#category", &r.json["id"].as_str().unwrap().to_owned()).await;
+    b.fill("#form_schema", r#"{"type": "object", "properties": {"size": {"type": "strin"}}}"#).await;
+    b.click_through("#save").await;
+    let error = b.text("#form_schema-error").await;
+    assert!(error.contains("/properties/size/type"), "{error}");
+    assert_eq!(value(&b, "name").await, "Monitor", "what was typed stays");
+    // nor JSON at all: the line and column of the mistake
+    b.fill("#form_schema", "{\"type\": \"object\",\n \"properties\": {]}").await;
+    b.click_through("#save").await;
+    let error = b.text("#form_schema-error").await;
+    assert!(error.contains("line 2, column"), "{error}");
+    audit(&b, "admin-item-refused").await;
+    assert_eq!(app.count(items).await, before, "nothing stored");
+
+    // a valid one is saved, and a requester can ask for it at once
+    b.fill("#form_schema", r#"{"type": "object", "required": ["size"], "properties": {"size": {"title": "Screen size", "type": "string", "enum": ["24", "27"]}}}"#).await;
+    b.fill("#description", "A second screen").await;
+    b.click_through("#save").await;
+    assert_eq!(b.text("#notice").await, "Saved Monitor.");
+    assert!(b.text("#items").await.contains("Monitor"));
+    audit(&b, "admin-catalog").await;
+    let requester = Browser::start().await;
+    requester.goto(&format!("{}/portal/catalog?q=monitor", app.base)).await;
+    sign_in(&requester, &t.requester.email).await;
+    requester.click_through("article.item a").await;
+    assert_eq!(requester.text("#title").await, "Monitor");
+    requester.select("#f-size", "27").await;
+    requester.click_through("#submit").await;
+    assert!(requester.current_url().await.contains("/portal/tickets/REQ-"), "{}", requester.page_text().await);
+    requester.close().await;
+
+    // a playbook whose steps need each other is refused at its lines, and nothing is stored
+    let playbooks = "SELECT count(*) FROM playbook_versions";
+    let stored = app.count(playbooks).await;
+    b.goto(&format!("{}/portal/admin/playbooks", app.base)).await;
+    let cycle = "name: loop\nsteps:\n  - id: a\n    action: wait\n    needs: [b]\n    with: { duration: 1s }\n  - id: b\n    action: wait\n    needs: [a]\n    with: { duration: 1s }\n";
+    b.fill("#source", cycle).await;
+    b.click_through("#save").await;
+    let errors = b.text("#errors").await;
+    assert!(errors.contains("Line ") && errors.to_lowercase().contains("cycle"), "{errors}");
+    assert!(b.text("ol.source li.bad").await.contains("problem on this line"));
+    assert_eq!(value(&b, "source").await, cycle, "the document stays as typed");
+    assert_eq!(app.count(playbooks).await, stored, "nothing stored");
+    audit(&b, "admin-playbooks-refused").await;
+    // a good one is saved as a draft and published
+    b.fill("#source", "name: triage\ntriggers: [manual]\nsteps:\n  - id: note\n    action: ticket.comment\n    with: { body: Triage started }\n").await;
+    b.click_through("#save").await;
+    assert_eq!(b.text("#notice").await, "Saved triage version 1 (a draft).");
+    b.click_through("#publish-triage").await;
+    assert_eq!(b.text("#notice").await, "Saved triage version 1 (published).");
+    audit(&b, "admin-playbooks").await;
     b.close().await;
 }

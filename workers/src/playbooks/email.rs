@@ -84,7 +84,7 @@ async fn queue(acts: &PlaybookActivities, call: &StepCall, s: &Send, to: &[Recip
         "ticket": {
             "number": number,
             "title": ticket.title,
-            "url": format!("{}/api/v1/tickets/{number}", acts.public_url.trim_end_matches('/')),
+            "url": format!("{}/portal/tickets/{number}", acts.public_url.trim_end_matches('/')),
         },
         "tenant": {"name": tenant.name},
         "playbook": {"name": call.run.playbook},

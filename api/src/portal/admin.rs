@@ -1,0 +1,276 @@
+//! Admin pages: catalog items with a form-schema editor (checked on save, with a live preview
+//! of the form) and playbooks (a YAML editor whose errors point at their line and column,
+//! drafts and publishing). Each save goes through the API's own handler, so an invalid
+//! schema or playbook is refused whole and nothing is stored.
+
+use axum::extract::{Path, RawQuery};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::{Form, Json};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use archer_orchestrator::access::Permission;
+
+use crate::error::{ApiError, FieldError};
+use crate::extract::{AppJson, AppPath, BodyDigest};
+use crate::portal::pages::Posted;
+use crate::portal::session::see_other;
+use crate::portal::{Page, Portal, forms};
+use crate::routes::catalog;
+use crate::routes::playbooks::{self, PlaybookSource};
+
+fn get<'a>(posted: &'a Posted, name: &str) -> &'a str {
+    posted.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default()
+}
+
+fn notice_of(raw: Option<String>) -> Option<String> {
+    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "saved")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| v.len() <= 200)
+        .map(|v| format!("Saved {v}."))
+}
+
+/// The catalog's items, for catalog admins.
+pub(super) async fn catalog_items(p: Portal, RawQuery(raw): RawQuery) -> Response {
+    let items = match catalog::items::list_items(p.call()).await {
+        Ok(Json(items)) => serde_json::to_value(items).unwrap_or_default(),
+        Err(e) => return p.error(&e),
+    };
+    let items: Vec<Value> = items
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| json!({"id": i["id"], "name": i["name"], "version": i["version"], "description": i["spec"]["description"]}))
+        .collect();
+    let page = Page {
+        template: "portal/admin_catalog",
+        title: "Catalog items".into(),
+        nav: "admin",
+        data: json!({"items": items, "notice": notice_of(raw)}),
+    };
+    p.page(StatusCode::OK, page)
+}
+
+/// A starting point for a new item's form.
+const EXAMPLE_SCHEMA: &str = r#"{
+  "type": "object",
+  "required": ["what"],
+  "properties": {
+    "what": {"title": "What do you need?", "type": "string", "minLength": 3, "maxLength": 200}
+  }
+}"#;
+
+/// The editor of a new item: empty, or as posted with its errors and the form's preview.
+pub(super) async fn new_item(p: Portal) -> Response {
+    if let Err(e) = p.caller.require(Permission::CatalogAdmin).await {
+        return p.error(&e);
+    }
+    let posted: Posted = vec![("form_schema".into(), EXAMPLE_SCHEMA.into()), ("everyone".into(), "true".into())];
+    editor(&p, &posted, &[]).await
+}
+
+/// Where an error of `POST /catalog/items` belongs in the editor.
+fn editor_field(pointer: &str) -> &'static str {
+    if pointer.starts_with("/spec/form_schema") {
+        "form_schema"
+    } else if pointer.starts_with("/spec/approval") {
+        "approval"
+    } else if pointer.starts_with("/category_id") {
+        "category"
+    } else if pointer.starts_with("/name") {
+        "name"
+    } else {
+        "general"
+    }
+}
+
+async fn editor(p: &Portal, posted: &Posted, errors: &[FieldError]) -> Response {
+    let categories = match catalog::categories::list_categories(p.call()).await {
+        Ok(Json(c)) => serde_json::to_value(c).unwrap_or_default(),
+        Err(e) => return p.error(&e),
+    };
+    let chosen = get(posted, "category");
+    let categories: Vec<Value> = categories
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| json!({"id": c["id"], "name": c["name"], "selected": c["id"].as_str() == Some(chosen)}))
+        .collect();
+    // every field's list, empty or not (the template reads each one)
+    let mut by_field: serde_json::Map<String, Value> =
+        ["name", "category", "form_schema", "approval", "general"].iter().map(|k| (k.to_string(), json!([]))).collect();
+    for e in errors {
+        let at = e
+            .pointer
+            .strip_prefix("/spec/form_schema")
+            .or_else(|| e.pointer.strip_prefix("/spec/approval"))
+            .unwrap_or("");
+        let message = match (e.line, at.is_empty()) {
+            (Some(line), _) if line > 0 => format!("line {line}, column {}: {}", e.column.unwrap_or(0), e.detail),
+            (_, false) => format!("at {at}: {}", e.detail),
+            _ => e.detail.clone(),
+        };
+        let list = by_field.entry(editor_field(&e.pointer)).or_insert_with(|| json!([]));
+        if let Some(list) = list.as_array_mut() {
+            list.push(Value::String(message));
+        }
+    }
+    // the preview: the form as a requester will see it, when the schema at least parses
+    let preview = serde_json::from_str::<Value>(get(posted, "form_schema"))
+        .ok()
+        .filter(Value::is_object)
+        .map(|schema| forms::fields(&schema, &[], &[]));
+    let page = Page {
+        template: "portal/admin_item",
+        title: "New catalog item".into(),
+        nav: "admin",
+        data: json!({
+            "name": get(posted, "name"),
+            "description": get(posted, "description"),
+            "form_schema": get(posted, "form_schema"),
+            "approval": get(posted, "approval"),
+            "everyone": get(posted, "everyone") == "true",
+            "roles": get(posted, "roles"),
+            "categories": categories,
+            "errors": by_field,
+            "invalid": !errors.is_empty(),
+            "preview": preview,
+        }),
+    };
+    p.page(StatusCode::OK, page)
+}
+
+/// A JSON text area's content, or where it fails to parse.
+fn json_field(text: &str, pointer: &str) -> Result<Option<Value>, FieldError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text).map(Some).map_err(|e| {
+        let mut err = FieldError::new(pointer, "json", format!("this is not valid JSON: {e}"));
+        err.line = Some(e.line() as u64);
+        err.column = Some(e.column() as u64);
+        err
+    })
+}
+
+/// Saves a new item through the API's `POST /catalog/items` (or, with `action=preview`, only
+/// shows the form it would have). On success the item is in the catalog at once.
+pub(super) async fn create_item(p: Portal, headers: HeaderMap, Form(posted): Form<Posted>) -> Response {
+    if let Err(e) = p.caller.require(Permission::CatalogAdmin).await {
+        return p.error(&e);
+    }
+    let mut errors = Vec::new();
+    let schema = json_field(get(&posted, "form_schema"), "/spec/form_schema").unwrap_or_else(|e| {
+        errors.push(e);
+        None
+    });
+    let approval = json_field(get(&posted, "approval"), "/spec/approval").unwrap_or_else(|e| {
+        errors.push(e);
+        None
+    });
+    if get(&posted, "action") == "preview" || !errors.is_empty() {
+        return editor(&p, &posted, &errors).await;
+    }
+    let roles: Vec<&str> = get(&posted, "roles").split(',').map(str::trim).filter(|r| !r.is_empty()).collect();
+    let mut spec = json!({
+        "description": get(&posted, "description"),
+        "audience": {"everyone": get(&posted, "everyone") == "true", "roles": roles},
+        "form_schema": schema.unwrap_or(Value::Null),
+    });
+    if let Some(a) = approval {
+        spec["approval"] = a;
+    }
+    let category = get(&posted, "category");
+    let body = json!({"category_id": if category.is_empty() { Value::Null } else { Value::String(category.into()) }, "name": get(&posted, "name"), "spec": spec});
+    let parsed = match crate::extract::parse_json(body.to_string().as_bytes()) {
+        Ok(b) => b,
+        Err(ApiError::Validation(errs)) => return editor(&p, &posted, &errs).await,
+        Err(e) => return editor(&p, &posted, &[FieldError::new("/", "invalid", e.to_string())]).await,
+    };
+    match catalog::items::create_item(p.call(), AppJson(parsed, BodyDigest([0; 32]))).await {
+        Ok((_, Json(item))) => {
+            let item = serde_json::to_value(item).unwrap_or_default();
+            let name: String =
+                url::form_urlencoded::byte_serialize(item["name"].as_str().unwrap_or_default().as_bytes()).collect();
+            see_other(&headers, &format!("/portal/admin/catalog?saved={name}"))
+        }
+        Err(ApiError::Validation(errs)) => editor(&p, &posted, &errs).await,
+        Err(e) => p.error(&e),
+    }
+}
+
+/// The playbooks, and the editor for a new draft.
+pub(super) async fn playbook_list(p: Portal, RawQuery(raw): RawQuery) -> Response {
+    playbooks_page(&p, notice_of(raw), "", &[]).await
+}
+
+async fn playbooks_page(p: &Portal, notice: Option<String>, source: &str, errors: &[FieldError]) -> Response {
+    let list = match playbooks::documents::list_playbooks(p.call()).await {
+        Ok(Json(l)) => serde_json::to_value(l).unwrap_or_default(),
+        Err(e) => return p.error(&e),
+    };
+    let errors: Vec<Value> = errors
+        .iter()
+        .map(|e| {
+            let at = match e.line {
+                Some(l) if l > 0 => format!("Line {l}, column {}", e.column.unwrap_or(0)),
+                _ => "The document".to_owned(),
+            };
+            json!({"at": at, "pointer": e.pointer, "message": e.detail, "line": e.line})
+        })
+        .collect();
+    let lines: Vec<Value> = source
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let n = i as u64 + 1;
+            json!({"n": n, "text": l, "bad": errors.iter().any(|e| e["line"] == n)})
+        })
+        .collect();
+    let page = Page {
+        template: "portal/admin_playbooks",
+        title: "Playbooks".into(),
+        nav: "playbooks",
+        data: json!({
+            "playbooks": list,
+            "notice": notice,
+            "source": source,
+            "errors": errors,
+            "lines": if errors.is_empty() { Vec::new() } else { lines },
+        }),
+    };
+    p.page(StatusCode::OK, page)
+}
+
+/// Saves a playbook's draft through the API's `POST /playbooks`: checked whole (YAML, schema,
+/// actions, a DAG without cycles); refused with every problem at its line and column.
+pub(super) async fn save_playbook(p: Portal, headers: HeaderMap, Form(posted): Form<Posted>) -> Response {
+    let source = get(&posted, "source").replace("\r\n", "\n");
+    match playbooks::documents::save_playbook(p.call(), PlaybookSource(source.clone())).await {
+        Ok((_, Json(v))) => {
+            let v = serde_json::to_value(v).unwrap_or_default();
+            // (the version's fields are flattened into the answer, beside `source`)
+            let what = format!("{} version {} (a draft)", v["name"].as_str().unwrap_or_default(), v["version"]);
+            let what: String = url::form_urlencoded::byte_serialize(what.as_bytes()).collect();
+            see_other(&headers, &format!("/portal/admin/playbooks?saved={what}"))
+        }
+        Err(ApiError::Validation(errs)) => playbooks_page(&p, None, &source, &errs).await,
+        Err(e) => p.error(&e),
+    }
+}
+
+/// Publishes a playbook's draft version.
+pub(super) async fn publish(p: Portal, headers: HeaderMap, Path((id, version)): Path<(String, i32)>) -> Response {
+    let Ok(id) = id.parse::<Uuid>() else { return p.error(&ApiError::NotFound) };
+    match playbooks::documents::publish_version(p.call(), AppPath((id, version))).await {
+        Ok(Json(v)) => {
+            let v = serde_json::to_value(v).unwrap_or_default();
+            let what = format!("{} version {} (published)", v["name"].as_str().unwrap_or_default(), v["version"]);
+            let what: String = url::form_urlencoded::byte_serialize(what.as_bytes()).collect();
+            see_other(&headers, &format!("/portal/admin/playbooks?saved={what}"))
+        }
+        Err(e) => p.error(&e),
+    }
+}
