@@ -408,7 +408,7 @@ async fn an_admin_is_refused_an_invalid_form_schema_and_a_playbook_with_a_cycle_
 
     // a schema that is not valid JSON Schema: refused beside the field, nothing stored
     b.fill("#name", "Monitor").await;
-    b.select("#category", &r.json["id"].as_str().unwrap().to_owned()).await;
+    b.select("#category", r.json["id"].as_str().unwrap()).await;
     b.fill("#form_schema", r#"{"type": "object", "properties": {"size": {"type": "strin"}}}"#).await;
     b.click_through("#save").await;
     let error = b.text("#form_schema-error").await;
