@@ -45,6 +45,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/portal/tickets/{ticket}", get(pages::ticket))
         .route("/portal/tickets/{ticket}/comments", post(pages::comment))
         .route("/portal/tickets/{ticket}/status", post(work::set_status))
+        .route("/portal/tickets/{ticket}/assignment", post(work::assign))
+        .route("/portal/tickets/{ticket}/links", post(work::link))
+        .route("/portal/tickets/{ticket}/runs", post(work::run_playbook))
         .route("/portal/approvals", get(work::inbox))
         .route("/portal/approvals/{id}/{decision}", post(work::decide))
         .route("/portal/queue", get(work::queue))
@@ -277,10 +280,15 @@ mod tests {
             "timeline": [{"at": "2026-11-30 10:00 UTC", "kind": "Changed", "summary": "status: new -> in_progress"}],
             "allowed": [{"value": "waiting_on_customer", "label": "Waiting on customer"}],
             "can_change": true, "can_cancel": true, "can_reopen": true,
-            "workflow_url": "http://127.0.0.1:8233/namespaces/default/workflows/acme/REQ-000012", "key": "k", "error": "It changed"
+            "workflow_url": "http://127.0.0.1:8233/namespaces/default/workflows/acme/REQ-000012", "key": "k", "error": "It changed",
+            "notice": "Done",
+            "work": {"can_assign": true, "agents": [{"id": "a", "name": "Alex", "selected": true}], "teams": [{"id": "t", "name": "Desk", "selected": false}],
+                     "priorities": [{"value": 1, "label": "P1", "selected": true}], "links": [{"says": "This ticket relates to", "ticket": "INC-000002"}],
+                     "link_kinds": [{"value": "relates_to", "label": "Relates to"}], "playbooks": ["triage"],
+                     "runs": [{"playbook": "triage", "run": 1, "status": "Failed", "error": "boom"}]}
         });
         let mut bare_ticket = ticket.clone();
-        for k in ["sla", "workflow_url", "error"] {
+        for k in ["sla", "workflow_url", "error", "notice", "work"] {
             bare_ticket[k] = Value::Null;
         }
         for k in ["clocks", "fields", "approvals", "comments", "timeline", "allowed"] {

@@ -8,11 +8,13 @@ use axum::{Form, Json};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use archer_orchestrator::access::Permission;
+
 use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath, AppQuery, BodyDigest, IdempotencyKey};
 use crate::portal::session::see_other;
 use crate::portal::{Page, Portal, body_json, forms, when};
-use crate::routes::{approvals, catalog, ticket_sla, tickets};
+use crate::routes::{approvals, catalog, playbooks, teams, ticket_sla, tickets, users};
 
 /// Form posts as `(name, value)` pairs, in order (a field may repeat).
 pub(super) type Posted = Vec<(String, String)>;
@@ -293,6 +295,7 @@ pub(super) async fn ticket_data(p: &Portal, number: &str) -> Result<Value, ApiEr
     let can_cancel = requester && allowed.iter().any(|a| a["value"] == "cancelled");
     let can_reopen = requester && matches!(status, "resolved") && allowed.iter().any(|a| a["value"] == "in_progress");
     let workflow_url = if p.me.agent { t["workflow"]["url"].clone() } else { Value::Null };
+    let work = if p.me.agent { agent_work(p, &number, &t).await? } else { Value::Null };
     Ok(json!({
         "ticket": {
             "number": number,
@@ -318,7 +321,91 @@ pub(super) async fn ticket_data(p: &Portal, number: &str) -> Result<Value, ApiEr
         "can_cancel": can_cancel,
         "can_reopen": can_reopen,
         "workflow_url": workflow_url,
+        "work": work,
+        "notice": Value::Null,
         "key": Uuid::now_v7().to_string(),
+    }))
+}
+
+/// What an agent works a ticket with: who may be assigned, the teams, the priorities, the
+/// ticket's links and the playbooks that can be run on it by hand (and its runs so far).
+async fn agent_work(p: &Portal, number: &str, t: &Value) -> Result<Value, ApiError> {
+    let selected = |id: &Value, current: &Value| id.as_str().is_some() && id == current;
+    let agents = if p.caller.can(Permission::TicketAssign) {
+        let q = serde_json::from_value(json!({"role": "agent", "active": true, "limit": 200}))
+            .map_err(ApiError::internal)?;
+        let Json(page) = users::list_users(p.call(), AppQuery(q)).await?;
+        let page = serde_json::to_value(page).map_err(ApiError::internal)?;
+        let mut agents: Vec<Value> = page["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|u| json!({"id": u["id"], "name": u["display_name"], "selected": selected(&u["id"], &t["assignee_id"])}))
+            .collect();
+        // an assignee who is not an agent (any more) stays choosable
+        if t["assignee_id"].is_string() && !agents.iter().any(|a| a["selected"] == true) {
+            agents.push(json!({"id": t["assignee_id"], "name": "the current assignee", "selected": true}));
+        }
+        agents
+    } else {
+        Vec::new()
+    };
+    let Json(teams) = teams::list_teams(p.call()).await?;
+    let teams: Vec<Value> = serde_json::to_value(teams)
+        .map_err(ApiError::internal)?
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|tm| json!({"id": tm["id"], "name": tm["name"], "selected": selected(&tm["id"], &t["team_id"])}))
+        .collect();
+    let priorities: Vec<Value> =
+        (1..=4).map(|n| json!({"value": n, "label": format!("P{n}"), "selected": t["priority"] == n})).collect();
+    let Json(links) = tickets::links::list_links(p.call(), AppPath(number.to_owned())).await?;
+    let links: Vec<Value> = serde_json::to_value(links)
+        .map_err(ApiError::internal)?
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            let kind = forms::humanize(l["kind"].as_str().unwrap_or_default()).to_lowercase();
+            let says = if l["direction"] == "outgoing" {
+                format!("This ticket {kind}")
+            } else {
+                format!("{kind} this ticket (from)")
+            };
+            json!({"says": says, "ticket": l["ticket"]})
+        })
+        .collect();
+    let Json(runs) = playbooks::runs::list_ticket_runs(p.call(), AppPath(number.to_owned())).await?;
+    let runs: Vec<Value> = serde_json::to_value(runs)
+        .map_err(ApiError::internal)?
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| json!({"playbook": r["playbook"], "run": r["run_number"], "status": forms::humanize(r["status"].as_str().unwrap_or_default()), "error": r["error"]}))
+        .collect();
+    let manual: Vec<String> = {
+        let mut tx = p.caller.begin().await?;
+        let found = archer_store::playbooks::triggered(&mut tx, "manual").await?;
+        tx.commit().await?;
+        let mut names: Vec<String> = found.into_iter().map(|f| f.version.name).collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let kinds: Vec<Value> = ["relates_to", "duplicate_of", "blocked_by", "caused_by"]
+        .iter()
+        .map(|k| json!({"value": k, "label": forms::humanize(k)}))
+        .collect();
+    Ok(json!({
+        "can_assign": p.caller.can(Permission::TicketAssign),
+        "agents": agents,
+        "teams": teams,
+        "priorities": priorities,
+        "links": links,
+        "link_kinds": kinds,
+        "playbooks": manual,
+        "runs": runs,
     }))
 }
 

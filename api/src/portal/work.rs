@@ -201,33 +201,157 @@ pub(super) async fn set_status(
     Path(number): Path<String>,
     Form(posted): Form<Posted>,
 ) -> Response {
-    let status = get(&posted, "status").unwrap_or_default().to_owned();
+    let body = json!({ "status": get(&posted, "status").unwrap_or_default() });
+    match patch_ticket(&p, &number, get(&posted, "version"), body).await {
+        Ok(()) => see_other(&headers, &format!("/portal/tickets/{number}")),
+        Err(e) => refused(&p, &number, e).await,
+    }
+}
+
+/// Sends `body` as the API's `PATCH /tickets/{ticket}` with the version the page showed.
+async fn patch_ticket(p: &Portal, number: &str, version: Option<&str>, body: Value) -> Result<(), ApiError> {
     let mut api_headers = HeaderMap::new();
-    if let Some(v) = get(&posted, "version").and_then(|v| v.parse::<i32>().ok())
+    if let Some(v) = version.and_then(|v| v.parse::<i32>().ok())
         && let Ok(h) = HeaderValue::from_str(&crate::error::etag(v))
     {
         api_headers.insert(header::IF_MATCH, h);
     }
-    let body = json!({ "status": status });
-    let digest =
-        BodyDigest(sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(body.to_string())).into());
-    let result = match serde_json::from_value(body) {
-        Ok(b) => {
-            tickets::records::update_ticket(p.call(), api_headers, AppPath(number.clone()), AppJson(b, digest)).await
-        }
-        Err(e) => Err(ApiError::internal(e)),
-    };
-    let why = match result {
-        Ok(_) => return see_other(&headers, &format!("/portal/tickets/{number}")),
-        Err(ApiError::IllegalTransition { detail, .. }) => detail,
-        Err(ApiError::PreconditionFailed { .. }) => {
+    let parsed = crate::extract::parse_json(body.to_string().as_bytes())?;
+    tickets::records::update_ticket(
+        p.call(),
+        api_headers,
+        AppPath(number.to_owned()),
+        AppJson(parsed, BodyDigest([0; 32])),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The ticket's page again with `error` (a refused change), or the error page.
+async fn refused(p: &Portal, number: &str, err: ApiError) -> Response {
+    let why = match err {
+        ApiError::IllegalTransition { detail, .. } => detail,
+        ApiError::PreconditionFailed { .. } => {
             "Someone changed this ticket since you opened it; here it is as it is now. Choose again.".to_owned()
         }
-        Err(ApiError::Validation(errs)) => errs.iter().map(|e| e.detail.clone()).collect::<Vec<_>>().join(" "),
+        ApiError::Validation(errs) => errs.iter().map(|e| e.detail.clone()).collect::<Vec<_>>().join(" "),
+        ApiError::Conflict(why) => why,
+        e => return p.error(&e),
+    };
+    match super::pages::ticket_data(p, number).await {
+        Ok(data) => ticket_page(p, StatusCode::OK, data, Some(why)),
+        Err(e) => p.error(&e),
+    }
+}
+
+/// Assignment, team and priority: what changed is sent, nothing else.
+pub(super) async fn assign(
+    p: Portal,
+    headers: HeaderMap,
+    Path(number): Path<String>,
+    Form(posted): Form<Posted>,
+) -> Response {
+    let current = match tickets::records::get_ticket(p.call(), AppPath(number.clone())).await {
+        Ok(resp) => super::body_json(resp).await.unwrap_or_default(),
         Err(e) => return p.error(&e),
     };
-    match super::pages::ticket_data(&p, &number).await {
-        Ok(data) => ticket_page(&p, StatusCode::OK, data, Some(why)),
-        Err(e) => p.error(&e),
+    let mut body = serde_json::Map::new();
+    let id_or_null = |v: &str| if v.is_empty() { Value::Null } else { Value::String(v.to_owned()) };
+    // "Assign to me" posts `assignee=me` besides the select's own value
+    let me = posted.iter().any(|(k, v)| k == "assignee" && v == "me");
+    if let Some(a) = get(&posted, "assignee") {
+        let a = if me { p.caller.user_id().to_string() } else { a.to_owned() };
+        if id_or_null(&a) != current["assignee_id"] {
+            body.insert("assignee_id".into(), id_or_null(&a));
+        }
+    }
+    if let Some(team) = get(&posted, "team")
+        && id_or_null(team) != current["team_id"]
+    {
+        body.insert("team_id".into(), id_or_null(team));
+    }
+    if let Some(pr) = get(&posted, "priority").and_then(|v| v.parse::<i64>().ok())
+        && current["priority"].as_i64() != Some(pr)
+    {
+        body.insert("priority".into(), Value::from(pr));
+        body.insert(
+            "priority_reason".into(),
+            Value::String(get(&posted, "priority_reason").unwrap_or_default().trim().to_owned()),
+        );
+    }
+    if body.is_empty() {
+        return see_other(&headers, &format!("/portal/tickets/{number}"));
+    }
+    match patch_ticket(&p, &number, get(&posted, "version"), Value::Object(body)).await {
+        Ok(()) => see_other(&headers, &format!("/portal/tickets/{number}")),
+        Err(e) => refused(&p, &number, e).await,
+    }
+}
+
+/// Links the ticket to another, through the API's `POST /tickets/{ticket}/links`.
+pub(super) async fn link(
+    p: Portal,
+    headers: HeaderMap,
+    Path(number): Path<String>,
+    Form(posted): Form<Posted>,
+) -> Response {
+    let body = json!({"kind": get(&posted, "kind").unwrap_or_default(), "target": get(&posted, "target").unwrap_or_default().trim()});
+    let result = match crate::extract::parse_json(body.to_string().as_bytes()) {
+        Ok(b) => tickets::links::add_link(
+            p.call(),
+            crate::extract::IdempotencyKey(None),
+            AppPath(number.clone()),
+            AppJson(b, BodyDigest([0; 32])),
+        )
+        .await
+        .map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => see_other(&headers, &format!("/portal/tickets/{number}#links")),
+        Err(ApiError::NotFound) => {
+            refused(&p, &number, ApiError::Conflict("There is no ticket with that number.".into())).await
+        }
+        Err(e) => refused(&p, &number, e).await,
+    }
+}
+
+/// Starts a manual playbook on the ticket, through the API's `POST /tickets/{ticket}/playbook-runs`.
+pub(super) async fn run_playbook(
+    p: Portal,
+    headers: HeaderMap,
+    Path(number): Path<String>,
+    Form(posted): Form<Posted>,
+) -> Response {
+    let inputs = get(&posted, "inputs").unwrap_or_default().trim();
+    let inputs: Value = if inputs.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_str(inputs) {
+            Ok(v) => v,
+            Err(e) => {
+                return refused(
+                    &p,
+                    &number,
+                    ApiError::field("/inputs", "json", format!("The inputs are not valid JSON: {e}")),
+                )
+                .await;
+            }
+        }
+    };
+    let body = json!({"playbook": get(&posted, "playbook").unwrap_or_default(), "inputs": inputs});
+    let result = match crate::extract::parse_json(body.to_string().as_bytes()) {
+        Ok(b) => crate::routes::playbooks::runs::start_run(
+            p.call(),
+            AppPath(number.clone()),
+            AppJson(b, BodyDigest([0; 32])),
+        )
+        .await
+        .map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => see_other(&headers, &format!("/portal/tickets/{number}#runs")),
+        Err(e) => refused(&p, &number, e).await,
     }
 }

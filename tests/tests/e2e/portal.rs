@@ -155,6 +155,13 @@ async fn an_agent_sorts_the_queue_by_sla_due_sets_a_ticket_waiting_and_its_count
     has_clock(&app, &t.agent.token, &later).await;
     has_clock(&app, &t.agent.token, &sooner).await;
     app.set_status(&t.agent, &sooner, "in_progress").await;
+    // a playbook agents can run by hand
+    let yaml = "name: triage\ntriggers: [manual]\nsteps:\n  - id: note\n    action: ticket.comment\n    with: { body: Triage started }\n";
+    let r = app.post(Some(&t.admin.token), "/api/v1/playbooks", &json!({"source": yaml})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let publish = format!("/api/v1/playbooks/{}/versions/1/publish", r.json["playbook_id"].as_str().unwrap());
+    let r = app.post(Some(&t.admin.token), &publish, &json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
 
     let b = Browser::start().await;
     b.goto(&format!("{}/portal/queue", app.base)).await;
@@ -191,6 +198,34 @@ async fn an_agent_sorts_the_queue_by_sla_due_sets_a_ticket_waiting_and_its_count
     assert!(timeline.contains("Status: In progress to Waiting on customer"), "{timeline}");
     assert!(timeline.contains("Resolution clock paused"), "{timeline}");
     audit(&b, "ticket-agent-paused").await;
+
+    // assignment and priority: a priority change needs a reason
+    b.click_through("#assign-me").await;
+    assert_eq!(b.text("#assignee-name").await, "agent");
+    b.select("#priority", "2").await;
+    b.click_through("#save-assignment").await;
+    assert!(b.text("#error").await.to_lowercase().contains("reason"), "{}", b.text("#error").await);
+    assert_eq!(b.text("#priority-value").await, "P1");
+    b.select("#priority", "2").await;
+    b.fill("#priority-reason", "Only the CEO is affected").await;
+    b.click_through("#save-assignment").await;
+    assert_eq!(b.text("#priority-value").await, "P2");
+    // links, and a playbook run by hand
+    b.fill("#link-target", &later).await;
+    b.click_through("#add-link").await;
+    assert!(b.text("#links").await.contains(&later));
+    b.select("#playbook", "triage").await;
+    b.click_through("#run-playbook").await;
+    // (without the `#runs` fragment: going to the same URL with one would not reload the page)
+    let page = b.current_url().await.split('#').next().unwrap().to_owned();
+    let (bref, page) = (&b, page.as_str());
+    eventually(Duration::from_secs(60), "the manual run to finish", move || async move {
+        bref.goto(page).await;
+        bref.text("#runs").await.contains("triage run 1: Succeeded")
+    })
+    .await;
+    assert!(b.text("#comments").await.contains("Triage started"));
+    audit(&b, "ticket-agent-worked").await;
     b.close().await;
 }
 
