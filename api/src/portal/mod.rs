@@ -49,6 +49,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/portal/tickets/{ticket}/links", post(work::link))
         .route("/portal/tickets/{ticket}/runs", post(work::run_playbook))
         .route("/portal/approvals", get(work::inbox))
+        .route("/portal/approvals/away", post(work::set_away))
+        .route("/portal/approvals/away/end", post(work::end_away))
         .route("/portal/approvals/{id}/{decision}", post(work::decide))
         .route("/portal/queue", get(work::queue))
         .route("/portal/admin/catalog", get(admin::catalog_items))
@@ -317,7 +319,9 @@ mod tests {
             (
                 "portal/approvals",
                 json!({"items": [{"approval_id": "a", "ticket": "REQ-000012", "title": "Laptop", "step": "Manager approval", "requester": "Riley",
-                               "on_behalf_of": "Avery", "asked": "2026-11-30 09:00 UTC", "timeout": "2026-12-02 09:00 UTC"}], "notice": "Done", "error": "No"}),
+                               "on_behalf_of": "Avery", "asked": "2026-11-30 09:00 UTC", "timeout": "2026-12-02 09:00 UTC",
+                               "answers": [{"label": "Device", "value": "laptop"}], "others": [{"step": "Manager", "approver": "Morgan", "state": "Approved", "comment": "ok", "when": "2026-11-30 10:00 UTC"}]}],
+                    "notice": "Done", "error": "No", "away": {"delegate": "Avery", "from": "2026-12-01 00:00 UTC", "until": "2026-12-05 23:59 UTC", "active": true}}),
                 json!({"items": []}),
             ),
             (

@@ -241,6 +241,14 @@ async fn names(p: &Portal, ids: &[Uuid]) -> Result<std::collections::HashMap<Uui
     Ok(out)
 }
 
+/// The names of `ids`, in their order (an unknown one is left out).
+pub(super) async fn names_of(p: &Portal, ids: &[Uuid]) -> Vec<String> {
+    match names(p, ids).await {
+        Ok(found) => ids.iter().filter_map(|id| found.get(id).cloned()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// The data of a ticket's page.
 pub(super) async fn ticket_data(p: &Portal, number: &str) -> Result<Value, ApiError> {
     let resp = tickets::records::get_ticket(p.call(), AppPath(number.to_owned())).await?;

@@ -41,30 +41,74 @@ async fn inbox_page(p: &Portal, status: StatusCode, notice: Option<String>, erro
         Ok(Json(page)) => serde_json::to_value(page).unwrap_or_default(),
         Err(e) => return p.error(&e),
     };
-    let items: Vec<Value> = items["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|i| {
-            json!({
-                "approval_id": i["approval_id"],
-                "ticket": i["ticket"],
-                "title": i["title"],
-                "step": i["step"],
-                "requester": i["requester"]["name"],
-                "on_behalf_of": i["on_behalf_of"]["name"],
-                "asked": when(&i["asked_at"]),
-                "timeout": when(&i["timeout_at"]),
-            })
-        })
-        .collect();
+    let mut cards = Vec::new();
+    for i in items["items"].as_array().into_iter().flatten() {
+        let (answers, others) = match context(p, i).await {
+            Ok(c) => c,
+            Err(e) => return p.error(&e),
+        };
+        cards.push(json!({
+            "approval_id": i["approval_id"],
+            "ticket": i["ticket"],
+            "title": i["title"],
+            "step": i["step"],
+            "requester": i["requester"]["name"],
+            "on_behalf_of": i["on_behalf_of"]["name"],
+            "asked": when(&i["asked_at"]),
+            "timeout": when(&i["timeout_at"]),
+            "answers": answers,
+            "others": others,
+        }));
+    }
+    let items = cards;
     let page = Page {
         template: "portal/approvals",
         title: "Approvals".into(),
         nav: "approvals",
-        data: json!({"items": items, "notice": notice, "error": error}),
+        data: json!({"items": items, "notice": notice, "error": error, "away": away(p).await}),
     };
     p.page(status, page)
+}
+
+/// What an approver decides on: the request's answers in its form's order, and what the
+/// others asked in the chain decided so far.
+async fn context(p: &Portal, item: &Value) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
+    let answers = match item["ticket_id"].as_str().and_then(|s| s.parse::<Uuid>().ok()) {
+        Some(id) => {
+            let mut tx = p.caller.begin().await?;
+            let ticket = archer_store::tickets::get(&mut tx, id).await?;
+            let answers = archer_workers::approvals::form_answers(&mut tx, &ticket).await;
+            tx.commit().await?;
+            answers
+        }
+        None => Vec::new(),
+    };
+    let Some(id) = item["approval_id"].as_str().and_then(|s| s.parse::<Uuid>().ok()) else {
+        return Ok((answers, Vec::new()));
+    };
+    let others = match approvals::views::get_approval(p.call(), AppPath(id)).await {
+        Ok(Json(a)) => {
+            let a = serde_json::to_value(a).map_err(ApiError::internal)?;
+            let me = p.caller.user_id().to_string();
+            a["steps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|s| {
+                    let step = s["name"].clone();
+                    s["tasks"].as_array().cloned().unwrap_or_default().into_iter().map(move |t| (step.clone(), t))
+                })
+                .filter(|(_, t)| t["approver"]["id"].as_str() != Some(me.as_str()) && t["decided_at"].is_string())
+                .map(|(step, t)| {
+                    json!({"step": step, "approver": t["approver"]["name"], "state": forms::humanize(t["state"].as_str().unwrap_or_default()),
+                           "comment": t["comment"], "when": when(&t["decided_at"])})
+                })
+                .collect()
+        }
+        Err(ApiError::NotFound | ApiError::Forbidden(_)) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    Ok((answers, others))
 }
 
 /// Approves or rejects through the API's in-app decision (the same rules as the emailed links).
@@ -353,5 +397,98 @@ pub(super) async fn run_playbook(
     match result {
         Ok(()) => see_other(&headers, &format!("/portal/tickets/{number}#runs")),
         Err(e) => refused(&p, &number, e).await,
+    }
+}
+
+/// My out-of-office delegation, as the inbox shows it (none when there is none).
+async fn away(p: &Portal) -> Value {
+    match approvals::out_of_office::get_out_of_office(p.call(), AppPath("me".to_owned())).await {
+        Ok(Json(o)) => {
+            let o = serde_json::to_value(o).unwrap_or_default();
+            let name = super::pages::names_of(
+                p,
+                &[o["delegate_id"].as_str().and_then(|s| s.parse().ok()).unwrap_or_default()],
+            )
+            .await;
+            json!({"delegate": name.into_iter().next().unwrap_or_default(), "from": when(&o["starts_at"]), "until": when(&o["ends_at"]), "active": o["active"]})
+        }
+        Err(_) => Value::Null,
+    }
+}
+
+/// Sets my out-of-office delegate (found by email) until the end of a day, through the API's
+/// `PUT /users/me/out-of-office`.
+pub(super) async fn set_away(p: Portal, headers: HeaderMap, Form(posted): Form<Posted>) -> Response {
+    let email = get(&posted, "delegate").unwrap_or_default().trim().to_lowercase();
+    let until = get(&posted, "until").unwrap_or_default();
+    let delegate = if email.is_empty() {
+        None
+    } else {
+        let found = async {
+            let mut tx = p.caller.begin().await?;
+            let filter = archer_store::users::UserFilter {
+                q: Some(&email),
+                role: None,
+                active: Some(true),
+                limit: 10,
+                offset: 0,
+            };
+            let (users, _) = archer_store::users::list(&mut tx, filter).await?;
+            tx.commit().await?;
+            Ok::<_, ApiError>(users.into_iter().find(|u| u.email.to_lowercase() == email).map(|u| u.id))
+        }
+        .await;
+        match found {
+            Ok(d) => d,
+            Err(e) => return p.error(&e),
+        }
+    };
+    let Some(delegate) = delegate else {
+        return inbox_page(&p, StatusCode::OK, None, Some("Out of office: no active colleague has that email.".into()))
+            .await;
+    };
+    let ends = match jiff::civil::Date::strptime("%Y-%m-%d", until) {
+        // the end of that day, UTC
+        Ok(d) => d
+            .at(23, 59, 59, 0)
+            .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+            .map(|z| z.timestamp().to_string())
+            .unwrap_or_default(),
+        Err(_) => {
+            return inbox_page(
+                &p,
+                StatusCode::OK,
+                None,
+                Some("Out of office: choose the last day you are away.".into()),
+            )
+            .await;
+        }
+    };
+    let body = json!({"delegate_id": delegate, "ends_at": ends, "reason": get(&posted, "reason").map(str::trim).filter(|r| !r.is_empty())});
+    let result = match crate::extract::parse_json(body.to_string().as_bytes()) {
+        Ok(b) => approvals::out_of_office::put_out_of_office(
+            p.call(),
+            AppPath("me".to_owned()),
+            AppJson(b, BodyDigest([0; 32])),
+        )
+        .await
+        .map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => see_other(&headers, "/portal/approvals"),
+        Err(ApiError::Validation(errs)) => {
+            let why = errs.iter().map(|e| e.detail.clone()).collect::<Vec<_>>().join(" ");
+            inbox_page(&p, StatusCode::OK, None, Some(format!("Out of office: {why}"))).await
+        }
+        Err(e) => p.error(&e),
+    }
+}
+
+/// Ends my out-of-office delegation.
+pub(super) async fn end_away(p: Portal, headers: HeaderMap) -> Response {
+    match approvals::out_of_office::delete_out_of_office(p.call(), AppPath("me".to_owned())).await {
+        Ok(_) | Err(ApiError::NotFound) => see_other(&headers, "/portal/approvals"),
+        Err(e) => p.error(&e),
     }
 }

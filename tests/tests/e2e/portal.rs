@@ -249,7 +249,7 @@ async fn audit_refusal(b: &Browser, name: &str, status: u16) {
 #[tokio::test]
 async fn without_javascript_people_sign_in_request_approve_and_comment() {
     let app = spawn_app().await;
-    let Laptop { t, employee, item, .. } = laptop(&app).await;
+    let Laptop { t, employee, item, approvers } = laptop(&app).await;
 
     // the requester: every field shows, the server checks the answers
     let b = Browser::without_javascript().await;
@@ -282,10 +282,39 @@ async fn without_javascript_people_sign_in_request_approve_and_comment() {
     })
     .await;
     assert!(m.text(card).await.contains("Erin Employee"));
+    // the answers in the form's order
+    let answers = m.text(&format!("#answers-{number}")).await;
+    let (device, why) = (answers.find("Device type").unwrap(), answers.find("Business justification").unwrap());
+    assert!(device < why, "{answers}");
     m.fill(&format!("#comment-{number}"), "Fine by me").await;
     m.click_through(&format!("#approve-{number}")).await;
     assert_eq!(m.text("#notice").await, format!("Your decision on {number} is recorded."));
+    // out of office: a colleague decides in the manager's place until the manager is back
+    m.fill("#delegate", &approvers[0].email).await;
+    // (a date input takes what is typed in the browser locale's order: en-US here)
+    m.fill("#until", "01152027").await;
+    m.fill("#reason", "Parental leave").await;
+    m.click_through("#set-away").await;
+    assert!(m.text("#away").await.contains("Hana One"), "{}", m.page_text().await);
+    let r = app.get(Some(&t.manager.token), "/api/v1/users/me/out-of-office").await;
+    assert_eq!(r.json["delegate_id"], approvers[0].id.to_string(), "{}", r.body);
+    m.click_through("#end-away").await;
+    assert!(m.text("#away").await.contains("Going away?"));
     m.close().await;
+
+    // the next approver sees who decided before them
+    let h = Browser::without_javascript().await;
+    h.goto(&format!("{}/portal/approvals", app.base)).await;
+    sign_in(&h, &approvers[0].email).await;
+    let (href, approvals) = (&h, approvals);
+    eventually(Duration::from_secs(60), "the request in the next approver's inbox", move || async move {
+        href.goto(approvals).await;
+        href.page_text().await.contains("Decided so far")
+    })
+    .await;
+    let others = h.text(&format!("#others-{number}")).await;
+    assert!(others.contains("manager (Manager approval): Approved") && others.contains("Fine by me"), "{others}");
+    h.close().await;
 
     // the requester sees it, and comments
     let (bref, page) = (&b, url.as_str());
