@@ -107,8 +107,10 @@ async fn a_requester_asks_for_a_laptop_and_sees_the_managers_emailed_approval_mo
     assert!(mail.text.contains(&format!("{}/portal/approvals", app.base)), "the email links the inbox: {}", mail.text);
     let manager = Browser::start().await;
     manager.goto(&approve).await;
+    audit(&manager, "approval-confirm").await;
     manager.click_through("#confirm").await;
     assert!(manager.text("#outcome").await.to_lowercase().contains("approved"));
+    audit(&manager, "approval-done").await;
     manager.close().await;
 
     // the requester's page shows the next step

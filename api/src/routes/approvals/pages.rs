@@ -77,7 +77,7 @@ fn page(state: &AppState, status: StatusCode, name: &str, data: serde_json::Valu
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+            "default-src 'none'; style-src 'self'; img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     resp
