@@ -53,6 +53,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/portal/approvals/away/end", post(work::end_away))
         .route("/portal/approvals/{id}/{decision}", post(work::decide))
         .route("/portal/queue", get(work::queue))
+        .route("/portal/queue/assign", post(work::bulk_assign))
         .route("/portal/admin/catalog", get(admin::catalog_items))
         .route("/portal/admin/catalog/new", get(admin::new_item).post(admin::create_item))
         .route("/portal/admin/playbooks", get(admin::playbook_list).post(admin::save_playbook))
@@ -327,8 +328,9 @@ mod tests {
             (
                 "portal/queue",
                 json!({"tickets": [row()], "q": "printer", "mine": true, "sorts": [{"value": "sla_due_at", "label": "SLA due", "selected": true}],
-                    "statuses": [{"value": "", "label": "Any", "selected": false}], "total": 1000, "total_exact": false, "next": "/portal/queue?cursor=x", "error": "bad"}),
-                json!({"tickets": [], "q": "", "mine": false, "sorts": [], "statuses": [], "total": 0, "total_exact": true}),
+                    "statuses": [{"value": "", "label": "Any", "selected": false}], "total": 1000, "total_exact": false, "next": "/portal/queue?cursor=x", "error": "bad",
+                    "notice": "Assigned 2 tickets.", "back": "sort=sla_due_at", "agents": [{"id": "a", "name": "Alex"}]}),
+                json!({"tickets": [], "q": "", "mine": false, "sorts": [], "statuses": [], "total": 0, "total_exact": true, "back": "", "agents": []}),
             ),
             (
                 "portal/error",

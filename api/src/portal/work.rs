@@ -167,10 +167,18 @@ const QUEUE_FILTERS: &[&str] = &["status", "priority", "kind", "assignee", "q", 
 
 /// The agents' queue: the API's filters and sorts, SLA badges with live countdowns.
 pub(super) async fn queue(p: Portal, RawQuery(raw): RawQuery) -> Response {
+    let raw = raw.unwrap_or_default();
+    let done = url::form_urlencoded::parse(raw.as_bytes())
+        .find(|(k, _)| k == "assigned")
+        .and_then(|(_, v)| v.parse::<u32>().ok());
+    queue_page(&p, &raw, done.map(|n| format!("Assigned {n} ticket{}.", if n == 1 { "" } else { "s" })), None).await
+}
+
+async fn queue_page(p: &Portal, raw: &str, notice: Option<String>, failed: Option<String>) -> Response {
     if let Err(e) = p.caller.require(Permission::TicketUpdate).await {
         return p.error(&e);
     }
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
         .filter(|(k, v)| QUEUE_FILTERS.contains(&k.as_ref()) && !v.trim().is_empty())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
@@ -231,10 +239,64 @@ pub(super) async fn queue(p: Portal, RawQuery(raw): RawQuery) -> Response {
             "total": list["total"],
             "total_exact": list["total_exact"],
             "next": next,
-            "error": error,
+            "error": error.or(failed),
+            "notice": notice,
+            "back": serde_urlencoded::to_string(&pairs).unwrap_or_default(),
+            "agents": assignable(p).await,
         }),
     };
     p.page(StatusCode::OK, page)
+}
+
+/// Who tickets can be assigned to (empty without `ticket:assign`).
+async fn assignable(p: &Portal) -> Vec<Value> {
+    if !p.caller.can(Permission::TicketAssign) {
+        return Vec::new();
+    }
+    let Ok(q) = serde_json::from_value(json!({"role": "agent", "active": true, "limit": 200})) else {
+        return Vec::new();
+    };
+    match crate::routes::users::list_users(p.call(), AppQuery(q)).await {
+        Ok(Json(page)) => serde_json::to_value(page).unwrap_or_default()["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|u| json!({"id": u["id"], "name": u["display_name"]}))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Assigns the chosen tickets of the queue to one agent: each ticket is its own change through
+/// the API (its own audit and workflow signal); the ones refused are named.
+pub(super) async fn bulk_assign(p: Portal, headers: HeaderMap, Form(posted): Form<Posted>) -> Response {
+    let back = get(&posted, "back").unwrap_or_default().to_owned();
+    let assignee = match get(&posted, "assignee").unwrap_or_default() {
+        "me" => p.caller.user_id().to_string(),
+        other => other.to_owned(),
+    };
+    let numbers: Vec<&str> = posted.iter().filter(|(k, _)| k == "ticket").map(|(_, v)| v.as_str()).collect();
+    if numbers.is_empty() || assignee.is_empty() {
+        return queue_page(&p, &back, None, Some("Choose the tickets and whom to assign them to.".into())).await;
+    }
+    let mut failed = Vec::new();
+    for number in &numbers {
+        if let Err(e) = patch_ticket(&p, number, None, json!({ "assignee_id": assignee })).await {
+            failed.push(format!("{number}: {}", e.problem().detail));
+        }
+    }
+    if failed.is_empty() {
+        let sep = if back.is_empty() { "" } else { "&" };
+        return see_other(&headers, &format!("/portal/queue?{back}{sep}assigned={}", numbers.len()));
+    }
+    let done = numbers.len() - failed.len();
+    queue_page(
+        &p,
+        &back,
+        Some(format!("Assigned {done} of {}.", numbers.len())),
+        Some(format!("Not assigned: {}", failed.join("; "))),
+    )
+    .await
 }
 
 /// Changes a ticket's status through the API's `PATCH /tickets/{ticket}`, with the version the

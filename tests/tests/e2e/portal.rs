@@ -177,6 +177,16 @@ async fn an_agent_sorts_the_queue_by_sla_due_sets_a_ticket_waiting_and_its_count
     assert_eq!(b.text("#queue tbody tr:first-child a").await, sooner, "P1 is due first");
     assert_eq!(b.text("#queue tbody tr:nth-child(2) a").await, later);
     audit(&b, "queue").await;
+    // bulk assignment: the picked ticket only, and the queue keeps its sort
+    b.click(&format!("#pick-{later}")).await;
+    b.select("#bulk-assignee", "me").await;
+    b.click_through("#bulk-assign").await;
+    assert_eq!(b.text("#notice").await, "Assigned 1 ticket.");
+    assert!(b.current_url().await.contains("sort=sla_due_at"), "{}", b.current_url().await);
+    let r = app.get(Some(&t.agent.token), &format!("/api/v1/tickets/{later}")).await;
+    assert_eq!(r.json["assignee_id"], t.agent.id.to_string());
+    let r = app.get(Some(&t.agent.token), &format!("/api/v1/tickets/{sooner}")).await;
+    assert!(r.json["assignee_id"].is_null());
 
     // the ticket's countdown runs ...
     b.click_through("#queue tbody tr:first-child a").await;
