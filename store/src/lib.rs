@@ -27,6 +27,7 @@ pub mod notifications;
 pub mod outbox;
 pub mod playbook_tasks;
 pub mod playbooks;
+pub mod saved_views;
 pub mod secrets;
 pub mod security;
 pub mod sla;

@@ -54,6 +54,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/portal/approvals/{id}/{decision}", post(work::decide))
         .route("/portal/queue", get(work::queue))
         .route("/portal/queue/assign", post(work::bulk_assign))
+        .route("/portal/queue/views", post(work::save_view))
+        .route("/portal/queue/views/{id}/delete", post(work::delete_view))
         .route("/portal/admin/catalog", get(admin::catalog_items))
         .route("/portal/admin/catalog/new", get(admin::new_item).post(admin::create_item))
         .route("/portal/admin/playbooks", get(admin::playbook_list).post(admin::save_playbook))
@@ -329,8 +331,9 @@ mod tests {
                 "portal/queue",
                 json!({"tickets": [row()], "q": "printer", "mine": true, "sorts": [{"value": "sla_due_at", "label": "SLA due", "selected": true}],
                     "statuses": [{"value": "", "label": "Any", "selected": false}], "total": 1000, "total_exact": false, "next": "/portal/queue?cursor=x", "error": "bad",
-                    "notice": "Assigned 2 tickets.", "back": "sort=sla_due_at", "agents": [{"id": "a", "name": "Alex"}]}),
-                json!({"tickets": [], "q": "", "mine": false, "sorts": [], "statuses": [], "total": 0, "total_exact": true, "back": "", "agents": []}),
+                    "notice": "Assigned 2 tickets.", "back": "sort=sla_due_at", "agents": [{"id": "a", "name": "Alex"}],
+                    "views": [{"id": "v", "name": "Mine by SLA", "href": "/portal/queue?assignee=me&sort=sla_due_at"}]}),
+                json!({"tickets": [], "q": "", "mine": false, "sorts": [], "statuses": [], "total": 0, "total_exact": true, "back": "", "agents": [], "views": []}),
             ),
             (
                 "portal/error",

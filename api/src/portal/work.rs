@@ -241,8 +241,10 @@ async fn queue_page(p: &Portal, raw: &str, notice: Option<String>, failed: Optio
             "next": next,
             "error": error.or(failed),
             "notice": notice,
-            "back": serde_urlencoded::to_string(&pairs).unwrap_or_default(),
+            // the filters and sort, from the first page (what a saved view keeps)
+            "back": serde_urlencoded::to_string(pairs.iter().filter(|(k, _)| k != "cursor").collect::<Vec<_>>()).unwrap_or_default(),
             "agents": assignable(p).await,
+            "views": views(p).await,
         }),
     };
     p.page(StatusCode::OK, page)
@@ -551,6 +553,47 @@ pub(super) async fn set_away(p: Portal, headers: HeaderMap, Form(posted): Form<P
 pub(super) async fn end_away(p: Portal, headers: HeaderMap) -> Response {
     match approvals::out_of_office::delete_out_of_office(p.call(), AppPath("me".to_owned())).await {
         Ok(_) | Err(ApiError::NotFound) => see_other(&headers, "/portal/approvals"),
+        Err(e) => p.error(&e),
+    }
+}
+
+/// My saved views, as links to the queue.
+async fn views(p: &Portal) -> Vec<Value> {
+    match crate::routes::saved_views::list_views(p.call()).await {
+        Ok(Json(v)) => serde_json::to_value(v)
+            .unwrap_or_default()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| json!({"id": v["id"], "name": v["name"], "href": format!("/portal/queue?{}", v["query"].as_str().unwrap_or_default())}))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Saves the queue's current filters and sort as a view, through the API's `POST /saved-views`.
+pub(super) async fn save_view(p: Portal, headers: HeaderMap, Form(posted): Form<Posted>) -> Response {
+    let query = get(&posted, "query").unwrap_or_default().to_owned();
+    let body = json!({"name": get(&posted, "name").unwrap_or_default(), "query": query});
+    let result = match crate::extract::parse_json(body.to_string().as_bytes()) {
+        Ok(b) => crate::routes::saved_views::create_view(p.call(), AppJson(b, BodyDigest([0; 32]))).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => see_other(&headers, &format!("/portal/queue?{query}")),
+        Err(ApiError::Validation(errs)) => {
+            let why = errs.iter().map(|e| e.detail.clone()).collect::<Vec<_>>().join(" ");
+            queue_page(&p, &query, None, Some(format!("The view was not saved: {why}"))).await
+        }
+        Err(e) => p.error(&e),
+    }
+}
+
+/// Deletes one of my saved views.
+pub(super) async fn delete_view(p: Portal, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<Uuid>() else { return p.error(&ApiError::NotFound) };
+    match crate::routes::saved_views::delete_view(p.call(), AppPath(id)).await {
+        Ok(_) => see_other(&headers, "/portal/queue"),
         Err(e) => p.error(&e),
     }
 }

@@ -187,6 +187,13 @@ async fn an_agent_sorts_the_queue_by_sla_due_sets_a_ticket_waiting_and_its_count
     assert_eq!(r.json["assignee_id"], t.agent.id.to_string());
     let r = app.get(Some(&t.agent.token), &format!("/api/v1/tickets/{sooner}")).await;
     assert!(r.json["assignee_id"].is_null());
+    // a saved view keeps the filters and sort
+    b.fill("#view-name", "Due first").await;
+    b.click_through("#save-view").await;
+    b.goto(&format!("{}/portal/queue", app.base)).await;
+    b.click_through("#views a").await;
+    assert!(b.current_url().await.ends_with("/portal/queue?sort=sla_due_at"), "{}", b.current_url().await);
+    assert_eq!(b.text("#queue tbody tr:first-child a").await, sooner);
 
     // the ticket's countdown runs ...
     b.click_through("#queue tbody tr:first-child a").await;
