@@ -56,6 +56,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     portal!("admin_catalog"),
     portal!("admin_item"),
     portal!("admin_playbooks"),
+    portal!("admin_audit"),
 ];
 
 /// The portal's layout, a partial every portal page is written inside

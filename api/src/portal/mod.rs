@@ -59,6 +59,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/portal/admin/catalog", get(admin::catalog_items))
         .route("/portal/admin/catalog/new", get(admin::new_item).post(admin::create_item))
         .route("/portal/admin/playbooks", get(admin::playbook_list).post(admin::save_playbook))
+        .route("/portal/admin/audit", get(admin::audit_log))
         .route("/portal/admin/playbooks/{id}/versions/{version}/publish", post(admin::publish))
         .route("/portal/logout", post(session::logout))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), session::gate));
@@ -81,6 +82,7 @@ pub struct Me {
     pub agent: bool,
     pub approver: bool,
     pub admin: bool,
+    pub auditor: bool,
 }
 
 impl Me {
@@ -89,12 +91,13 @@ impl Me {
             name,
             agent: principal.can(Permission::TicketUpdate),
             approver: principal.can(Permission::ApprovalDecide) || principal.roles.iter().any(|r| r == "manager"),
+            auditor: principal.can(Permission::AuditRead),
             admin: principal.can(Permission::CatalogAdmin) || principal.can(Permission::PlaybookAdmin),
         }
     }
 
     fn json(&self) -> Value {
-        json!({"name": self.name, "agent": self.agent, "approver": self.approver, "admin": self.admin})
+        json!({"name": self.name, "agent": self.agent, "approver": self.approver, "admin": self.admin, "auditor": self.auditor})
     }
 }
 
@@ -245,7 +248,7 @@ mod tests {
     use crate::pages::{EMBEDDED, Pages};
 
     fn me() -> Value {
-        json!({"name": "Riley Requester", "agent": true, "approver": true, "admin": false})
+        json!({"name": "Riley Requester", "agent": true, "approver": true, "admin": true, "auditor": true})
     }
 
     fn layout(mut data: Value, me: Value) -> Value {
@@ -360,6 +363,12 @@ mod tests {
                     "notice": "Saved", "source": "name: c", "errors": [{"at": "Line 1, column 1", "pointer": "/steps", "message": "cycle", "line": 1}],
                     "lines": [{"n": 1, "text": "name: c", "bad": true}]}),
                 json!({"playbooks": [], "source": "", "errors": [], "lines": []}),
+            ),
+            (
+                "portal/admin_audit",
+                json!({"entries": [{"at": "2026-11-30 10:00 UTC", "action": "tickets.update", "entity": "ticket x", "actor": "u", "before": "{}", "after": "{}", "detail": "d", "request_id": "r"}],
+                    "action": "tickets", "entity_type": "", "entity_id": "", "request_id": "", "from": "", "to": "", "next": "/portal/admin/audit?cursor=c", "error": "bad"}),
+                json!({"entries": [], "action": "", "entity_type": "", "entity_id": "", "request_id": "", "from": "", "to": ""}),
             ),
         ]
     }

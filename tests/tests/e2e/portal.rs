@@ -542,5 +542,14 @@ async fn an_admin_is_refused_an_invalid_form_schema_and_a_playbook_with_a_cycle_
     b.click_through("#publish-triage").await;
     assert_eq!(b.text("#notice").await, "Saved triage version 1 (published).");
     audit(&b, "admin-playbooks").await;
+
+    // the audit log, filtered: the item saved above
+    b.goto(&format!("{}/portal/admin/audit", app.base)).await;
+    b.fill("#action", "catalog_items").await;
+    b.click_through("#apply").await;
+    let entries = b.text("#entries").await;
+    assert!(entries.contains("catalog_items.insert") && entries.contains("Monitor"), "{entries}");
+    assert!(!entries.contains("playbook"), "only what the filter names: {entries}");
+    audit(&b, "admin-audit").await;
     b.close().await;
 }
