@@ -57,6 +57,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     portal!("admin_item"),
     portal!("admin_playbooks"),
     portal!("admin_audit"),
+    portal!("admin_sla"),
 ];
 
 /// The portal's layout, a partial every portal page is written inside

@@ -344,3 +344,241 @@ pub(super) async fn audit_log(p: Portal, RawQuery(raw): RawQuery) -> Response {
     };
     p.page(StatusCode::OK, page)
 }
+
+/// An example policy document for the editor.
+const EXAMPLE_POLICY: &str = r#"{
+  "name": "Standard incidents",
+  "spec": {
+    "applies_to": {"kinds": ["incident"]},
+    "targets": [{"metric": "resolution", "durations": {"1": 14400, "2": 28800, "3": 86400, "4": 172800}}]
+  }
+}"#;
+
+/// An example calendar document for the editor.
+const EXAMPLE_CALENDAR: &str = r#"{
+  "name": "Paris office hours",
+  "spec": {
+    "time_zone": "Europe/Paris",
+    "weekly": [
+      {"day": "monday", "start": "09:00", "end": "17:00"},
+      {"day": "tuesday", "start": "09:00", "end": "17:00"},
+      {"day": "wednesday", "start": "09:00", "end": "17:00"},
+      {"day": "thursday", "start": "09:00", "end": "17:00"},
+      {"day": "friday", "start": "09:00", "end": "17:00"}
+    ],
+    "holidays": []
+  }
+}"#;
+
+/// SLA calendars and policies, the preview (when would a ticket created at a chosen instant be
+/// due), and editors to add either. Needs `sla:admin`.
+pub(super) async fn sla(p: Portal, RawQuery(raw): RawQuery) -> Response {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.trim().to_owned()))
+        .collect();
+    let value = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let saved = value("saved");
+    let notice = (!saved.is_empty() && saved.len() <= 200).then(|| format!("Saved {saved}."));
+    sla_page(&p, notice, &pairs, SlaEditors::default()).await
+}
+
+/// What the editors show: the documents as typed and their errors.
+#[derive(Default)]
+struct SlaEditors {
+    policy: Option<String>,
+    calendar: Option<String>,
+    policy_errors: Vec<String>,
+    calendar_errors: Vec<String>,
+}
+
+async fn sla_page(p: &Portal, notice: Option<String>, query: &[(String, String)], editors: SlaEditors) -> Response {
+    if let Err(e) = p.caller.require(Permission::SlaAdmin).await {
+        return p.error(&e);
+    }
+    let calendars = match crate::routes::sla::calendars::list_calendars(p.call()).await {
+        Ok(Json(c)) => serde_json::to_value(c).unwrap_or_default(),
+        Err(e) => return p.error(&e),
+    };
+    let policies = match crate::routes::sla::policies::list_policies(p.call()).await {
+        Ok(Json(c)) => serde_json::to_value(c).unwrap_or_default(),
+        Err(e) => return p.error(&e),
+    };
+    let calendar_name = |id: &Value| {
+        calendars
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["id"] == *id)
+            .and_then(|c| c["name"].as_str())
+            .unwrap_or("24×7")
+            .to_owned()
+    };
+    let policies: Vec<Value> = policies
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|pol| {
+            let targets: Vec<String> = pol["spec"]["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| format!("{}: P1 {}", forms::humanize(t["metric"].as_str().unwrap_or_default()), duration(&t["durations"]["1"])))
+                .collect();
+            json!({"name": pol["name"], "position": pol["position"], "version": pol["version"], "calendar": calendar_name(&pol["calendar_id"]), "targets": targets.join("; ")})
+        })
+        .collect();
+    let calendars: Vec<Value> = calendars
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| json!({"name": c["name"], "version": c["version"], "time_zone": c["spec"]["time_zone"]}))
+        .collect();
+    // the preview, when asked for
+    let value = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap_or_default();
+    let (kind, impact, urgency, at) = (value("kind"), value("impact"), value("urgency"), value("at"));
+    let mut preview = Value::Null;
+    let mut preview_error = None;
+    if !kind.is_empty() {
+        let mut q = vec![("kind", kind.clone()), ("impact", impact.clone()), ("urgency", urgency.clone())];
+        if !at.is_empty() {
+            q.push(("at", at.clone()));
+        }
+        let parsed = serde_urlencoded::to_string(&q)
+            .map_err(ApiError::internal)
+            .and_then(|s| serde_urlencoded::from_str(&s).map_err(|e| ApiError::field("?", "query", format!("{e}"))));
+        let result = match parsed {
+            Ok(q) => crate::routes::sla::preview::preview(p.call(), crate::extract::AppQuery(q)).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(Json(pr)) => {
+                let pr = serde_json::to_value(pr).unwrap_or_default();
+                let targets: Vec<Value> = pr["targets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|t| json!({"metric": forms::humanize(t["metric"].as_str().unwrap_or_default()), "due": crate::portal::when(&t["due_at"]), "due_at": t["due_at"]}))
+                    .collect();
+                preview = json!({"policy": pr["policy"]["name"], "priority": format!("P{}", pr["priority"]), "created": crate::portal::when(&pr["created_at"]), "targets": targets});
+            }
+            Err(ApiError::Validation(errs)) => {
+                preview_error = Some(
+                    errs.iter()
+                        .map(|e| format!("{}: {}", e.pointer.trim_start_matches('?'), e.detail))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
+            }
+            Err(e) => return p.error(&e),
+        }
+    }
+    let option = |v: &str, sel: &str, label: &str| json!({"value": v, "label": label, "selected": v == sel});
+    let kinds: Vec<Value> = ["incident", "service_request", "change", "problem"]
+        .iter()
+        .map(|k| option(k, &kind, &forms::humanize(k)))
+        .collect();
+    let levels = |sel: &str| -> Vec<Value> { ["1", "2", "3", "4"].iter().map(|l| option(l, sel, l)).collect() };
+    let page = Page {
+        template: "portal/admin_sla",
+        title: "SLA calendars and policies".into(),
+        nav: "sla",
+        data: json!({
+            "notice": notice,
+            "calendars": calendars,
+            "policies": policies,
+            "kinds": kinds,
+            "impacts": levels(if impact.is_empty() { "3" } else { &impact }),
+            "urgencies": levels(if urgency.is_empty() { "3" } else { &urgency }),
+            "at": at,
+            "preview": preview,
+            "preview_error": preview_error,
+            "policy": editors.policy.unwrap_or_else(|| EXAMPLE_POLICY.to_owned()),
+            "calendar": editors.calendar.unwrap_or_else(|| EXAMPLE_CALENDAR.to_owned()),
+            "policy_errors": editors.policy_errors,
+            "calendar_errors": editors.calendar_errors,
+        }),
+    };
+    p.page(StatusCode::OK, page)
+}
+
+/// A target's duration as people say it: seconds as `4 h`, `90 min`, `2 d`; the canonical
+/// text the API gives (`4h`, `2bd`) as it is.
+fn duration(v: &Value) -> String {
+    if let Some(text) = v.as_str() {
+        return text.to_owned();
+    }
+    match v.as_i64() {
+        Some(s) if s % 86_400 == 0 => format!("{} d", s / 86_400),
+        Some(s) if s % 3600 == 0 => format!("{} h", s / 3600),
+        Some(s) if s % 60 == 0 => format!("{} min", s / 60),
+        Some(s) => format!("{s} s"),
+        None => "-".into(),
+    }
+}
+
+/// An error of a JSON document as the editor lists it.
+fn located(e: &FieldError) -> String {
+    match e.line {
+        Some(l) if l > 0 => format!("line {l}, column {}: {}", e.column.unwrap_or(0), e.detail),
+        _ if e.pointer.is_empty() || e.pointer == "/" => e.detail.clone(),
+        _ => format!("{}: {}", e.pointer, e.detail),
+    }
+}
+
+/// Adds a policy or a calendar from its JSON document, through the API's own handler.
+pub(super) async fn sla_save(
+    p: Portal,
+    headers: HeaderMap,
+    Path(what): Path<String>,
+    Form(posted): Form<Posted>,
+) -> Response {
+    let doc = get(&posted, "document").to_owned();
+    let mut editors = SlaEditors::default();
+    let errors: Vec<FieldError> = match json_field(&doc, "/") {
+        Err(e) => vec![e],
+        Ok(None) => vec![FieldError::new("/", "required", "write the document first")],
+        Ok(Some(body)) => {
+            let bytes = body.to_string();
+            let result = match what.as_str() {
+                "policies" => match crate::extract::parse_json(bytes.as_bytes()) {
+                    Ok(b) => crate::routes::sla::policies::create_policy(
+                        p.call(),
+                        crate::extract::IdempotencyKey(None),
+                        AppJson(b, BodyDigest([0; 32])),
+                    )
+                    .await
+                    .map(|_| ()),
+                    Err(e) => Err(e),
+                },
+                "calendars" => match crate::extract::parse_json(bytes.as_bytes()) {
+                    Ok(b) => crate::routes::sla::calendars::create_calendar(
+                        p.call(),
+                        crate::extract::IdempotencyKey(None),
+                        AppJson(b, BodyDigest([0; 32])),
+                    )
+                    .await
+                    .map(|_| ()),
+                    Err(e) => Err(e),
+                },
+                _ => return p.error(&ApiError::NotFound),
+            };
+            match result {
+                Ok(()) => {
+                    let name: String =
+                        url::form_urlencoded::byte_serialize(body["name"].as_str().unwrap_or_default().as_bytes())
+                            .collect();
+                    return see_other(&headers, &format!("/portal/admin/sla?saved={name}"));
+                }
+                Err(ApiError::Validation(errs)) => errs,
+                Err(e) => return p.error(&e),
+            }
+        }
+    };
+    let listed: Vec<String> = errors.iter().map(located).collect();
+    if what == "policies" {
+        (editors.policy, editors.policy_errors) = (Some(doc), listed);
+    } else {
+        (editors.calendar, editors.calendar_errors) = (Some(doc), listed);
+    }
+    sla_page(&p, None, &[], editors).await
+}

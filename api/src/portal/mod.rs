@@ -60,6 +60,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/portal/admin/catalog/new", get(admin::new_item).post(admin::create_item))
         .route("/portal/admin/playbooks", get(admin::playbook_list).post(admin::save_playbook))
         .route("/portal/admin/audit", get(admin::audit_log))
+        .route("/portal/admin/sla", get(admin::sla))
+        .route("/portal/admin/sla/{what}", post(admin::sla_save))
         .route("/portal/admin/playbooks/{id}/versions/{version}/publish", post(admin::publish))
         .route("/portal/logout", post(session::logout))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), session::gate));
@@ -83,6 +85,7 @@ pub struct Me {
     pub approver: bool,
     pub admin: bool,
     pub auditor: bool,
+    pub sla_admin: bool,
 }
 
 impl Me {
@@ -93,11 +96,12 @@ impl Me {
             approver: principal.can(Permission::ApprovalDecide) || principal.roles.iter().any(|r| r == "manager"),
             auditor: principal.can(Permission::AuditRead),
             admin: principal.can(Permission::CatalogAdmin) || principal.can(Permission::PlaybookAdmin),
+            sla_admin: principal.can(Permission::SlaAdmin),
         }
     }
 
     fn json(&self) -> Value {
-        json!({"name": self.name, "agent": self.agent, "approver": self.approver, "admin": self.admin, "auditor": self.auditor})
+        json!({"name": self.name, "agent": self.agent, "approver": self.approver, "admin": self.admin, "auditor": self.auditor, "sla_admin": self.sla_admin})
     }
 }
 
@@ -248,7 +252,7 @@ mod tests {
     use crate::pages::{EMBEDDED, Pages};
 
     fn me() -> Value {
-        json!({"name": "Riley Requester", "agent": true, "approver": true, "admin": true, "auditor": true})
+        json!({"name": "Riley Requester", "agent": true, "approver": true, "admin": true, "auditor": true, "sla_admin": true})
     }
 
     fn layout(mut data: Value, me: Value) -> Value {
@@ -369,6 +373,17 @@ mod tests {
                 json!({"entries": [{"at": "2026-11-30 10:00 UTC", "action": "tickets.update", "entity": "ticket x", "actor": "u", "before": "{}", "after": "{}", "detail": "d", "request_id": "r"}],
                     "action": "tickets", "entity_type": "", "entity_id": "", "request_id": "", "from": "", "to": "", "next": "/portal/admin/audit?cursor=c", "error": "bad"}),
                 json!({"entries": [], "action": "", "entity_type": "", "entity_id": "", "request_id": "", "from": "", "to": ""}),
+            ),
+            (
+                "portal/admin_sla",
+                json!({"notice": "Saved", "calendars": [{"name": "Office", "version": 1, "time_zone": "Europe/Paris"}],
+                    "policies": [{"name": "Std", "position": 1, "version": 1, "calendar": "Office", "targets": "Resolution: P1 4h"}],
+                    "kinds": [{"value": "incident", "label": "Incident", "selected": true}], "impacts": [{"value": "1", "label": "1", "selected": true}],
+                    "urgencies": [{"value": "1", "label": "1", "selected": true}], "at": "2026-11-30T09:00:00Z",
+                    "preview": {"policy": "Std", "priority": "P1", "created": "2026-11-30 09:00 UTC", "targets": [{"metric": "Resolution", "due": "2026-11-30 13:00 UTC", "due_at": "2026-11-30T13:00:00Z"}]},
+                    "preview_error": "bad", "policy": "{}", "calendar": "{}", "policy_errors": ["line 1"], "calendar_errors": ["line 2"]}),
+                json!({"calendars": [], "policies": [], "kinds": [], "impacts": [], "urgencies": [], "at": "", "preview": null,
+                    "policy": "", "calendar": "", "policy_errors": [], "calendar_errors": []}),
             ),
         ]
     }

@@ -543,6 +543,30 @@ async fn an_admin_is_refused_an_invalid_form_schema_and_a_playbook_with_a_cycle_
     assert_eq!(b.text("#notice").await, "Saved triage version 1 (published).");
     audit(&b, "admin-playbooks").await;
 
+    // SLAs: a calendar and a policy from their JSON documents (a bad one refused with where),
+    // then the preview says when a ticket created at a chosen instant is due
+    b.goto(&format!("{}/portal/admin/sla", app.base)).await;
+    b.fill("#calendar", r#"{"name": "Bad", "spec": {"time_zone": "Mars/Olympus", "weekly": []}}"#).await;
+    b.click_through("#save-calendar").await;
+    assert!(b.text("#calendar-errors").await.contains("/spec/time_zone"), "{}", b.text("#calendar-errors").await);
+    b.goto(&format!("{}/portal/admin/sla", app.base)).await;
+    b.click_through("#save-calendar").await;
+    assert_eq!(b.text("#notice").await, "Saved Paris office hours.");
+    b.click_through("#save-policy").await;
+    assert_eq!(b.text("#notice").await, "Saved Standard incidents.");
+    assert!(b.text("#policies").await.contains("Resolution: P1 4h"), "{}", b.text("#policies").await);
+    b.select("#kind", "incident").await;
+    b.select("#impact", "1").await;
+    b.select("#urgency", "1").await;
+    b.fill("#at", "2026-12-04T16:30:00Z").await;
+    b.click_through("#show-preview").await;
+    let preview = b.text("#preview").await;
+    assert!(
+        preview.contains("Standard incidents") && preview.contains("Resolution due 2026-12-04 20:30 UTC"),
+        "{preview}"
+    );
+    audit(&b, "admin-sla").await;
+
     // the audit log, filtered: the item saved above
     b.goto(&format!("{}/portal/admin/audit", app.base)).await;
     b.fill("#action", "catalog_items").await;
