@@ -660,6 +660,7 @@ fn print_banner(config: &crate::config::Config, ui: Option<&str>, mail_ui: Optio
     println!();
     println!("  Archer is up ({:.1} s)", took.as_secs_f64());
     println!();
+    println!("  Portal        {api}/portal   (sign in with a demo login below)");
     println!("  API           {api}/api/v1   (OpenAPI: {api}/api/v1/openapi.json)");
     println!("  Ready         {api}/ready");
     if let Some(ui) = ui {
@@ -690,9 +691,9 @@ fn print_banner(config: &crate::config::Config, ui: Option<&str>, mail_ui: Optio
         config.temporal_address.as_str().trim_start_matches("http://").trim_end_matches('/')
     );
     println!();
-    println!("  Approvals: as requester@acme.example, POST {api}/api/v1/requests for the Laptop item");
-    println!("    (GET {api}/api/v1/catalog lists it); the manager's email with Approve and Reject");
-    println!("    links arrives in the mail inbox; pending approvals: GET {api}/api/v1/approvals");
+    println!("  Approvals: as requester@acme.example, open {api}/portal/catalog and request a Laptop;");
+    println!("    the manager's email with Approve and Reject links arrives in the mail inbox, and");
+    println!("    manager@acme.example sees it at {api}/portal/approvals");
     println!();
     println!("  Ctrl-C stops everything; data stays in .archer/ for the next run.");
     println!();
