@@ -58,6 +58,8 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     portal!("admin_playbooks"),
     portal!("admin_audit"),
     portal!("admin_sla"),
+    portal!("admin_people"),
+    portal!("admin_routing"),
 ];
 
 /// The portal's layout, a partial every portal page is written inside

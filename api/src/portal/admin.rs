@@ -207,6 +207,49 @@ pub(super) async fn playbook_list(p: Portal, RawQuery(raw): RawQuery) -> Respons
 }
 
 async fn playbooks_page(p: &Portal, notice: Option<String>, source: &str, errors: &[FieldError]) -> Response {
+    playbooks_page_with(p, notice, source, errors, Value::Null).await
+}
+
+/// The plan of a playbook's version (draft, else published) for a ticket or a neutral sample:
+/// which steps run, in which waves, with their inputs rendered. Nothing is written or started.
+pub(super) async fn dry_run(p: Portal, Path(id): Path<String>, Form(posted): Form<Posted>) -> Response {
+    let Ok(id) = id.parse::<Uuid>() else { return p.error(&ApiError::NotFound) };
+    let ticket = get(&posted, "ticket").trim();
+    let body = if ticket.is_empty() { json!({}) } else { json!({ "ticket": ticket }) };
+    let result = match crate::extract::parse_json(body.to_string().as_bytes()) {
+        Ok(b) => playbooks::documents::dry_run(p.call(), AppPath(id), crate::extract::OptionalJson(b)).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(Json(plan)) => {
+            let plan = serde_json::to_value(plan).unwrap_or_default();
+            let steps: Vec<Value> = plan["steps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    json!({"id": s["id"], "action": s["action"], "wave": s["wave"], "decision": s["decision"], "reason": s["reason"],
+                           "input": serde_json::to_string_pretty(&s["input"]).unwrap_or_default()})
+                })
+                .collect();
+            let plan = json!({"ticket": if ticket.is_empty() { "a sample ticket" } else { ticket }, "steps": steps});
+            playbooks_page_with(&p, None, "", &[], plan).await
+        }
+        Err(ApiError::Validation(errs)) => {
+            let why = errs.iter().map(|e| e.detail.clone()).collect::<Vec<_>>().join(" ");
+            playbooks_page_with(&p, Some(format!("Dry run: {why}")), "", &[], Value::Null).await
+        }
+        Err(e) => p.error(&e),
+    }
+}
+
+async fn playbooks_page_with(
+    p: &Portal,
+    notice: Option<String>,
+    source: &str,
+    errors: &[FieldError],
+    plan: Value,
+) -> Response {
     let list = match playbooks::documents::list_playbooks(p.call()).await {
         Ok(Json(l)) => serde_json::to_value(l).unwrap_or_default(),
         Err(e) => return p.error(&e),
@@ -239,6 +282,7 @@ async fn playbooks_page(p: &Portal, notice: Option<String>, source: &str, errors
             "source": source,
             "errors": errors,
             "lines": if errors.is_empty() { Vec::new() } else { lines },
+            "plan": plan,
         }),
     };
     p.page(StatusCode::OK, page)
@@ -581,4 +625,225 @@ pub(super) async fn sla_save(
         (editors.calendar, editors.calendar_errors) = (Some(doc), listed);
     }
     sla_page(&p, None, &[], editors).await
+}
+
+/// Users, their roles, and teams: the API's user and team administration. Needs `user:admin`.
+pub(super) async fn people(p: Portal, RawQuery(raw): RawQuery) -> Response {
+    people_page(&p, notice_of(raw), None).await
+}
+
+async fn people_page(p: &Portal, notice: Option<String>, error: Option<String>) -> Response {
+    if let Err(e) = p.caller.require(Permission::UserAdmin).await {
+        return p.error(&e);
+    }
+    let roles = match crate::routes::users::list_roles(p.call()).await {
+        Ok(Json(r)) => serde_json::to_value(r).unwrap_or_default(),
+        Err(e) => return p.error(&e),
+    };
+    let role_names: Vec<String> =
+        roles.as_array().into_iter().flatten().filter_map(|r| r["name"].as_str().map(str::to_owned)).collect();
+    let q = match serde_json::from_value(json!({"limit": 200})) {
+        Ok(q) => q,
+        Err(e) => return p.error(&ApiError::internal(e)),
+    };
+    let users = match crate::routes::users::list_users(p.call(), crate::extract::AppQuery(q)).await {
+        Ok(Json(page)) => serde_json::to_value(page).unwrap_or_default(),
+        Err(e) => return p.error(&e),
+    };
+    let users = users["items"].as_array().cloned().unwrap_or_default();
+    let name_of = |id: &Value| {
+        users.iter().find(|u| u["id"] == *id).and_then(|u| u["display_name"].as_str()).unwrap_or("?").to_owned()
+    };
+    let user_rows: Vec<Value> = users
+        .iter()
+        .map(|u| {
+            let has: Vec<&str> = u["roles"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            let roles: Vec<Value> = role_names.iter().map(|r| json!({"name": r, "checked": has.contains(&r.as_str())})).collect();
+            json!({"id": u["id"], "name": u["display_name"], "email": u["email"], "active": u["active"], "roles": roles})
+        })
+        .collect();
+    let teams = match crate::routes::teams::list_teams(p.call()).await {
+        Ok(Json(t)) => serde_json::to_value(t).unwrap_or_default(),
+        Err(e) => return p.error(&e),
+    };
+    let teams: Vec<Value> = teams
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            let members: Vec<String> = t["members"].as_array().into_iter().flatten().map(name_of).collect();
+            json!({"id": t["id"], "name": t["name"], "description": t["description"], "members": members.join(", ")})
+        })
+        .collect();
+    let page = Page {
+        template: "portal/admin_people",
+        title: "Users and teams".into(),
+        nav: "people",
+        data: json!({"users": user_rows, "teams": teams, "roles": role_names, "notice": notice, "error": error}),
+    };
+    p.page(StatusCode::OK, page)
+}
+
+/// The refusal of a people form, in words.
+fn why(err: &ApiError) -> Option<String> {
+    match err {
+        ApiError::Validation(errs) => Some(
+            errs.iter()
+                .map(|e| format!("{}: {}", e.pointer.trim_start_matches('/'), e.detail))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        ApiError::Conflict(why) => Some(why.clone()),
+        _ => None,
+    }
+}
+
+async fn people_result(p: &Portal, headers: &HeaderMap, saved: &str, result: Result<(), ApiError>) -> Response {
+    match result {
+        Ok(()) => {
+            let saved: String = url::form_urlencoded::byte_serialize(saved.as_bytes()).collect();
+            see_other(headers, &format!("/portal/admin/people?saved={saved}"))
+        }
+        Err(e) => match why(&e) {
+            Some(why) => people_page(p, None, Some(why)).await,
+            None => p.error(&e),
+        },
+    }
+}
+
+/// The roles ticked in a form.
+fn ticked(posted: &Posted) -> Vec<String> {
+    posted.iter().filter(|(k, _)| k == "role").map(|(_, v)| v.clone()).collect()
+}
+
+/// Creates a user through the API's `POST /users`.
+pub(super) async fn create_user(p: Portal, headers: HeaderMap, Form(posted): Form<Posted>) -> Response {
+    let password = get(&posted, "password");
+    let body = json!({
+        "email": get(&posted, "email").trim(),
+        "display_name": get(&posted, "display_name").trim(),
+        "password": if password.is_empty() { Value::Null } else { Value::String(password.to_owned()) },
+        "roles": ticked(&posted),
+    });
+    let result = match crate::extract::parse_json(body.to_string().as_bytes()) {
+        Ok(b) => crate::routes::users::create_user(
+            p.call(),
+            crate::extract::IdempotencyKey(None),
+            AppJson(b, BodyDigest([0; 32])),
+        )
+        .await
+        .and_then(|r| if r.status().is_success() { Ok(()) } else { Err(ApiError::Conflict("refused".into())) }),
+        Err(e) => Err(e),
+    };
+    let saved = get(&posted, "display_name").trim().to_owned();
+    people_result(&p, &headers, &saved, result).await
+}
+
+/// Sets a user's roles through the API's `PUT /users/{id}/roles`.
+pub(super) async fn set_roles(
+    p: Portal,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(posted): Form<Posted>,
+) -> Response {
+    let Ok(id) = id.parse::<Uuid>() else { return p.error(&ApiError::NotFound) };
+    let result = match crate::extract::parse_json(json!({"roles": ticked(&posted)}).to_string().as_bytes()) {
+        Ok(b) => {
+            crate::routes::users::set_roles(p.call(), AppPath(id), AppJson(b, BodyDigest([0; 32]))).await.map(|_| ())
+        }
+        Err(e) => Err(e),
+    };
+    people_result(&p, &headers, "the roles", result).await
+}
+
+/// Deactivates a user through the API's `DELETE /users/{id}`.
+pub(super) async fn deactivate_user(p: Portal, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<Uuid>() else { return p.error(&ApiError::NotFound) };
+    let result = crate::routes::users::deactivate_user(p.call(), AppPath(id)).await.map(|_| ());
+    people_result(&p, &headers, "the deactivation", result).await
+}
+
+/// Creates a team through the API's `POST /teams`.
+pub(super) async fn create_team(p: Portal, headers: HeaderMap, Form(posted): Form<Posted>) -> Response {
+    let body = json!({"name": get(&posted, "name").trim(), "description": get(&posted, "description").trim()});
+    let result = match crate::extract::parse_json(body.to_string().as_bytes()) {
+        Ok(b) => crate::routes::teams::create_team(
+            p.call(),
+            crate::extract::IdempotencyKey(None),
+            AppJson(b, BodyDigest([0; 32])),
+        )
+        .await
+        .and_then(|r| if r.status().is_success() { Ok(()) } else { Err(ApiError::Conflict("refused".into())) }),
+        Err(e) => Err(e),
+    };
+    let saved = get(&posted, "name").trim().to_owned();
+    people_result(&p, &headers, &saved, result).await
+}
+
+/// Adds a user (by email) to a team through the API's `PUT /teams/{id}/members/{user}`.
+pub(super) async fn add_member(
+    p: Portal,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(posted): Form<Posted>,
+) -> Response {
+    let Ok(id) = id.parse::<Uuid>() else { return p.error(&ApiError::NotFound) };
+    let email = get(&posted, "email").trim().to_lowercase();
+    let found = async {
+        let mut tx = p.caller.begin().await?;
+        let filter =
+            archer_store::users::UserFilter { q: Some(&email), role: None, active: Some(true), limit: 10, offset: 0 };
+        let (users, _) = archer_store::users::list(&mut tx, filter).await?;
+        tx.commit().await?;
+        Ok::<_, ApiError>(users.into_iter().find(|u| u.email.to_lowercase() == email).map(|u| u.id))
+    }
+    .await;
+    let result = match found {
+        Ok(Some(user)) => crate::routes::teams::add_member(p.call(), AppPath((id, user))).await.map(|_| ()),
+        Ok(None) => Err(ApiError::field("/email", "unknown", "no active user has this email")),
+        Err(e) => Err(e),
+    };
+    people_result(&p, &headers, "the team's members", result).await
+}
+
+/// The change routing (which approval each change type gets), as a JSON document the admin
+/// edits; saved through the API's `PUT /settings/change-routing`.
+pub(super) async fn routing(p: Portal, RawQuery(raw): RawQuery) -> Response {
+    let current = match crate::routes::approvals::routing::get_change_routing(p.call()).await {
+        Ok(Json(r)) => serde_json::to_string_pretty(&r).unwrap_or_default(),
+        Err(e) => return p.error(&e),
+    };
+    routing_page(&p, notice_of(raw), &current, &[])
+}
+
+fn routing_page(p: &Portal, notice: Option<String>, document: &str, errors: &[FieldError]) -> Response {
+    let page = Page {
+        template: "portal/admin_routing",
+        title: "Change routing".into(),
+        nav: "routing",
+        data: json!({"notice": notice, "document": document, "errors": errors.iter().map(located).collect::<Vec<_>>()}),
+    };
+    p.page(StatusCode::OK, page)
+}
+
+pub(super) async fn save_routing(p: Portal, headers: HeaderMap, Form(posted): Form<Posted>) -> Response {
+    if let Err(e) = p.caller.require(Permission::CatalogAdmin).await {
+        return p.error(&e);
+    }
+    let doc = get(&posted, "document").to_owned();
+    let result = match json_field(&doc, "/") {
+        Err(e) => Err(ApiError::Validation(vec![e])),
+        Ok(None) => Err(ApiError::field("/", "required", "write the routing first")),
+        Ok(Some(body)) => match crate::extract::parse_json(body.to_string().as_bytes()) {
+            Ok(b) => crate::routes::approvals::routing::put_change_routing(p.call(), AppJson(b, BodyDigest([0; 32])))
+                .await
+                .map(|_| ()),
+            Err(e) => Err(e),
+        },
+    };
+    match result {
+        Ok(()) => see_other(&headers, "/portal/admin/routing?saved=the+change+routing"),
+        Err(ApiError::Validation(errs)) => routing_page(&p, None, &doc, &errs),
+        Err(e) => p.error(&e),
+    }
 }

@@ -48,6 +48,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/portal/tickets/{ticket}/assignment", post(work::assign))
         .route("/portal/tickets/{ticket}/links", post(work::link))
         .route("/portal/tickets/{ticket}/runs", post(work::run_playbook))
+        .route("/portal/runs/{id}/{what}", post(work::manage_run))
         .route("/portal/approvals", get(work::inbox))
         .route("/portal/approvals/away", post(work::set_away))
         .route("/portal/approvals/away/end", post(work::end_away))
@@ -61,8 +62,16 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/portal/admin/playbooks", get(admin::playbook_list).post(admin::save_playbook))
         .route("/portal/admin/audit", get(admin::audit_log))
         .route("/portal/admin/sla", get(admin::sla))
+        .route("/portal/admin/routing", get(admin::routing).post(admin::save_routing))
+        .route("/portal/admin/people", get(admin::people))
+        .route("/portal/admin/people/users", post(admin::create_user))
+        .route("/portal/admin/people/users/{id}/roles", post(admin::set_roles))
+        .route("/portal/admin/people/users/{id}/deactivate", post(admin::deactivate_user))
+        .route("/portal/admin/people/teams", post(admin::create_team))
+        .route("/portal/admin/people/teams/{id}/members", post(admin::add_member))
         .route("/portal/admin/sla/{what}", post(admin::sla_save))
         .route("/portal/admin/playbooks/{id}/versions/{version}/publish", post(admin::publish))
+        .route("/portal/admin/playbooks/{id}/dry-run", post(admin::dry_run))
         .route("/portal/logout", post(session::logout))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), session::gate));
     // signing in here is limited per address exactly as `/api/v1/auth/login` is
@@ -86,6 +95,7 @@ pub struct Me {
     pub admin: bool,
     pub auditor: bool,
     pub sla_admin: bool,
+    pub user_admin: bool,
 }
 
 impl Me {
@@ -97,11 +107,12 @@ impl Me {
             auditor: principal.can(Permission::AuditRead),
             admin: principal.can(Permission::CatalogAdmin) || principal.can(Permission::PlaybookAdmin),
             sla_admin: principal.can(Permission::SlaAdmin),
+            user_admin: principal.can(Permission::UserAdmin),
         }
     }
 
     fn json(&self) -> Value {
-        json!({"name": self.name, "agent": self.agent, "approver": self.approver, "admin": self.admin, "auditor": self.auditor, "sla_admin": self.sla_admin})
+        json!({"name": self.name, "agent": self.agent, "approver": self.approver, "admin": self.admin, "auditor": self.auditor, "sla_admin": self.sla_admin, "user_admin": self.user_admin})
     }
 }
 
@@ -252,7 +263,7 @@ mod tests {
     use crate::pages::{EMBEDDED, Pages};
 
     fn me() -> Value {
-        json!({"name": "Riley Requester", "agent": true, "approver": true, "admin": true, "auditor": true, "sla_admin": true})
+        json!({"name": "Riley Requester", "agent": true, "approver": true, "admin": true, "auditor": true, "sla_admin": true, "user_admin": true})
     }
 
     fn layout(mut data: Value, me: Value) -> Value {
@@ -297,7 +308,7 @@ mod tests {
             "work": {"can_assign": true, "agents": [{"id": "a", "name": "Alex", "selected": true}], "teams": [{"id": "t", "name": "Desk", "selected": false}],
                      "priorities": [{"value": 1, "label": "P1", "selected": true}], "links": [{"says": "This ticket relates to", "ticket": "INC-000002"}],
                      "link_kinds": [{"value": "relates_to", "label": "Relates to"}], "playbooks": ["triage"],
-                     "runs": [{"playbook": "triage", "run": 1, "status": "Failed", "error": "boom"}]}
+                     "runs": [{"id": "r", "playbook": "triage", "run": 1, "status": "Failed", "error": "boom", "retry": true, "cancel": true}]}
         });
         let mut bare_ticket = ticket.clone();
         for k in ["sla", "workflow_url", "error", "notice", "work"] {
@@ -365,8 +376,9 @@ mod tests {
                 "portal/admin_playbooks",
                 json!({"playbooks": [{"id": "p", "name": "triage", "published_version": 1, "draft_version": 2, "latest_version": 2}],
                     "notice": "Saved", "source": "name: c", "errors": [{"at": "Line 1, column 1", "pointer": "/steps", "message": "cycle", "line": 1}],
-                    "lines": [{"n": 1, "text": "name: c", "bad": true}]}),
-                json!({"playbooks": [], "source": "", "errors": [], "lines": []}),
+                    "lines": [{"n": 1, "text": "name: c", "bad": true}],
+                    "plan": {"ticket": "INC-000001", "steps": [{"id": "note", "action": "ticket.comment", "wave": 0, "decision": "run", "reason": "because", "input": "{}"}]}}),
+                json!({"playbooks": [], "source": "", "errors": [], "lines": [], "plan": null}),
             ),
             (
                 "portal/admin_audit",
@@ -384,6 +396,17 @@ mod tests {
                     "preview_error": "bad", "policy": "{}", "calendar": "{}", "policy_errors": ["line 1"], "calendar_errors": ["line 2"]}),
                 json!({"calendars": [], "policies": [], "kinds": [], "impacts": [], "urgencies": [], "at": "", "preview": null,
                     "policy": "", "calendar": "", "policy_errors": [], "calendar_errors": []}),
+            ),
+            (
+                "portal/admin_people",
+                json!({"users": [{"id": "u", "name": "Alex", "email": "alex@x.example", "active": false, "roles": [{"name": "agent", "checked": true}]}],
+                    "teams": [{"id": "t", "name": "Desk", "description": "First line", "members": "Alex"}], "roles": ["agent"], "notice": "Saved", "error": "bad"}),
+                json!({"users": [], "teams": [], "roles": []}),
+            ),
+            (
+                "portal/admin_routing",
+                json!({"notice": "Saved", "document": "{}", "errors": ["line 1, column 2: bad"]}),
+                json!({"document": "", "errors": []}),
             ),
         ]
     }

@@ -384,13 +384,18 @@ async fn agent_work(p: &Portal, number: &str, t: &Value) -> Result<Value, ApiErr
             json!({"says": says, "ticket": l["ticket"]})
         })
         .collect();
+    let manage = p.caller.can(Permission::PlaybookAdmin);
     let Json(runs) = playbooks::runs::list_ticket_runs(p.call(), AppPath(number.to_owned())).await?;
     let runs: Vec<Value> = serde_json::to_value(runs)
         .map_err(ApiError::internal)?
         .as_array()
         .into_iter()
         .flatten()
-        .map(|r| json!({"playbook": r["playbook"], "run": r["run_number"], "status": forms::humanize(r["status"].as_str().unwrap_or_default()), "error": r["error"]}))
+        .map(|r| {
+            let status = r["status"].as_str().unwrap_or_default();
+            json!({"id": r["id"], "playbook": r["playbook"], "run": r["run_number"], "status": forms::humanize(status), "error": r["error"],
+                   "retry": manage && status == "failed", "cancel": manage && matches!(status, "pending" | "running")})
+        })
         .collect();
     let manual: Vec<String> = {
         let mut tx = p.caller.begin().await?;

@@ -559,7 +559,7 @@ pub(super) async fn end_away(p: Portal, headers: HeaderMap) -> Response {
 
 /// My saved views, as links to the queue.
 async fn views(p: &Portal) -> Vec<Value> {
-    match crate::routes::saved_views::list_views(p.call()).await {
+    match crate::routes::tickets::saved_views::list_views(p.call()).await {
         Ok(Json(v)) => serde_json::to_value(v)
             .unwrap_or_default()
             .as_array()
@@ -576,7 +576,9 @@ pub(super) async fn save_view(p: Portal, headers: HeaderMap, Form(posted): Form<
     let query = get(&posted, "query").unwrap_or_default().to_owned();
     let body = json!({"name": get(&posted, "name").unwrap_or_default(), "query": query});
     let result = match crate::extract::parse_json(body.to_string().as_bytes()) {
-        Ok(b) => crate::routes::saved_views::create_view(p.call(), AppJson(b, BodyDigest([0; 32]))).await.map(|_| ()),
+        Ok(b) => crate::routes::tickets::saved_views::create_view(p.call(), AppJson(b, BodyDigest([0; 32])))
+            .await
+            .map(|_| ()),
         Err(e) => Err(e),
     };
     match result {
@@ -592,8 +594,42 @@ pub(super) async fn save_view(p: Portal, headers: HeaderMap, Form(posted): Form<
 /// Deletes one of my saved views.
 pub(super) async fn delete_view(p: Portal, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<Uuid>() else { return p.error(&ApiError::NotFound) };
-    match crate::routes::saved_views::delete_view(p.call(), AppPath(id)).await {
+    match crate::routes::tickets::saved_views::delete_view(p.call(), AppPath(id)).await {
         Ok(_) => see_other(&headers, "/portal/queue"),
+        Err(e) => p.error(&e),
+    }
+}
+
+/// Runs a failed playbook run again, or cancels a running one (with why), through the API;
+/// back to the ticket's page.
+pub(super) async fn manage_run(
+    p: Portal,
+    headers: HeaderMap,
+    Path((id, what)): Path<(String, String)>,
+    Form(posted): Form<Posted>,
+) -> Response {
+    let Ok(id) = id.parse::<Uuid>() else { return p.error(&ApiError::NotFound) };
+    let number = get(&posted, "ticket").unwrap_or_default().to_owned();
+    let result = match what.as_str() {
+        "retry" => crate::routes::playbooks::runs::retry_run(p.call(), AppPath(id)).await.map(|_| ()),
+        "cancel" => {
+            let reason = get(&posted, "reason").unwrap_or_default().trim();
+            let reason = if reason.is_empty() { "cancelled from the portal" } else { reason };
+            match crate::extract::parse_json(json!({ "reason": reason }).to_string().as_bytes()) {
+                Ok(b) => {
+                    crate::routes::playbooks::runs::cancel_run(p.call(), AppPath(id), AppJson(b, BodyDigest([0; 32])))
+                        .await
+                        .map(|_| ())
+                }
+                Err(e) => Err(e),
+            }
+        }
+        _ => return p.error(&ApiError::NotFound),
+    };
+    match result {
+        Ok(()) if !number.is_empty() => see_other(&headers, &format!("/portal/tickets/{number}#runs")),
+        Ok(()) => see_other(&headers, "/portal"),
+        Err(e) if !number.is_empty() => refused(&p, &number, e).await,
         Err(e) => p.error(&e),
     }
 }

@@ -8,7 +8,6 @@ pub mod health;
 pub mod notifications;
 pub mod playbooks;
 pub mod problems;
-pub mod saved_views;
 pub mod sla;
 pub mod teams;
 pub mod ticket_sla;
@@ -26,7 +25,6 @@ pub fn v1(config: &crate::config::Config) -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(teams::router())
         .merge(tickets::router())
-        .merge(saved_views::router())
         .merge(audit::router())
         .merge(sla::router())
         .merge(ticket_sla::router())

@@ -449,6 +449,34 @@ async fn the_portal_refuses_forms_without_their_token_and_pages_of_another_role_
     let r = page(format!("/portal/tickets/{mine}")).await.unwrap();
     assert_eq!(r.status(), 200);
 
+    // without the access token (as once it has expired) the refresh token renews the session,
+    // through the API's refresh: once; the same refresh token again ends the session
+    let without_access: Vec<(String, String)> = jar.iter().filter(|(n, _)| n != "archer_session").cloned().collect();
+    let r = http
+        .get(format!("{}/portal/tickets", app.base))
+        .header("cookie", header(&without_access))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut renewed = without_access.clone();
+    cookies(&r, &mut renewed);
+    assert!(renewed.iter().any(|(n, _)| n == "archer_session"), "a new access token: {renewed:?}");
+    let old = without_access.iter().find(|(n, _)| n == "archer_refresh").unwrap();
+    assert!(renewed.iter().any(|(n, v)| n == "archer_refresh" && v != &old.1), "a new refresh token");
+    let r = http
+        .get(format!("{}/portal/tickets", app.base))
+        .header("cookie", header(&without_access))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "a used refresh token signs nobody in");
+    assert!(r.headers()["location"].to_str().unwrap().starts_with("/portal/login"));
+    let r = http.get(format!("{}/portal/tickets", app.base)).header("cookie", header(&renewed)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the access token lives on until it expires");
+    let reused = "SELECT count(*) FROM audit_log WHERE action = 'auth.refresh_reused'";
+    assert_eq!(app.count(reused).await, 1, "the reuse is audited as theft");
+
     // and in a browser, the same pages as a person sees them
     let b = Browser::start().await;
     b.goto(&format!("{}/portal/queue", app.base)).await;
@@ -458,6 +486,21 @@ async fn the_portal_refuses_forms_without_their_token_and_pages_of_another_role_
     b.goto(&format!("{}/portal/tickets/{theirs}", app.base)).await;
     assert_eq!(b.text("#title").await, "Not found");
     audit_refusal(&b, "not-found", 404).await;
+
+    // the requester reopens what was resolved but is not solved, and cancels what is not needed
+    let mouse = app.incident(&t.requester, "Mouse broken").await;
+    let mouse = mouse["number"].as_str().unwrap();
+    app.set_status(&t.agent, mouse, "in_progress").await;
+    app.set_status(&t.agent, mouse, "resolved").await;
+    b.goto(&format!("{}/portal/tickets/{mouse}", app.base)).await;
+    assert_eq!(b.text("#status").await, "Resolved");
+    b.click_through("#reopen").await;
+    assert_eq!(b.text("#status").await, "In progress");
+    b.goto(&format!("{}/portal/tickets/{mine}", app.base)).await;
+    b.click_through("#cancel").await;
+    assert_eq!(b.text("#status").await, "Cancelled");
+    assert!(b.page_text().await.contains("Still slow"), "the comment made above");
+    audit(&b, "ticket-requester-cancelled").await;
     b.close().await;
 }
 
@@ -539,6 +582,10 @@ async fn an_admin_is_refused_an_invalid_form_schema_and_a_playbook_with_a_cycle_
     b.fill("#source", "name: triage\ntriggers: [manual]\nsteps:\n  - id: note\n    action: ticket.comment\n    with: { body: Triage started }\n").await;
     b.click_through("#save").await;
     assert_eq!(b.text("#notice").await, "Saved triage version 1 (a draft).");
+    // a dry run plans it and starts nothing
+    b.click_through("#dry-run-triage").await;
+    let plan = b.text("#plan").await;
+    assert!(plan.contains("note (ticket.comment), wave 0") && plan.contains("Triage started"), "{plan}");
     b.click_through("#publish-triage").await;
     assert_eq!(b.text("#notice").await, "Saved triage version 1 (published).");
     audit(&b, "admin-playbooks").await;
@@ -566,6 +613,68 @@ async fn an_admin_is_refused_an_invalid_form_schema_and_a_playbook_with_a_cycle_
         "{preview}"
     );
     audit(&b, "admin-sla").await;
+
+    // users, roles and teams
+    b.goto(&format!("{}/portal/admin/people", app.base)).await;
+    let pat = format!("pat@{}.example", t.slug);
+    b.fill("#new-email", &pat).await;
+    b.fill("#new-name", "Pat Agent").await;
+    b.fill("#new-password", "a long enough password").await;
+    b.click("form[action='/portal/admin/people/users'] input[value='agent']").await;
+    b.click_through("#create-user").await;
+    assert_eq!(b.text("#notice").await, "Saved Pat Agent.");
+    assert!(b.text("#users").await.contains(&pat));
+    b.fill("#new-team", "Desk").await;
+    b.click_through("#create-team").await;
+    assert_eq!(b.text("#notice").await, "Saved Desk.");
+    b.fill("#member-0", &pat).await;
+    b.click_through("#add-member-0").await;
+    assert!(b.text("#teams").await.contains("Pat Agent"), "{}", b.text("#teams").await);
+    audit(&b, "admin-people").await;
+    let r = app.get(Some(&t.admin.token), "/api/v1/users?q=pat").await;
+    assert_eq!(r.json["items"][0]["roles"], json!(["agent"]), "{}", r.body);
+
+    // the change routing, as a JSON document
+    b.goto(&format!("{}/portal/admin/routing", app.base)).await;
+    let stored = value(&b, "document").await;
+    b.fill("#document", "{\"standard\": ").await;
+    b.click_through("#save").await;
+    assert!(b.text("#errors").await.contains("line 1, column"), "{}", b.text("#errors").await);
+    // the default routing asks a CAB this tenant does not have: refused, saying so
+    b.fill("#document", &stored).await;
+    b.click_through("#save").await;
+    assert!(b.text("#errors").await.contains("/emergency/chain"), "{}", b.text("#errors").await);
+    let auto = r#"{"standard": {"auto_approve": {"reason": "pre-approved"}}, "normal": {"auto_approve": {"reason": "small team"}}, "emergency": {"auto_approve": {"reason": "small team"}}}"#;
+    b.fill("#document", auto).await;
+    b.click_through("#save").await;
+    assert_eq!(b.text("#notice").await, "Saved the change routing.");
+    assert!(value(&b, "document").await.contains("small team"));
+    audit(&b, "admin-routing").await;
+
+    // a running playbook run is cancelled from its ticket's page
+    let slow = "name: slow\ntriggers: [manual]\nsteps:\n  - id: later\n    action: wait\n    with: { duration: 1h }\n";
+    let r = app.post(Some(&t.admin.token), "/api/v1/playbooks", &json!({"source": slow})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let publish = format!("/api/v1/playbooks/{}/versions/1/publish", r.json["playbook_id"].as_str().unwrap());
+    assert_eq!(app.post(Some(&t.admin.token), &publish, &json!({})).await.status, 200);
+    let incident = app.incident(&t.requester, "Slow playbook").await;
+    let page = format!("{}/portal/tickets/{}", app.base, incident["number"].as_str().unwrap());
+    b.goto(&page).await;
+    b.select("#playbook", "slow").await;
+    b.click_through("#run-playbook").await;
+    let (bref, pref) = (&b, page.as_str());
+    eventually(Duration::from_secs(60), "the slow run to be running", move || async move {
+        bref.goto(pref).await;
+        bref.text("#runs").await.contains("slow run 1: Running")
+    })
+    .await;
+    b.fill("#cancel-reason-1", "Not needed after all").await;
+    b.click_through("#cancel-1").await;
+    eventually(Duration::from_secs(60), "the slow run to be cancelled", move || async move {
+        bref.goto(pref).await;
+        bref.text("#runs").await.contains("slow run 1: Cancelled")
+    })
+    .await;
 
     // the audit log, filtered: the item saved above
     b.goto(&format!("{}/portal/admin/audit", app.base)).await;

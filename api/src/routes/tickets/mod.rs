@@ -1,4 +1,5 @@
-//! `/tickets`: incidents, service requests, changes and problems; their comments and links.
+//! `/tickets`: incidents, service requests, changes and problems; their comments and links;
+//! and `/saved-views`, an agent's named ticket lists.
 //!
 //! The handlers parse, authorize, call the domain's ticket commands
 //! (`archer_orchestrator::commands::ticket`) and persist what they decide through
@@ -9,6 +10,7 @@ pub mod comments;
 pub mod links;
 pub mod queries;
 pub mod records;
+pub mod saved_views;
 
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -23,4 +25,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(comments::list_comments, comments::add_comment))
         .routes(routes!(links::list_links, links::add_link))
         .routes(routes!(links::delete_link))
+        .routes(routes!(saved_views::list_views, saved_views::create_view))
+        .routes(routes!(saved_views::delete_view))
 }

@@ -6,22 +6,16 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
-use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use archer_orchestrator::access::Permission;
 use archer_store::saved_views;
 
-use crate::app::AppState;
+use super::queries::TicketQuery;
 use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppPath};
-use crate::routes::tickets::queries::TicketQuery;
 use crate::validate::{Errors, name_taken};
-
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_views, create_view)).routes(routes!(delete_view))
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct SavedView {
