@@ -38,6 +38,16 @@ where
     }
 }
 
+impl<T: DeserializeOwned> AppJson<T> {
+    /// The body a page built for an API handler, as if it had arrived over HTTP: parsed with the
+    /// same field errors, and digested the same way (for idempotency keys).
+    pub fn from_value(body: &serde_json::Value) -> Result<AppJson<T>, ApiError> {
+        let bytes = body.to_string();
+        let digest = BodyDigest(Sha256::digest(bytes.as_bytes()).into());
+        parse_json(bytes.as_bytes()).map(|v| AppJson(v, digest))
+    }
+}
+
 /// Whether the request says its body is JSON (`application/json` or `application/*+json`).
 fn is_json(req: &Request) -> bool {
     req.headers()

@@ -13,10 +13,10 @@ use uuid::Uuid;
 use archer_orchestrator::access::Permission;
 
 use crate::error::{ApiError, FieldError};
-use crate::extract::{AppJson, AppPath, BodyDigest};
+use crate::extract::{AppJson, AppPath};
 use crate::portal::pages::Posted;
 use crate::portal::session::see_other;
-use crate::portal::{Page, Portal, forms};
+use crate::portal::{Page, Portal, api_query, forms, problems, user_by_email};
 use crate::routes::catalog;
 use crate::routes::playbooks::{self, PlaybookSource};
 
@@ -184,12 +184,8 @@ pub(super) async fn create_item(p: Portal, headers: HeaderMap, Form(posted): For
     }
     let category = get(&posted, "category");
     let body = json!({"category_id": if category.is_empty() { Value::Null } else { Value::String(category.into()) }, "name": get(&posted, "name"), "spec": spec});
-    let parsed = match crate::extract::parse_json(body.to_string().as_bytes()) {
-        Ok(b) => b,
-        Err(ApiError::Validation(errs)) => return editor(&p, &posted, &errs).await,
-        Err(e) => return editor(&p, &posted, &[FieldError::new("/", "invalid", e.to_string())]).await,
-    };
-    match catalog::items::create_item(p.call(), AppJson(parsed, BodyDigest([0; 32]))).await {
+    let result = async { catalog::items::create_item(p.call(), AppJson::from_value(&body)?).await }.await;
+    match result {
         Ok((_, Json(item))) => {
             let item = serde_json::to_value(item).unwrap_or_default();
             let name: String =
@@ -216,10 +212,15 @@ pub(super) async fn dry_run(p: Portal, Path(id): Path<String>, Form(posted): For
     let Ok(id) = id.parse::<Uuid>() else { return p.error(&ApiError::NotFound) };
     let ticket = get(&posted, "ticket").trim();
     let body = if ticket.is_empty() { json!({}) } else { json!({ "ticket": ticket }) };
-    let result = match crate::extract::parse_json(body.to_string().as_bytes()) {
-        Ok(b) => playbooks::documents::dry_run(p.call(), AppPath(id), crate::extract::OptionalJson(b)).await,
-        Err(e) => Err(e),
-    };
+    let result = async {
+        playbooks::documents::dry_run(
+            p.call(),
+            AppPath(id),
+            crate::extract::OptionalJson(AppJson::from_value(&body)?.0),
+        )
+        .await
+    }
+    .await;
     match result {
         Ok(Json(plan)) => {
             let plan = serde_json::to_value(plan).unwrap_or_default();
@@ -331,24 +332,11 @@ pub(super) async fn audit_log(p: Portal, RawQuery(raw): RawQuery) -> Response {
         .filter(|(k, v)| AUDIT_FILTERS.contains(&k.as_ref()) && !v.trim().is_empty())
         .map(|(k, v)| (k.into_owned(), v.trim().to_owned()))
         .collect();
-    let query = serde_urlencoded::to_string(&pairs).map_err(ApiError::internal).and_then(|s| {
-        serde_urlencoded::from_str(&s).map_err(|e| ApiError::BadRequest(format!("the filters do not parse: {e}")))
-    });
-    let result = match query {
-        Ok(q) => crate::routes::audit::list_audit(p.call(), crate::extract::AppQuery(q)).await,
-        Err(e) => Err(e),
-    };
-    let (page, error) = match result {
+    let result =
+        async { crate::routes::audit::list_audit(p.call(), crate::extract::AppQuery(api_query(&pairs)?)).await };
+    let (page, error) = match result.await {
         Ok(Json(page)) => (serde_json::to_value(page).unwrap_or_default(), None),
-        Err(ApiError::Validation(errs)) => (
-            Value::Null,
-            Some(
-                errs.iter()
-                    .map(|e| format!("{}: {}", e.pointer.trim_start_matches('?'), e.detail))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ),
-        ),
+        Err(ApiError::Validation(errs)) => (Value::Null, Some(problems(&errs))),
         Err(e) => return p.error(&e),
     };
     let entries: Vec<Value> = page["items"]
@@ -506,12 +494,7 @@ async fn sla_page(p: &Portal, notice: Option<String>, query: &[(String, String)]
                 preview = json!({"policy": pr["policy"]["name"], "priority": format!("P{}", pr["priority"]), "created": crate::portal::when(&pr["created_at"]), "targets": targets});
             }
             Err(ApiError::Validation(errs)) => {
-                preview_error = Some(
-                    errs.iter()
-                        .map(|e| format!("{}: {}", e.pointer.trim_start_matches('?'), e.detail))
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                );
+                preview_error = Some(problems(&errs));
             }
             Err(e) => return p.error(&e),
         }
@@ -582,28 +565,31 @@ pub(super) async fn sla_save(
         Err(e) => vec![e],
         Ok(None) => vec![FieldError::new("/", "required", "write the document first")],
         Ok(Some(body)) => {
-            let bytes = body.to_string();
             let result = match what.as_str() {
-                "policies" => match crate::extract::parse_json(bytes.as_bytes()) {
-                    Ok(b) => crate::routes::sla::policies::create_policy(
-                        p.call(),
-                        crate::extract::IdempotencyKey(None),
-                        AppJson(b, BodyDigest([0; 32])),
-                    )
+                "policies" => {
+                    async {
+                        crate::routes::sla::policies::create_policy(
+                            p.call(),
+                            crate::extract::IdempotencyKey(None),
+                            AppJson::from_value(&body)?,
+                        )
+                        .await
+                        .map(|_| ())
+                    }
                     .await
-                    .map(|_| ()),
-                    Err(e) => Err(e),
-                },
-                "calendars" => match crate::extract::parse_json(bytes.as_bytes()) {
-                    Ok(b) => crate::routes::sla::calendars::create_calendar(
-                        p.call(),
-                        crate::extract::IdempotencyKey(None),
-                        AppJson(b, BodyDigest([0; 32])),
-                    )
+                }
+                "calendars" => {
+                    async {
+                        crate::routes::sla::calendars::create_calendar(
+                            p.call(),
+                            crate::extract::IdempotencyKey(None),
+                            AppJson::from_value(&body)?,
+                        )
+                        .await
+                        .map(|_| ())
+                    }
                     .await
-                    .map(|_| ()),
-                    Err(e) => Err(e),
-                },
+                }
                 _ => return p.error(&ApiError::NotFound),
             };
             match result {
@@ -725,16 +711,12 @@ pub(super) async fn create_user(p: Portal, headers: HeaderMap, Form(posted): For
         "password": if password.is_empty() { Value::Null } else { Value::String(password.to_owned()) },
         "roles": ticked(&posted),
     });
-    let result = match crate::extract::parse_json(body.to_string().as_bytes()) {
-        Ok(b) => crate::routes::users::create_user(
-            p.call(),
-            crate::extract::IdempotencyKey(None),
-            AppJson(b, BodyDigest([0; 32])),
-        )
-        .await
-        .and_then(|r| if r.status().is_success() { Ok(()) } else { Err(ApiError::Conflict("refused".into())) }),
-        Err(e) => Err(e),
-    };
+    let result = async {
+        crate::routes::users::create_user(p.call(), crate::extract::IdempotencyKey(None), AppJson::from_value(&body)?)
+            .await
+            .map(|_| ())
+    }
+    .await;
     let saved = get(&posted, "display_name").trim().to_owned();
     people_result(&p, &headers, &saved, result).await
 }
@@ -747,12 +729,12 @@ pub(super) async fn set_roles(
     Form(posted): Form<Posted>,
 ) -> Response {
     let Ok(id) = id.parse::<Uuid>() else { return p.error(&ApiError::NotFound) };
-    let result = match crate::extract::parse_json(json!({"roles": ticked(&posted)}).to_string().as_bytes()) {
-        Ok(b) => {
-            crate::routes::users::set_roles(p.call(), AppPath(id), AppJson(b, BodyDigest([0; 32]))).await.map(|_| ())
-        }
-        Err(e) => Err(e),
-    };
+    let result = async {
+        crate::routes::users::set_roles(p.call(), AppPath(id), AppJson::from_value(&json!({"roles": ticked(&posted)}))?)
+            .await
+            .map(|_| ())
+    }
+    .await;
     people_result(&p, &headers, "the roles", result).await
 }
 
@@ -766,16 +748,12 @@ pub(super) async fn deactivate_user(p: Portal, headers: HeaderMap, Path(id): Pat
 /// Creates a team through the API's `POST /teams`.
 pub(super) async fn create_team(p: Portal, headers: HeaderMap, Form(posted): Form<Posted>) -> Response {
     let body = json!({"name": get(&posted, "name").trim(), "description": get(&posted, "description").trim()});
-    let result = match crate::extract::parse_json(body.to_string().as_bytes()) {
-        Ok(b) => crate::routes::teams::create_team(
-            p.call(),
-            crate::extract::IdempotencyKey(None),
-            AppJson(b, BodyDigest([0; 32])),
-        )
-        .await
-        .and_then(|r| if r.status().is_success() { Ok(()) } else { Err(ApiError::Conflict("refused".into())) }),
-        Err(e) => Err(e),
-    };
+    let result = async {
+        crate::routes::teams::create_team(p.call(), crate::extract::IdempotencyKey(None), AppJson::from_value(&body)?)
+            .await
+            .map(|_| ())
+    }
+    .await;
     let saved = get(&posted, "name").trim().to_owned();
     people_result(&p, &headers, &saved, result).await
 }
@@ -788,16 +766,7 @@ pub(super) async fn add_member(
     Form(posted): Form<Posted>,
 ) -> Response {
     let Ok(id) = id.parse::<Uuid>() else { return p.error(&ApiError::NotFound) };
-    let email = get(&posted, "email").trim().to_lowercase();
-    let found = async {
-        let mut tx = p.caller.begin().await?;
-        let filter =
-            archer_store::users::UserFilter { q: Some(&email), role: None, active: Some(true), limit: 10, offset: 0 };
-        let (users, _) = archer_store::users::list(&mut tx, filter).await?;
-        tx.commit().await?;
-        Ok::<_, ApiError>(users.into_iter().find(|u| u.email.to_lowercase() == email).map(|u| u.id))
-    }
-    .await;
+    let found = user_by_email(&p, get(&posted, "email")).await;
     let result = match found {
         Ok(Some(user)) => crate::routes::teams::add_member(p.call(), AppPath((id, user))).await.map(|_| ()),
         Ok(None) => Err(ApiError::field("/email", "unknown", "no active user has this email")),
@@ -834,12 +803,14 @@ pub(super) async fn save_routing(p: Portal, headers: HeaderMap, Form(posted): Fo
     let result = match json_field(&doc, "/") {
         Err(e) => Err(ApiError::Validation(vec![e])),
         Ok(None) => Err(ApiError::field("/", "required", "write the routing first")),
-        Ok(Some(body)) => match crate::extract::parse_json(body.to_string().as_bytes()) {
-            Ok(b) => crate::routes::approvals::routing::put_change_routing(p.call(), AppJson(b, BodyDigest([0; 32])))
-                .await
-                .map(|_| ()),
-            Err(e) => Err(e),
-        },
+        Ok(Some(body)) => {
+            async {
+                crate::routes::approvals::routing::put_change_routing(p.call(), AppJson::from_value(&body)?)
+                    .await
+                    .map(|_| ())
+            }
+            .await
+        }
     };
     match result {
         Ok(()) => see_other(&headers, "/portal/admin/routing?saved=the+change+routing"),

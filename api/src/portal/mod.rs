@@ -241,6 +241,35 @@ impl Portal {
     }
 }
 
+/// An API query type from a page's filters (`(name, value)` pairs), parsed as the API parses
+/// its query string.
+pub fn api_query<T: serde::de::DeserializeOwned>(pairs: &[(String, String)]) -> Result<T, ApiError> {
+    let text = serde_urlencoded::to_string(pairs).map_err(ApiError::internal)?;
+    serde_urlencoded::from_str(&text).map_err(|e| ApiError::BadRequest(format!("the filters do not parse: {e}")))
+}
+
+/// Field errors on one line, as a page shows them above its form: `status: unknown; ...`.
+pub fn problems(errs: &[crate::error::FieldError]) -> String {
+    errs.iter()
+        .map(|e| format!("{}: {}", e.pointer.trim_start_matches(['?', '/']), e.detail))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The active user of the tenant with this email (case aside), if any.
+pub async fn user_by_email(p: &Portal, email: &str) -> Result<Option<uuid::Uuid>, ApiError> {
+    let email = email.trim().to_lowercase();
+    if email.is_empty() {
+        return Ok(None);
+    }
+    let mut tx = p.caller.begin().await?;
+    let filter =
+        archer_store::users::UserFilter { q: Some(&email), role: None, active: Some(true), limit: 10, offset: 0 };
+    let (users, _) = archer_store::users::list(&mut tx, filter).await?;
+    tx.commit().await?;
+    Ok(users.into_iter().find(|u| u.email.to_lowercase() == email).map(|u| u.id))
+}
+
 /// The JSON body of a response an API handler answered.
 pub async fn body_json(resp: Response) -> Result<Value, ApiError> {
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.map_err(ApiError::internal)?;

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use archer_orchestrator::access::Permission;
 
 use crate::error::ApiError;
-use crate::extract::{AppJson, AppPath, AppQuery, BodyDigest, IdempotencyKey};
+use crate::extract::{AppJson, AppPath, AppQuery, IdempotencyKey};
 use crate::portal::session::see_other;
 use crate::portal::{Page, Portal, body_json, forms, when};
 use crate::routes::{approvals, catalog, playbooks, teams, ticket_sla, tickets, users};
@@ -133,13 +133,9 @@ pub(super) async fn submit(
     let fields = forms::answers(schema, &posted);
     let key = posted.iter().find(|(k, _)| k == "_key").map(|(_, v)| format!("portal-{v}"));
     let body = json!({"item": item["id"], "fields": fields});
-    let digest =
-        BodyDigest(sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(body.to_string())).into());
-    let parsed = match serde_json::from_value(body) {
-        Ok(b) => b,
-        Err(e) => return p.error(&ApiError::internal(e)),
-    };
-    match catalog::requests::submit_request(p.call(), IdempotencyKey(key), AppJson(parsed, digest)).await {
+    let submitted =
+        async { catalog::requests::submit_request(p.call(), IdempotencyKey(key), AppJson::from_value(&body)?).await };
+    match submitted.await {
         Ok(resp) if resp.status().is_success() => match body_json(resp).await {
             Ok(t) => see_other(&headers, &format!("/portal/tickets/{}", t["number"].as_str().unwrap_or_default())),
             Err(e) => p.error(&e),
@@ -580,20 +576,16 @@ pub(super) async fn comment(
     let internal = p.me.agent && get("internal").as_deref() == Some("true");
     let key = get("_key").map(|k| format!("portal-{k}"));
     let body = json!({"body": text, "internal": internal});
-    let digest =
-        BodyDigest(sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(body.to_string())).into());
-    let parsed = match serde_json::from_value(body) {
-        Ok(b) => b,
-        Err(e) => return p.error(&ApiError::internal(e)),
+    let added = async {
+        tickets::comments::add_comment(
+            p.call(),
+            IdempotencyKey(key),
+            AppPath(number.clone()),
+            AppJson::from_value(&body)?,
+        )
+        .await
     };
-    match tickets::comments::add_comment(
-        p.call(),
-        IdempotencyKey(key),
-        AppPath(number.clone()),
-        AppJson(parsed, digest),
-    )
-    .await
-    {
+    match added.await {
         Ok(_) => see_other(&headers, &format!("/portal/tickets/{number}#comments")),
         Err(ApiError::Validation(errs)) => {
             let why = errs

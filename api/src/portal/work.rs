@@ -11,10 +11,10 @@ use uuid::Uuid;
 use archer_orchestrator::access::Permission;
 
 use crate::error::ApiError;
-use crate::extract::{AppJson, AppPath, AppQuery, BodyDigest, OptionalJson};
+use crate::extract::{AppJson, AppPath, AppQuery, OptionalJson};
 use crate::portal::pages::{Posted, row, ticket_page};
 use crate::portal::session::see_other;
-use crate::portal::{Page, Portal, forms, when};
+use crate::portal::{Page, Portal, api_query, forms, problems, user_by_email, when};
 use crate::routes::{approvals, tickets};
 
 fn get<'a>(posted: &'a Posted, name: &str) -> Option<&'a str> {
@@ -184,24 +184,10 @@ async fn queue_page(p: &Portal, raw: &str, notice: Option<String>, failed: Optio
         .collect();
     let mut api = pairs.clone();
     api.push(("limit".into(), "50".into()));
-    let query = serde_urlencoded::to_string(&api).map_err(ApiError::internal).and_then(|s| {
-        serde_urlencoded::from_str(&s).map_err(|e| ApiError::BadRequest(format!("the filters do not parse: {e}")))
-    });
-    let result = match query {
-        Ok(q) => tickets::queries::list_tickets(p.call(), AppQuery(q)).await,
-        Err(e) => Err(e),
-    };
-    let (list, error) = match result {
+    let result = async { tickets::queries::list_tickets(p.call(), AppQuery(api_query(&api)?)).await };
+    let (list, error) = match result.await {
         Ok(Json(page)) => (serde_json::to_value(page).unwrap_or_default(), None),
-        Err(ApiError::Validation(errs)) => (
-            Value::Null,
-            Some(
-                errs.iter()
-                    .map(|e| format!("{}: {}", e.pointer.trim_start_matches('?'), e.detail))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ),
-        ),
+        Err(ApiError::Validation(errs)) => (Value::Null, Some(problems(&errs))),
         Err(e) => return p.error(&e),
     };
     let rows: Vec<Value> = list["items"].as_array().into_iter().flatten().map(row).collect();
@@ -324,15 +310,9 @@ async fn patch_ticket(p: &Portal, number: &str, version: Option<&str>, body: Val
     {
         api_headers.insert(header::IF_MATCH, h);
     }
-    let parsed = crate::extract::parse_json(body.to_string().as_bytes())?;
-    tickets::records::update_ticket(
-        p.call(),
-        api_headers,
-        AppPath(number.to_owned()),
-        AppJson(parsed, BodyDigest([0; 32])),
-    )
-    .await
-    .map(|_| ())
+    tickets::records::update_ticket(p.call(), api_headers, AppPath(number.to_owned()), AppJson::from_value(&body)?)
+        .await
+        .map(|_| ())
 }
 
 /// The ticket's page again with `error` (a refused change), or the error page.
@@ -404,17 +384,17 @@ pub(super) async fn link(
     Form(posted): Form<Posted>,
 ) -> Response {
     let body = json!({"kind": get(&posted, "kind").unwrap_or_default(), "target": get(&posted, "target").unwrap_or_default().trim()});
-    let result = match crate::extract::parse_json(body.to_string().as_bytes()) {
-        Ok(b) => tickets::links::add_link(
+    let result = async {
+        tickets::links::add_link(
             p.call(),
             crate::extract::IdempotencyKey(None),
             AppPath(number.clone()),
-            AppJson(b, BodyDigest([0; 32])),
+            AppJson::from_value(&body)?,
         )
         .await
-        .map(|_| ()),
-        Err(e) => Err(e),
-    };
+        .map(|_| ())
+    }
+    .await;
     match result {
         Ok(()) => see_other(&headers, &format!("/portal/tickets/{number}#links")),
         Err(ApiError::NotFound) => {
@@ -448,16 +428,12 @@ pub(super) async fn run_playbook(
         }
     };
     let body = json!({"playbook": get(&posted, "playbook").unwrap_or_default(), "inputs": inputs});
-    let result = match crate::extract::parse_json(body.to_string().as_bytes()) {
-        Ok(b) => crate::routes::playbooks::runs::start_run(
-            p.call(),
-            AppPath(number.clone()),
-            AppJson(b, BodyDigest([0; 32])),
-        )
-        .await
-        .map(|_| ()),
-        Err(e) => Err(e),
-    };
+    let result = async {
+        crate::routes::playbooks::runs::start_run(p.call(), AppPath(number.clone()), AppJson::from_value(&body)?)
+            .await
+            .map(|_| ())
+    }
+    .await;
     match result {
         Ok(()) => see_other(&headers, &format!("/portal/tickets/{number}#runs")),
         Err(e) => refused(&p, &number, e).await,
@@ -485,27 +461,9 @@ async fn away(p: &Portal) -> Value {
 pub(super) async fn set_away(p: Portal, headers: HeaderMap, Form(posted): Form<Posted>) -> Response {
     let email = get(&posted, "delegate").unwrap_or_default().trim().to_lowercase();
     let until = get(&posted, "until").unwrap_or_default();
-    let delegate = if email.is_empty() {
-        None
-    } else {
-        let found = async {
-            let mut tx = p.caller.begin().await?;
-            let filter = archer_store::users::UserFilter {
-                q: Some(&email),
-                role: None,
-                active: Some(true),
-                limit: 10,
-                offset: 0,
-            };
-            let (users, _) = archer_store::users::list(&mut tx, filter).await?;
-            tx.commit().await?;
-            Ok::<_, ApiError>(users.into_iter().find(|u| u.email.to_lowercase() == email).map(|u| u.id))
-        }
-        .await;
-        match found {
-            Ok(d) => d,
-            Err(e) => return p.error(&e),
-        }
+    let delegate = match user_by_email(&p, &email).await {
+        Ok(d) => d,
+        Err(e) => return p.error(&e),
     };
     let Some(delegate) = delegate else {
         return inbox_page(&p, StatusCode::OK, None, Some("Out of office: no active colleague has that email.".into()))
@@ -529,16 +487,12 @@ pub(super) async fn set_away(p: Portal, headers: HeaderMap, Form(posted): Form<P
         }
     };
     let body = json!({"delegate_id": delegate, "ends_at": ends, "reason": get(&posted, "reason").map(str::trim).filter(|r| !r.is_empty())});
-    let result = match crate::extract::parse_json(body.to_string().as_bytes()) {
-        Ok(b) => approvals::out_of_office::put_out_of_office(
-            p.call(),
-            AppPath("me".to_owned()),
-            AppJson(b, BodyDigest([0; 32])),
-        )
-        .await
-        .map(|_| ()),
-        Err(e) => Err(e),
-    };
+    let result = async {
+        approvals::out_of_office::put_out_of_office(p.call(), AppPath("me".to_owned()), AppJson::from_value(&body)?)
+            .await
+            .map(|_| ())
+    }
+    .await;
     match result {
         Ok(()) => see_other(&headers, "/portal/approvals"),
         Err(ApiError::Validation(errs)) => {
@@ -575,12 +529,10 @@ async fn views(p: &Portal) -> Vec<Value> {
 pub(super) async fn save_view(p: Portal, headers: HeaderMap, Form(posted): Form<Posted>) -> Response {
     let query = get(&posted, "query").unwrap_or_default().to_owned();
     let body = json!({"name": get(&posted, "name").unwrap_or_default(), "query": query});
-    let result = match crate::extract::parse_json(body.to_string().as_bytes()) {
-        Ok(b) => crate::routes::tickets::saved_views::create_view(p.call(), AppJson(b, BodyDigest([0; 32])))
-            .await
-            .map(|_| ()),
-        Err(e) => Err(e),
-    };
+    let result = async {
+        crate::routes::tickets::saved_views::create_view(p.call(), AppJson::from_value(&body)?).await.map(|_| ())
+    }
+    .await;
     match result {
         Ok(()) => see_other(&headers, &format!("/portal/queue?{query}")),
         Err(ApiError::Validation(errs)) => {
@@ -615,14 +567,16 @@ pub(super) async fn manage_run(
         "cancel" => {
             let reason = get(&posted, "reason").unwrap_or_default().trim();
             let reason = if reason.is_empty() { "cancelled from the portal" } else { reason };
-            match crate::extract::parse_json(json!({ "reason": reason }).to_string().as_bytes()) {
-                Ok(b) => {
-                    crate::routes::playbooks::runs::cancel_run(p.call(), AppPath(id), AppJson(b, BodyDigest([0; 32])))
-                        .await
-                        .map(|_| ())
-                }
-                Err(e) => Err(e),
+            async {
+                crate::routes::playbooks::runs::cancel_run(
+                    p.call(),
+                    AppPath(id),
+                    AppJson::from_value(&json!({ "reason": reason }))?,
+                )
+                .await
+                .map(|_| ())
             }
+            .await
         }
         _ => return p.error(&ApiError::NotFound),
     };
