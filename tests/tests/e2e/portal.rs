@@ -32,6 +32,17 @@ async fn audit(b: &Browser, name: &str) {
     assert!(errors.is_empty(), "{name} ({}): the console has errors {errors:#?}", b.current_url().await);
 }
 
+/// Opens `url` again and again (up to a minute) until the element `css` says `wanted`: what a
+/// person does while a workflow moves on.
+async fn reload_until(b: &Browser, url: &str, css: &str, wanted: &str) {
+    let what = format!("{css} on {url} to say {wanted:?}");
+    eventually(Duration::from_secs(60), &what, move || async move {
+        b.goto(url).await;
+        b.text(css).await.contains(wanted)
+    })
+    .await;
+}
+
 async fn sign_in(b: &Browser, email: &str) {
     b.fill("#email", email).await;
     b.fill("#password", PASSWORD).await;
@@ -93,12 +104,7 @@ async fn a_requester_asks_for_a_laptop_and_sees_the_managers_emailed_approval_mo
     assert!(b.text("#title").await.contains(&number));
     assert!(b.text("#answers").await.contains("linux"));
     // the chain's workflow opens the first step moments later
-    let (bref, page) = (&b, url.as_str());
-    eventually(Duration::from_secs(60), "the first step open on the request's page", move || async move {
-        bref.goto(page).await;
-        bref.text("#approvals").await.contains("Manager approval: Open")
-    })
-    .await;
+    reload_until(&b, &url, "#approvals", "Manager approval: Open").await;
     audit(&b, "ticket-requester").await;
 
     // the manager confirms from the emailed link, signed in or not
@@ -114,11 +120,7 @@ async fn a_requester_asks_for_a_laptop_and_sees_the_managers_emailed_approval_mo
     manager.close().await;
 
     // the requester's page shows the next step
-    eventually(Duration::from_secs(60), "the next step on the requester's page", move || async move {
-        bref.goto(page).await;
-        bref.text("#approvals").await.contains("Hardware approvers: Open")
-    })
-    .await;
+    reload_until(&b, &url, "#approvals", "Hardware approvers: Open").await;
     assert!(b.text("#approvals").await.contains("Manager approval: Approved"));
 
     b.goto(&format!("{}/portal/tickets", app.base)).await;
@@ -237,12 +239,7 @@ async fn an_agent_sorts_the_queue_by_sla_due_sets_a_ticket_waiting_and_its_count
     b.click_through("#run-playbook").await;
     // (without the `#runs` fragment: going to the same URL with one would not reload the page)
     let page = b.current_url().await.split('#').next().unwrap().to_owned();
-    let (bref, page) = (&b, page.as_str());
-    eventually(Duration::from_secs(60), "the manual run to finish", move || async move {
-        bref.goto(page).await;
-        bref.text("#runs").await.contains("triage run 1: Succeeded")
-    })
-    .await;
+    reload_until(&b, &page, "#runs", "triage run 1: Succeeded").await;
     assert!(b.text("#comments").await.contains("Triage started"));
     audit(&b, "ticket-agent-worked").await;
     b.close().await;
@@ -336,12 +333,7 @@ async fn without_javascript_people_sign_in_request_approve_and_comment() {
     h.close().await;
 
     // the requester sees it, and comments
-    let (bref, page) = (&b, url.as_str());
-    eventually(Duration::from_secs(60), "the manager's approval on the request's page", move || async move {
-        bref.goto(page).await;
-        bref.text("#approvals").await.contains("Manager approval: Approved")
-    })
-    .await;
+    reload_until(&b, &url, "#approvals", "Manager approval: Approved").await;
     assert!(b.text("#approvals").await.contains("\"Fine by me\""));
     b.fill("#comment", "Thanks! Any black one will do.").await;
     b.click_through("#send-comment").await;
@@ -662,19 +654,10 @@ async fn an_admin_is_refused_an_invalid_form_schema_and_a_playbook_with_a_cycle_
     b.goto(&page).await;
     b.select("#playbook", "slow").await;
     b.click_through("#run-playbook").await;
-    let (bref, pref) = (&b, page.as_str());
-    eventually(Duration::from_secs(60), "the slow run to be running", move || async move {
-        bref.goto(pref).await;
-        bref.text("#runs").await.contains("slow run 1: Running")
-    })
-    .await;
+    reload_until(&b, &page, "#runs", "slow run 1: Running").await;
     b.fill("#cancel-reason-1", "Not needed after all").await;
     b.click_through("#cancel-1").await;
-    eventually(Duration::from_secs(60), "the slow run to be cancelled", move || async move {
-        bref.goto(pref).await;
-        bref.text("#runs").await.contains("slow run 1: Cancelled")
-    })
-    .await;
+    reload_until(&b, &page, "#runs", "slow run 1: Cancelled").await;
 
     // the audit log, filtered: the item saved above
     b.goto(&format!("{}/portal/admin/audit", app.base)).await;
