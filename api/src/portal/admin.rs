@@ -68,7 +68,35 @@ pub(super) async fn new_item(p: Portal) -> Response {
         return p.error(&e);
     }
     let posted: Posted = vec![("form_schema".into(), EXAMPLE_SCHEMA.into()), ("everyone".into(), "true".into())];
-    editor(&p, &posted, &[]).await
+    editor(&p, None, &posted, &[]).await
+}
+
+/// The editor of an existing item, filled with its current version (saving makes a new one;
+/// requests already submitted keep theirs).
+pub(super) async fn edit_item(p: Portal, Path(id): Path<String>) -> Response {
+    if let Err(e) = p.caller.require(Permission::CatalogAdmin).await {
+        return p.error(&e);
+    }
+    let Ok(id) = id.parse::<Uuid>() else { return p.error(&ApiError::NotFound) };
+    let item = match catalog::items::get_item(p.call(), AppPath(id)).await {
+        Ok(Json(i)) => serde_json::to_value(i).unwrap_or_default(),
+        Err(e) => return p.error(&e),
+    };
+    let spec = &item["spec"];
+    let pretty =
+        |v: &Value| if v.is_null() { String::new() } else { serde_json::to_string_pretty(v).unwrap_or_default() };
+    let roles: Vec<&str> =
+        spec["audience"]["roles"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let posted: Posted = vec![
+        ("name".into(), item["name"].as_str().unwrap_or_default().into()),
+        ("category".into(), item["category_id"].as_str().unwrap_or_default().into()),
+        ("description".into(), spec["description"].as_str().unwrap_or_default().into()),
+        ("form_schema".into(), pretty(&spec["form_schema"])),
+        ("approval".into(), pretty(&spec["approval"])),
+        ("everyone".into(), if spec["audience"]["everyone"] == true { "true".into() } else { String::new() }),
+        ("roles".into(), roles.join(", ")),
+    ];
+    editor(&p, Some(id), &posted, &[]).await
 }
 
 /// Where an error of `POST /catalog/items` belongs in the editor.
@@ -86,7 +114,7 @@ fn editor_field(pointer: &str) -> &'static str {
     }
 }
 
-async fn editor(p: &Portal, posted: &Posted, errors: &[FieldError]) -> Response {
+async fn editor(p: &Portal, item: Option<Uuid>, posted: &Posted, errors: &[FieldError]) -> Response {
     let categories = match catalog::categories::list_categories(p.call()).await {
         Ok(Json(c)) => serde_json::to_value(c).unwrap_or_default(),
         Err(e) => return p.error(&e),
@@ -122,11 +150,17 @@ async fn editor(p: &Portal, posted: &Posted, errors: &[FieldError]) -> Response 
         .ok()
         .filter(Value::is_object)
         .map(|schema| forms::fields(&schema, &[], &[]));
+    let (title, action) = match item {
+        Some(id) => (format!("Edit {}", get(posted, "name")), format!("/portal/admin/catalog/{id}/edit")),
+        None => ("New catalog item".to_owned(), "/portal/admin/catalog/new".to_owned()),
+    };
     let page = Page {
         template: "portal/admin_item",
-        title: "New catalog item".into(),
+        title: title.clone(),
         nav: "admin",
         data: json!({
+            "heading": title,
+            "action": action,
             "name": get(posted, "name"),
             "description": get(posted, "description"),
             "form_schema": get(posted, "form_schema"),
@@ -158,6 +192,22 @@ fn json_field(text: &str, pointer: &str) -> Result<Option<Value>, FieldError> {
 /// Saves a new item through the API's `POST /catalog/items` (or, with `action=preview`, only
 /// shows the form it would have). On success the item is in the catalog at once.
 pub(super) async fn create_item(p: Portal, headers: HeaderMap, Form(posted): Form<Posted>) -> Response {
+    save_item(p, headers, None, posted).await
+}
+
+/// Saves a new version of an item through the API's `PATCH /catalog/items/{id}`: what the
+/// editor does not show (icon, owner, fulfilment target and playbook) stays as it was.
+pub(super) async fn update_item(
+    p: Portal,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(posted): Form<Posted>,
+) -> Response {
+    let Ok(id) = id.parse::<Uuid>() else { return p.error(&ApiError::NotFound) };
+    save_item(p, headers, Some(id), posted).await
+}
+
+async fn save_item(p: Portal, headers: HeaderMap, item: Option<Uuid>, posted: Posted) -> Response {
     if let Err(e) = p.caller.require(Permission::CatalogAdmin).await {
         return p.error(&e);
     }
@@ -171,28 +221,45 @@ pub(super) async fn create_item(p: Portal, headers: HeaderMap, Form(posted): For
         None
     });
     if get(&posted, "action") == "preview" || !errors.is_empty() {
-        return editor(&p, &posted, &errors).await;
+        return editor(&p, item, &posted, &errors).await;
     }
+    // an existing item keeps what the editor does not show
+    let mut spec = match item {
+        Some(id) => match catalog::items::get_item(p.call(), AppPath(id)).await {
+            Ok(Json(i)) => serde_json::to_value(i).unwrap_or_default()["spec"].clone(),
+            Err(e) => return p.error(&e),
+        },
+        None => json!({}),
+    };
     let roles: Vec<&str> = get(&posted, "roles").split(',').map(str::trim).filter(|r| !r.is_empty()).collect();
-    let mut spec = json!({
-        "description": get(&posted, "description"),
-        "audience": {"everyone": get(&posted, "everyone") == "true", "roles": roles},
-        "form_schema": schema.unwrap_or(Value::Null),
-    });
-    if let Some(a) = approval {
-        spec["approval"] = a;
+    spec["description"] = json!(get(&posted, "description"));
+    spec["audience"] = json!({"everyone": get(&posted, "everyone") == "true", "roles": roles});
+    spec["form_schema"] = schema.unwrap_or(Value::Null);
+    match (approval, spec.as_object_mut()) {
+        (Some(a), _) => spec["approval"] = a,
+        (None, Some(map)) => {
+            map.remove("approval");
+        }
+        (None, None) => {}
     }
     let category = get(&posted, "category");
-    let body = json!({"category_id": if category.is_empty() { Value::Null } else { Value::String(category.into()) }, "name": get(&posted, "name"), "spec": spec});
-    let result = async { catalog::items::create_item(p.call(), AppJson::from_value(&body)?).await }.await;
-    match result {
-        Ok((_, Json(item))) => {
-            let item = serde_json::to_value(item).unwrap_or_default();
-            let name: String =
-                url::form_urlencoded::byte_serialize(item["name"].as_str().unwrap_or_default().as_bytes()).collect();
-            see_other(&headers, &format!("/portal/admin/catalog?saved={name}"))
+    let category = if category.is_empty() { Value::Null } else { Value::String(category.into()) };
+    let body = json!({"category_id": category, "name": get(&posted, "name"), "spec": spec});
+    let result = async {
+        match item {
+            Some(id) => catalog::items::update_item(p.call(), AppPath(id), AppJson::from_value(&body)?).await,
+            None => catalog::items::create_item(p.call(), AppJson::from_value(&body)?).await.map(|(_, item)| item),
         }
-        Err(ApiError::Validation(errs)) => editor(&p, &posted, &errs).await,
+    }
+    .await;
+    match result {
+        Ok(Json(item)) => {
+            let item = serde_json::to_value(item).unwrap_or_default();
+            let what = format!("{} (version {})", item["name"].as_str().unwrap_or_default(), item["version"]);
+            let what: String = url::form_urlencoded::byte_serialize(what.as_bytes()).collect();
+            see_other(&headers, &format!("/portal/admin/catalog?saved={what}"))
+        }
+        Err(ApiError::Validation(errs)) => editor(&p, item, &posted, &errs).await,
         Err(e) => p.error(&e),
     }
 }

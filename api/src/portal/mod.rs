@@ -59,6 +59,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/portal/queue/views/{id}/delete", post(work::delete_view))
         .route("/portal/admin/catalog", get(admin::catalog_items))
         .route("/portal/admin/catalog/new", get(admin::new_item).post(admin::create_item))
+        .route("/portal/admin/catalog/{id}/edit", get(admin::edit_item).post(admin::update_item))
         .route("/portal/admin/playbooks", get(admin::playbook_list).post(admin::save_playbook))
         .route("/portal/admin/audit", get(admin::audit_log))
         .route("/portal/admin/sla", get(admin::sla))
@@ -394,11 +395,11 @@ mod tests {
             ),
             (
                 "portal/admin_item",
-                json!({"name": "Monitor", "description": "A screen", "form_schema": "{}", "approval": "", "everyone": true, "roles": "",
+                json!({"heading": "Edit Monitor", "action": "/portal/admin/catalog/x/edit", "name": "Monitor", "description": "A screen", "form_schema": "{}", "approval": "", "everyone": true, "roles": "",
                     "categories": [{"id": "c", "name": "Hardware", "selected": true}],
                     "errors": {"name": ["required"], "category": ["unknown"], "form_schema": ["at /type: bad"], "approval": ["line 1, column 2: bad"], "general": ["bad"]},
                     "invalid": true, "preview": [field.clone()]}),
-                json!({"name": "", "description": "", "form_schema": "", "approval": "", "everyone": false, "roles": "", "categories": [],
+                json!({"heading": "New catalog item", "action": "/portal/admin/catalog/new", "name": "", "description": "", "form_schema": "", "approval": "", "everyone": false, "roles": "", "categories": [],
                     "errors": {"name": [], "category": [], "form_schema": [], "approval": [], "general": []}, "invalid": false, "preview": null}),
             ),
             (

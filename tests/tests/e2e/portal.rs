@@ -544,7 +544,7 @@ async fn an_admin_is_refused_an_invalid_form_schema_and_a_playbook_with_a_cycle_
     b.fill("#form_schema", r#"{"type": "object", "required": ["size"], "properties": {"size": {"title": "Screen size", "type": "string", "enum": ["24", "27"]}}}"#).await;
     b.fill("#description", "A second screen").await;
     b.click_through("#save").await;
-    assert_eq!(b.text("#notice").await, "Saved Monitor.");
+    assert_eq!(b.text("#notice").await, "Saved Monitor (version 1).");
     assert!(b.text("#items").await.contains("Monitor"));
     audit(&b, "admin-catalog").await;
     let requester = Browser::start().await;
@@ -555,6 +555,16 @@ async fn an_admin_is_refused_an_invalid_form_schema_and_a_playbook_with_a_cycle_
     requester.select("#f-size", "27").await;
     requester.click_through("#submit").await;
     assert!(requester.current_url().await.contains("/portal/tickets/REQ-"), "{}", requester.page_text().await);
+
+    // editing it makes a new version, which requesters see at once
+    b.click_through("#edit-0").await;
+    assert_eq!(b.text("#title").await, "Edit Monitor");
+    assert!(value(&b, "form_schema").await.contains("Screen size"));
+    b.fill("#description", "A second screen, 24 or 27 inches").await;
+    b.click_through("#save").await;
+    assert_eq!(b.text("#notice").await, "Saved Monitor (version 2).");
+    requester.goto(&format!("{}/portal/catalog?q=monitor", app.base)).await;
+    assert!(requester.text("article.item").await.contains("24 or 27 inches"));
     requester.close().await;
 
     // a playbook whose steps need each other is refused at its lines, and nothing is stored
