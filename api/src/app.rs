@@ -45,6 +45,8 @@ pub struct Inner {
     /// Encrypts connection secrets before the store keeps them (`secrets_key`); the API never
     /// decrypts one (they are write-only), only the workers' `http.request` does.
     pub secrets: archer_store::secrets::Cipher,
+    /// The portal's recent session renewals (see `portal::session::Renewals`).
+    pub renewals: crate::portal::session::Renewals,
 }
 
 impl std::ops::Deref for AppState {
@@ -70,6 +72,7 @@ impl AppState {
             dummy_hash,
             temporal: tokio::sync::OnceCell::new(),
             secrets,
+            renewals: Default::default(),
         })))
     }
 }

@@ -19,6 +19,14 @@
 //! same value as [`CSRF_FIELD`], and every unsafe request is refused (403 page) unless both are
 //! there, equal and signed. Signing in replaces the token. `SameSite=Lax` is a second line.
 //!
+//! Several requests of one browser can arrive with the same expired access token at once (tabs
+//! restored together, a page and its htmx preview). The first renews the session; the others,
+//! on the same process and within [`RENEWAL_GRACE`], get the same new tokens instead of
+//! presenting the now used refresh token, which the API would rightly take for theft and end
+//! the session. Only the browser that holds both that refresh token and its CSRF cookie gets
+//! them. (Across API replicas the window is the replicas' own: a load balancer with sticky
+//! sessions closes it.)
+//!
 //! A request dropped midway is safe: a refresh either committed (the new cookies may never
 //! reach the browser; its next request presents the used token, which the API treats as theft
 //! and ends the session: the user signs in again) or did not (nothing changed).
@@ -38,7 +46,7 @@ use rand::Rng;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::json;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -55,6 +63,45 @@ pub const REFRESH: &str = "archer_refresh";
 pub const CSRF: &str = "archer_csrf";
 /// The form field every portal form posts the CSRF token in.
 pub const CSRF_FIELD: &str = "_csrf";
+
+/// How long a renewal is handed to the other requests that present the same refresh token.
+pub const RENEWAL_GRACE: Duration = Duration::from_secs(10);
+
+/// Recent renewals: the hash of the refresh token and CSRF cookie they were made for, when,
+/// and the access token and cookies they gave. Renewals happen one at a time per process
+/// (a few per second at most: one per session every access-token lifetime).
+#[derive(Default)]
+pub struct Renewals(
+    tokio::sync::Mutex<std::collections::HashMap<[u8; 32], (std::time::Instant, String, Vec<Cookie<'static>>)>>,
+);
+
+impl Renewals {
+    /// The session's renewal: one made for the same refresh token and CSRF cookie within
+    /// [`RENEWAL_GRACE`], or a new one through the API's refresh.
+    async fn renew(
+        &self,
+        state: &AppState,
+        meta: RequestMeta,
+        refresh: &str,
+        csrf: &str,
+    ) -> Option<(String, Vec<Cookie<'static>>)> {
+        let mut key = Sha256::new();
+        key.update(refresh.as_bytes());
+        key.update(b"\0");
+        key.update(csrf.as_bytes());
+        let key: [u8; 32] = key.finalize().into();
+        let mut recent = self.0.lock().await;
+        recent.retain(|_, (at, _, _)| at.elapsed() < RENEWAL_GRACE);
+        if let Some((_, access, cookies)) = recent.get(&key) {
+            return Some((access.clone(), cookies.clone()));
+        }
+        let body = serde_json::from_value(json!({ "refresh_token": refresh })).ok()?;
+        let pair = api_auth::refresh(State(state.clone()), meta, AppJson(body, BodyDigest([0; 32]))).await.ok()?;
+        let (access, cookies) = session_cookies(state, &serde_json::to_value(pair.0).ok()?)?;
+        recent.insert(key, (std::time::Instant::now(), access.clone(), cookies.clone()));
+        Some((access, cookies))
+    }
+}
 
 /// The request's CSRF token, for the forms a page renders (put there by [`gate`]).
 #[derive(Debug, Clone)]
@@ -195,12 +242,7 @@ pub async fn gate(State(state): State<AppState>, mut req: Request, next: Next) -
         (Some(a), _) => a,
         (None, Some(refresh)) => {
             let meta = RequestMeta { request_id: request_id(req.headers()), ip: peer(&req) };
-            let body = serde_json::from_value(json!({ "refresh_token": refresh }));
-            let pair = match body {
-                Ok(body) => api_auth::refresh(State(state.clone()), meta, AppJson(body, BodyDigest([0; 32]))).await,
-                Err(e) => Err(ApiError::internal(e)),
-            };
-            match pair.ok().and_then(|p| serde_json::to_value(p.0).ok()).and_then(|p| session_cookies(&state, &p)) {
+            match state.renewals.renew(&state, meta, &refresh, &csrf).await {
                 Some((access, cookies)) => {
                     renewed.extend(cookies);
                     access

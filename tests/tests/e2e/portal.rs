@@ -441,30 +441,28 @@ async fn the_portal_refuses_forms_without_their_token_and_pages_of_another_role_
     let r = page(format!("/portal/tickets/{mine}")).await.unwrap();
     assert_eq!(r.status(), 200);
 
-    // without the access token (as once it has expired) the refresh token renews the session,
-    // through the API's refresh: once; the same refresh token again ends the session
+    // without the access token (as once it has expired) the refresh token renews the session
+    // through the API's refresh; requests that arrive together share that one renewal
     let without_access: Vec<(String, String)> = jar.iter().filter(|(n, _)| n != "archer_session").cloned().collect();
-    let r = http
-        .get(format!("{}/portal/tickets", app.base))
-        .header("cookie", header(&without_access))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let mut renewed = without_access.clone();
-    cookies(&r, &mut renewed);
-    assert!(renewed.iter().any(|(n, _)| n == "archer_session"), "a new access token: {renewed:?}");
+    let get = |cookies: String| http.get(format!("{}/portal/tickets", app.base)).header("cookie", cookies).send();
+    let (r1, r2) = tokio::join!(get(header(&without_access)), get(header(&without_access)));
+    let (r1, r2) = (r1.unwrap(), r2.unwrap());
+    assert_eq!((r1.status(), r2.status()), (reqwest::StatusCode::OK, reqwest::StatusCode::OK));
+    let (mut renewed, mut twin) = (without_access.clone(), without_access.clone());
+    cookies(&r1, &mut renewed);
+    cookies(&r2, &mut twin);
+    let access = |jar: &[(String, String)]| jar.iter().find(|(n, _)| n == "archer_session").map(|(_, v)| v.clone());
+    assert!(access(&renewed).is_some(), "a new access token: {renewed:?}");
+    assert_eq!(access(&renewed), access(&twin), "one renewal for both");
     let old = without_access.iter().find(|(n, _)| n == "archer_refresh").unwrap();
     assert!(renewed.iter().any(|(n, v)| n == "archer_refresh" && v != &old.1), "a new refresh token");
-    let r = http
-        .get(format!("{}/portal/tickets", app.base))
-        .header("cookie", header(&without_access))
-        .send()
-        .await
-        .unwrap();
+    // the used refresh token without this browser's CSRF cookie (someone who stole only it) is
+    // taken for theft: the session ends
+    let stolen: Vec<(String, String)> = without_access.iter().filter(|(n, _)| n != "archer_csrf").cloned().collect();
+    let r = get(header(&stolen)).await.unwrap();
     assert_eq!(r.status(), 303, "a used refresh token signs nobody in");
     assert!(r.headers()["location"].to_str().unwrap().starts_with("/portal/login"));
-    let r = http.get(format!("{}/portal/tickets", app.base)).header("cookie", header(&renewed)).send().await.unwrap();
+    let r = get(header(&renewed)).await.unwrap();
     assert_eq!(r.status(), 200, "the access token lives on until it expires");
     let reused = "SELECT count(*) FROM audit_log WHERE action = 'auth.refresh_reused'";
     assert_eq!(app.count(reused).await, 1, "the reuse is audited as theft");
