@@ -70,10 +70,11 @@ pub const RENEWAL_GRACE: Duration = Duration::from_secs(10);
 /// Recent renewals: the hash of the refresh token and CSRF cookie they were made for, when,
 /// and the access token and cookies they gave. Renewals happen one at a time per process
 /// (a few per second at most: one per session every access-token lifetime).
+/// A renewal: when, the access token, and the cookies it set.
+type Renewal = (std::time::Instant, String, Vec<Cookie<'static>>);
+
 #[derive(Default)]
-pub struct Renewals(
-    tokio::sync::Mutex<std::collections::HashMap<[u8; 32], (std::time::Instant, String, Vec<Cookie<'static>>)>>,
-);
+pub struct Renewals(tokio::sync::Mutex<std::collections::HashMap<[u8; 32], Renewal>>);
 
 impl Renewals {
     /// The session's renewal: one made for the same refresh token and CSRF cookie within
