@@ -3,7 +3,9 @@
 //   "when it has a value") is shown, and its inputs enabled, only while that holds. Hidden
 //   inputs are disabled, so they are not sent.
 // - SLA countdowns: <time data-countdown data-remaining="SECONDS" data-running="true|false">
-//   counts down each second while its clock runs; a paused clock stands still.
+//   counts down each second while its clock runs; a paused clock stands still. The page's SLA
+//   section comes again from the server every minute (htmx), so a clock that pauses, or leaves
+//   its calendar's working hours, meanwhile shows so.
 (function () {
   "use strict";
 
@@ -62,15 +64,16 @@
     return neg ? "overdue by " + out : out + " left";
   }
 
-  var started = Date.now();
+  // Each countdown counts from when it was rendered (a swapped-in one from its own arrival).
   function tick() {
     var clocks = document.querySelectorAll("[data-countdown]");
-    var elapsed = Math.floor((Date.now() - started) / 1000);
+    var now = Date.now();
     for (var i = 0; i < clocks.length; i++) {
       var c = clocks[i];
+      if (c.archerSince === undefined) c.archerSince = now;
       var remaining = parseInt(c.getAttribute("data-remaining"), 10);
       if (isNaN(remaining)) continue;
-      if (c.getAttribute("data-running") === "true") remaining -= elapsed;
+      if (c.getAttribute("data-running") === "true") remaining -= Math.floor((now - c.archerSince) / 1000);
       c.textContent = format(remaining) + (c.getAttribute("data-running") === "true" ? "" : " (paused)");
     }
   }

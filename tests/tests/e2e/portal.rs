@@ -215,6 +215,12 @@ async fn an_agent_sorts_the_queue_by_sla_due_sets_a_ticket_waiting_and_its_count
     assert!(paused.ends_with("(paused)"), "{paused}");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(b.text("#countdown-0").await, paused, "a paused clock stands still");
+    // the SLA section comes again from the server (htmx, every minute): as it would now
+    b.script("document.getElementById('sla').setAttribute('data-stale', 'yes')").await;
+    b.script("return htmx.ajax('GET', location.pathname, {target: '#sla', select: '#sla', swap: 'outerHTML'}).then(() => true)").await;
+    assert_eq!(b.attr("#sla", "data-stale").await, None, "swapped for the server's");
+    assert_eq!(b.attr("#countdown-0", "data-running").await.as_deref(), Some("false"));
+    assert!(b.text("#countdown-0").await.ends_with("(paused)"));
     let timeline = b.text("#timeline").await;
     assert!(timeline.contains("Status: In progress to Waiting on customer"), "{timeline}");
     assert!(timeline.contains("Resolution clock paused"), "{timeline}");
@@ -240,7 +246,7 @@ async fn an_agent_sorts_the_queue_by_sla_due_sets_a_ticket_waiting_and_its_count
     // (without the `#runs` fragment: going to the same URL with one would not reload the page)
     let page = b.current_url().await.split('#').next().unwrap().to_owned();
     reload_until(&b, &page, "#runs", "triage run 1: Succeeded").await;
-    assert!(b.text("#comments").await.contains("Triage started"));
+    reload_until(&b, &page, "#comments", "Triage started").await;
     audit(&b, "ticket-agent-worked").await;
     b.close().await;
 }
