@@ -347,6 +347,19 @@ async fn without_javascript_people_sign_in_request_approve_and_comment() {
     let r = app.get(Some(&t.agent.token), &format!("/api/v1/tickets/{number}/comments")).await;
     assert_eq!(r.json.as_array().unwrap().len(), 1, "{}", r.body);
     b.close().await;
+
+    // an agent changes a ticket
+    let incident = app.incident(&employee, "Screen flickers").await;
+    let incident = incident["number"].as_str().unwrap();
+    let a = Browser::without_javascript().await;
+    a.goto(&format!("{}/portal/tickets/{incident}", app.base)).await;
+    sign_in(&a, &t.agent.email).await;
+    a.select("#new-status", "in_progress").await;
+    a.click_through("#change-status").await;
+    assert_eq!(a.text("#status").await, "In progress");
+    a.click_through("#assign-me").await;
+    assert_eq!(a.text("#assignee-name").await, "agent");
+    a.close().await;
 }
 
 /// The cookies a response sets, as `name=value` pairs for a `Cookie` header.
