@@ -60,6 +60,7 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     portal!("admin_sla"),
     portal!("admin_people"),
     portal!("admin_routing"),
+    portal!("admin_playbook"),
 ];
 
 /// The portal's layout, a partial every portal page is written inside

@@ -885,3 +885,47 @@ pub(super) async fn save_routing(p: Portal, headers: HeaderMap, Form(posted): Fo
         Err(e) => p.error(&e),
     }
 }
+
+/// A playbook's versions (newest first) and one version's document, which can be saved again
+/// as the draft.
+pub(super) async fn playbook_versions(p: Portal, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Response {
+    let Ok(id) = id.parse::<Uuid>() else { return p.error(&ApiError::NotFound) };
+    let detail = match playbooks::documents::get_playbook(p.call(), AppPath(id)).await {
+        Ok(Json(d)) => serde_json::to_value(d).unwrap_or_default(),
+        Err(e) => return p.error(&e),
+    };
+    let chosen = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "version")
+        .and_then(|(_, v)| v.parse::<i32>().ok())
+        .or_else(|| detail["latest_version"].as_i64().and_then(|v| i32::try_from(v).ok()));
+    let shown = match chosen {
+        Some(v) => match playbooks::documents::get_version(p.call(), AppPath((id, v))).await {
+            Ok(Json(v)) => serde_json::to_value(v).unwrap_or_default(),
+            Err(e) => return p.error(&e),
+        },
+        None => Value::Null,
+    };
+    let versions: Vec<Value> = detail["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| {
+            json!({"version": v["version"], "status": forms::humanize(v["status"].as_str().unwrap_or_default()),
+                   "created": crate::portal::when(&v["created_at"]), "published": crate::portal::when(&v["published_at"]),
+                   "retired": crate::portal::when(&v["retired_at"]), "shown": v["version"] == shown["version"]})
+        })
+        .collect();
+    let name = detail["name"].as_str().unwrap_or_default().to_owned();
+    let page = Page {
+        template: "portal/admin_playbook",
+        title: format!("Playbook {name}"),
+        nav: "playbooks",
+        data: json!({
+            "id": detail["id"], "name": name, "versions": versions,
+            "shown": if shown.is_null() { Value::Null } else {
+                json!({"version": shown["version"], "status": forms::humanize(shown["status"].as_str().unwrap_or_default()), "source": shown["source"]})
+            },
+        }),
+    };
+    p.page(StatusCode::OK, page)
+}

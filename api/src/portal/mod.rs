@@ -73,6 +73,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/portal/admin/sla/{what}", post(admin::sla_save))
         .route("/portal/admin/playbooks/{id}/versions/{version}/publish", post(admin::publish))
         .route("/portal/admin/playbooks/{id}/dry-run", post(admin::dry_run))
+        .route("/portal/admin/playbooks/{id}", get(admin::playbook_versions))
         .route("/portal/logout", post(session::logout))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), session::gate));
     // signing in here is limited per address exactly as `/api/v1/auth/login` is
@@ -437,6 +438,14 @@ mod tests {
                 "portal/admin_routing",
                 json!({"notice": "Saved", "document": "{}", "errors": ["line 1, column 2: bad"]}),
                 json!({"document": "", "errors": []}),
+            ),
+            (
+                "portal/admin_playbook",
+                json!({"id": "p", "name": "triage", "versions": [
+                        {"version": 2, "status": "Draft", "created": "2026-11-30 10:00 UTC", "published": null, "retired": null, "shown": true},
+                        {"version": 1, "status": "Published", "created": "2026-11-29 10:00 UTC", "published": "2026-11-29 11:00 UTC", "retired": "2026-11-30 11:00 UTC", "shown": false}],
+                    "shown": {"version": 2, "status": "Draft", "source": "name: triage"}}),
+                json!({"id": "p", "name": "triage", "versions": [], "shown": null}),
             ),
         ]
     }

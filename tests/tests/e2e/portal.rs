@@ -607,6 +607,12 @@ async fn an_admin_is_refused_an_invalid_form_schema_and_a_playbook_with_a_cycle_
     assert!(plan.contains("note (ticket.comment), wave 0") && plan.contains("Triage started"), "{plan}");
     b.click_through("#publish-triage").await;
     assert_eq!(b.text("#notice").await, "Saved triage version 1 (published).");
+    // its versions, and a version's document saved again as the draft
+    b.click_through("#versions-triage").await;
+    assert!(b.text("#versions").await.contains("Published"));
+    assert!(value(&b, "source").await.contains("Triage started"));
+    b.click_through("#save").await;
+    assert_eq!(b.text("#notice").await, "Saved triage version 2 (a draft).");
     audit(&b, "admin-playbooks").await;
 
     // SLAs: a calendar and a policy from their JSON documents (a bad one refused with where),
