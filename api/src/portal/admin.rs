@@ -16,7 +16,7 @@ use crate::error::{ApiError, FieldError};
 use crate::extract::{AppJson, AppPath};
 use crate::portal::pages::Posted;
 use crate::portal::session::see_other;
-use crate::portal::{Page, Portal, api_query, forms, problems, user_by_email};
+use crate::portal::{Page, Portal, api_query, filters, forms, param, problems, user_by_email};
 use crate::routes::catalog;
 use crate::routes::playbooks::{self, PlaybookSource};
 
@@ -25,11 +25,7 @@ fn get<'a>(posted: &'a Posted, name: &str) -> &'a str {
 }
 
 fn notice_of(raw: Option<String>) -> Option<String> {
-    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "saved")
-        .map(|(_, v)| v.into_owned())
-        .filter(|v| v.len() <= 200)
-        .map(|v| format!("Saved {v}."))
+    param(raw.as_deref(), "saved").filter(|v| v.len() <= 200).map(|v| format!("Saved {v}."))
 }
 
 /// The catalog's items, for catalog admins.
@@ -395,10 +391,7 @@ pub(super) async fn audit_log(p: Portal, RawQuery(raw): RawQuery) -> Response {
     if let Err(e) = p.caller.require(Permission::AuditRead).await {
         return p.error(&e);
     }
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .filter(|(k, v)| AUDIT_FILTERS.contains(&k.as_ref()) && !v.trim().is_empty())
-        .map(|(k, v)| (k.into_owned(), v.trim().to_owned()))
-        .collect();
+    let pairs = filters(raw.as_deref(), AUDIT_FILTERS);
     let result =
         async { crate::routes::audit::list_audit(p.call(), crate::extract::AppQuery(api_query(&pairs)?)).await };
     let (page, error) = match result.await {
@@ -894,9 +887,8 @@ pub(super) async fn playbook_versions(p: Portal, Path(id): Path<String>, RawQuer
         Ok(Json(d)) => serde_json::to_value(d).unwrap_or_default(),
         Err(e) => return p.error(&e),
     };
-    let chosen = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "version")
-        .and_then(|(_, v)| v.parse::<i32>().ok())
+    let chosen = param(raw.as_deref(), "version")
+        .and_then(|v| v.parse::<i32>().ok())
         .or_else(|| detail["latest_version"].as_i64().and_then(|v| i32::try_from(v).ok()));
     let shown = match chosen {
         Some(v) => match playbooks::documents::get_version(p.call(), AppPath((id, v))).await {

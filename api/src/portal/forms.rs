@@ -66,7 +66,7 @@ fn rule_of(cond: &Value) -> Option<String> {
 }
 
 /// A JSON value as the form writes it.
-fn text_of(v: &Value) -> String {
+pub(super) fn text_of(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),

@@ -243,6 +243,21 @@ impl Portal {
     }
 }
 
+/// The value of query parameter `name` in a page's query string.
+pub fn param(raw: Option<&str>, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// A page's filters: the query parameters named in `allowed` that have a value, trimmed.
+pub fn filters(raw: Option<&str>, allowed: &[&str]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .filter(|(k, v)| allowed.contains(&k.as_ref()) && !v.trim().is_empty())
+        .map(|(k, v)| (k.into_owned(), v.trim().to_owned()))
+        .collect()
+}
+
 /// An API query type from a page's filters (`(name, value)` pairs), parsed as the API parses
 /// its query string.
 pub fn api_query<T: serde::de::DeserializeOwned>(pairs: &[(String, String)]) -> Result<T, ApiError> {

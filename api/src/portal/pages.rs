@@ -38,17 +38,15 @@ pub(super) async fn home(p: Portal) -> Response {
     p.page(StatusCode::OK, page)
 }
 
+/// The inbox's query for what waits for my decision.
 #[allow(clippy::expect_used)]
-fn pending_query() -> approvals::inbox::InboxQuery {
+pub(super) fn pending_query() -> approvals::inbox::InboxQuery {
     serde_json::from_value(json!({"state": "pending"})).expect("a valid inbox query")
 }
 
 /// The catalog, by category; `?q=` keeps the items whose name or description has the words.
 pub(super) async fn catalog(p: Portal, RawQuery(raw): RawQuery) -> Response {
-    let q = raw
-        .as_deref()
-        .and_then(|r| url::form_urlencoded::parse(r.as_bytes()).find(|(k, _)| k == "q").map(|(_, v)| v.into_owned()))
-        .unwrap_or_default();
+    let q = super::param(raw.as_deref(), "q").unwrap_or_default();
     let cats = match catalog::items::browse(p.call()).await {
         Ok(Json(c)) => serde_json::to_value(c).unwrap_or_default(),
         Err(e) => return p.error(&e),
@@ -91,7 +89,7 @@ async fn item_of(p: &Portal, id: &str) -> Result<Value, ApiError> {
     serde_json::to_value(item).map_err(ApiError::internal)
 }
 
-fn item_page(p: &Portal, status: StatusCode, item: &Value, posted: &Posted, errors: &[(String, String)]) -> Response {
+fn item_page(p: &Portal, item: &Value, posted: &Posted, errors: &[(String, String)]) -> Response {
     let schema = &item["spec"]["form_schema"];
     let general: Vec<&String> = errors.iter().filter(|(f, _)| f.is_empty()).map(|(_, m)| m).collect();
     let page = Page {
@@ -106,13 +104,13 @@ fn item_page(p: &Portal, status: StatusCode, item: &Value, posted: &Posted, erro
             "key": posted.iter().find(|(k, _)| k == "_key").map(|(_, v)| v.clone()).unwrap_or_else(|| Uuid::now_v7().to_string()),
         }),
     };
-    p.page(status, page)
+    p.page(StatusCode::OK, page)
 }
 
 /// An item's form.
 pub(super) async fn item(p: Portal, Path(id): Path<String>) -> Response {
     match item_of(&p, &id).await {
-        Ok(item) => item_page(&p, StatusCode::OK, &item, &Vec::new(), &[]),
+        Ok(item) => item_page(&p, &item, &Vec::new(), &[]),
         Err(e) => p.error(&e),
     }
 }
@@ -148,7 +146,7 @@ pub(super) async fn submit(
         }
         Err(ApiError::Validation(errors)) => {
             let messages = forms::messages(schema, &errors);
-            item_page(&p, StatusCode::OK, &item, &posted, &messages)
+            item_page(&p, &item, &posted, &messages)
         }
         Err(e) => p.error(&e),
     }
@@ -169,7 +167,7 @@ pub(super) fn row(t: &Value) -> Value {
 
 /// A priority as agents say it: `P1` ... `P4`.
 fn priority(p: &Value) -> String {
-    p.as_i64().map(|n| format!("P{n}")).unwrap_or_else(|| text_of(p))
+    p.as_i64().map(|n| format!("P{n}")).unwrap_or_else(|| forms::text_of(p))
 }
 
 /// The SLA as a badge: its state, and the next deadline's countdown.
@@ -287,7 +285,7 @@ pub(super) async fn ticket_data(p: &Portal, number: &str) -> Result<Value, ApiEr
     } else {
         Vec::new()
     };
-    let fields = answers_view(&t);
+    let fields = if t["request"].is_null() { Vec::new() } else { request_answers(p, &t["id"]).await? };
     let allowed: Vec<Value> = t["allowed_transitions"]
         .as_array()
         .into_iter()
@@ -331,29 +329,43 @@ pub(super) async fn ticket_data(p: &Portal, number: &str) -> Result<Value, ApiEr
     }))
 }
 
+/// Who tickets can be assigned to: the active agents, `{id, name}` (none without
+/// `ticket:assign`).
+pub(super) async fn assignable(p: &Portal) -> Result<Vec<Value>, ApiError> {
+    if !p.caller.can(Permission::TicketAssign) {
+        return Ok(Vec::new());
+    }
+    let q =
+        serde_json::from_value(json!({"role": "agent", "active": true, "limit": 200})).map_err(ApiError::internal)?;
+    let Json(page) = users::list_users(p.call(), AppQuery(q)).await?;
+    let page = serde_json::to_value(page).map_err(ApiError::internal)?;
+    Ok(page["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|u| json!({"id": u["id"], "name": u["display_name"]}))
+        .collect())
+}
+
 /// What an agent works a ticket with: who may be assigned, the teams, the priorities, the
 /// ticket's links and the playbooks that can be run on it by hand (and its runs so far).
 async fn agent_work(p: &Portal, number: &str, t: &Value) -> Result<Value, ApiError> {
     let selected = |id: &Value, current: &Value| id.as_str().is_some() && id == current;
-    let agents = if p.caller.can(Permission::TicketAssign) {
-        let q = serde_json::from_value(json!({"role": "agent", "active": true, "limit": 200}))
-            .map_err(ApiError::internal)?;
-        let Json(page) = users::list_users(p.call(), AppQuery(q)).await?;
-        let page = serde_json::to_value(page).map_err(ApiError::internal)?;
-        let mut agents: Vec<Value> = page["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|u| json!({"id": u["id"], "name": u["display_name"], "selected": selected(&u["id"], &t["assignee_id"])}))
-            .collect();
-        // an assignee who is not an agent (any more) stays choosable
-        if t["assignee_id"].is_string() && !agents.iter().any(|a| a["selected"] == true) {
-            agents.push(json!({"id": t["assignee_id"], "name": "the current assignee", "selected": true}));
-        }
-        agents
-    } else {
-        Vec::new()
-    };
+    let mut agents: Vec<Value> = assignable(p)
+        .await?
+        .into_iter()
+        .map(|mut a| {
+            a["selected"] = Value::Bool(selected(&a["id"], &t["assignee_id"]));
+            a
+        })
+        .collect();
+    // an assignee who is not an agent (any more) stays choosable
+    if p.caller.can(Permission::TicketAssign)
+        && t["assignee_id"].is_string()
+        && !agents.iter().any(|a| a["selected"] == true)
+    {
+        agents.push(json!({"id": t["assignee_id"], "name": "the current assignee", "selected": true}));
+    }
     let Json(teams) = teams::list_teams(p.call()).await?;
     let teams: Vec<Value> = serde_json::to_value(teams)
         .map_err(ApiError::internal)?
@@ -442,7 +454,7 @@ fn timeline_view(entries: &[Value], clocks: &Value) -> Vec<Value> {
                     let show = |v: &Value| match v {
                         Value::Null => "none".to_owned(),
                         Value::String(s) if *k == "status" => forms::humanize(s),
-                        other => text_of(other),
+                        other => forms::text_of(other),
                     };
                     format!("{label}: {} to {}", show(&e["before"][*k]), show(&e["after"][*k]))
                 })
@@ -474,13 +486,6 @@ fn timeline_view(entries: &[Value], clocks: &Value) -> Vec<Value> {
     out.into_iter().map(|(_, v)| v).collect()
 }
 
-fn text_of(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// Whether a clock counts towards a deadline (running, warned or breached), or would but is
 /// paused: what gets a countdown.
 fn counting(c: &Value) -> bool {
@@ -501,22 +506,15 @@ fn clock_view(c: &Value) -> Value {
     })
 }
 
-/// A catalog request's answers, as `label: value`.
-fn answers_view(t: &Value) -> Vec<Value> {
-    t["request"]["fields"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| {
-            let value = match v {
-                Value::String(s) => s.clone(),
-                Value::Bool(true) => "yes".into(),
-                Value::Bool(false) => "no".into(),
-                other => other.to_string(),
-            };
-            json!({"label": forms::humanize(k), "value": value})
-        })
-        .collect()
+/// A catalog request's answers, `{label, value}` in its form's order with the form's titles, as
+/// the approval emails and pages give them (none for other tickets).
+pub(super) async fn request_answers(p: &Portal, ticket_id: &Value) -> Result<Vec<Value>, ApiError> {
+    let Some(id) = ticket_id.as_str().and_then(|s| s.parse::<Uuid>().ok()) else { return Ok(Vec::new()) };
+    let mut tx = p.caller.begin().await?;
+    let ticket = archer_store::tickets::get(&mut tx, id).await?;
+    let answers = archer_workers::approvals::form_answers(&mut tx, &ticket).await;
+    tx.commit().await?;
+    Ok(answers)
 }
 
 /// An approval as its progress: each step, who was asked and what they decided.
@@ -549,19 +547,22 @@ fn approval_view(a: &Value) -> Value {
 /// A ticket's page.
 pub(super) async fn ticket(p: Portal, Path(number): Path<String>) -> Response {
     match ticket_data(&p, &number).await {
-        Ok(data) => ticket_page(&p, StatusCode::OK, data, None),
+        Ok(data) => ticket_page(&p, data, None),
         Err(e) => p.error(&e),
     }
 }
 
-pub(super) fn ticket_page(p: &Portal, status: StatusCode, mut data: Value, error: Option<String>) -> Response {
+pub(super) fn ticket_page(p: &Portal, mut data: Value, error: Option<String>) -> Response {
     data["error"] = error.map(Value::String).unwrap_or(Value::Null);
     let title = format!(
         "{} {}",
         data["ticket"]["number"].as_str().unwrap_or_default(),
         data["ticket"]["title"].as_str().unwrap_or_default()
     );
-    p.page(status, Page { template: "portal/ticket", title, nav: if p.me.agent { "queue" } else { "mine" }, data })
+    p.page(
+        StatusCode::OK,
+        Page { template: "portal/ticket", title, nav: if p.me.agent { "queue" } else { "mine" }, data },
+    )
 }
 
 /// Adds a comment (or, for agents, an internal note) through the API.
@@ -594,7 +595,7 @@ pub(super) async fn comment(
                 .collect::<Vec<_>>()
                 .join(" ");
             match ticket_data(&p, &number).await {
-                Ok(data) => ticket_page(&p, StatusCode::OK, data, Some(why)),
+                Ok(data) => ticket_page(&p, data, Some(why)),
                 Err(e) => p.error(&e),
             }
         }

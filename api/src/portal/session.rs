@@ -135,6 +135,15 @@ pub fn csrf_signed(state: &AppState, token: &str) -> bool {
     csrf_mac(state, nonce).verify_slice(&mac).is_ok()
 }
 
+/// The browser's CSRF token when it is one this server signed, and whether a new one had to be
+/// made (to be set as the cookie).
+fn csrf_of(state: &AppState, jar: &CookieJar) -> (String, bool) {
+    match jar.get(CSRF).map(|c| c.value().to_owned()).filter(|v| csrf_signed(state, v)) {
+        Some(v) => (v, false),
+        None => (new_csrf(state), true),
+    }
+}
+
 /// Whether a form's token matches the cookie's, both signed (constant time on the MAC).
 fn csrf_matches(state: &AppState, cookie: Option<&str>, field: Option<&str>) -> bool {
     match (cookie, field) {
@@ -230,14 +239,10 @@ fn to_login(headers: &HeaderMap, uri: &axum::http::Uri, state: &AppState) -> Res
 pub async fn gate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let jar = CookieJar::from_headers(req.headers());
     let mut renewed = Vec::new();
-    let csrf = match jar.get(CSRF).map(|c| c.value().to_owned()).filter(|v| csrf_signed(&state, v)) {
-        Some(v) => v,
-        None => {
-            let v = new_csrf(&state);
-            renewed.push(cookie(&state, CSRF, v.clone(), "/", keep(&state)));
-            v
-        }
-    };
+    let (csrf, fresh) = csrf_of(&state, &jar);
+    if fresh {
+        renewed.push(cookie(&state, CSRF, csrf.clone(), "/", keep(&state)));
+    }
     let access = jar.get(ACCESS).map(|c| c.value().to_owned()).filter(|t| state.tokens.verify(t).is_ok());
     let access = match (access, jar.get(REFRESH).map(|c| c.value().to_owned())) {
         (Some(a), _) => a,
@@ -297,10 +302,7 @@ pub struct LoginQuery {
 /// The sign-in page (with a fresh CSRF token when the browser has none).
 pub async fn login_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
     let jar = CookieJar::from_headers(&headers);
-    let (csrf, fresh) = match jar.get(CSRF).map(|c| c.value().to_owned()).filter(|v| csrf_signed(&state, v)) {
-        Some(v) => (v, false),
-        None => (new_csrf(&state), true),
-    };
+    let (csrf, fresh) = csrf_of(&state, &jar);
     let next = safe_next(q.next.as_deref());
     let mut resp = login_form(&state, StatusCode::OK, &csrf, &next, "", None, false);
     if fresh {

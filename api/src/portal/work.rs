@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath, AppQuery, OptionalJson};
 use crate::portal::pages::{Posted, row, ticket_page};
 use crate::portal::session::see_other;
-use crate::portal::{Page, Portal, api_query, forms, problems, user_by_email, when};
+use crate::portal::{Page, Portal, api_query, filters, forms, param, problems, user_by_email, when};
 use crate::routes::{approvals, tickets};
 
 fn get<'a>(posted: &'a Posted, name: &str) -> Option<&'a str> {
@@ -24,20 +24,14 @@ fn get<'a>(posted: &'a Posted, name: &str) -> Option<&'a str> {
 /// What waits for my decision.
 pub(super) async fn inbox(p: Portal, RawQuery(raw): RawQuery) -> Response {
     // after a decision: which request it was about (a ticket number, nothing else)
-    let decided = url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "decided")
-        .map(|(_, v)| v.into_owned())
+    let decided = param(raw.as_deref(), "decided")
         .filter(|v| !v.is_empty() && v.len() <= 32 && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
     let notice = decided.map(|t| format!("Your decision on {t} is recorded."));
-    inbox_page(&p, StatusCode::OK, notice, None).await
+    inbox_page(&p, notice, None).await
 }
 
-async fn inbox_page(p: &Portal, status: StatusCode, notice: Option<String>, error: Option<String>) -> Response {
-    let query = match serde_json::from_value(json!({"state": "pending"})) {
-        Ok(q) => q,
-        Err(e) => return p.error(&ApiError::internal(e)),
-    };
-    let items = match approvals::inbox::inbox(p.call(), AppQuery(query)).await {
+async fn inbox_page(p: &Portal, notice: Option<String>, error: Option<String>) -> Response {
+    let items = match approvals::inbox::inbox(p.call(), AppQuery(super::pages::pending_query())).await {
         Ok(Json(page)) => serde_json::to_value(page).unwrap_or_default(),
         Err(e) => return p.error(&e),
     };
@@ -67,22 +61,13 @@ async fn inbox_page(p: &Portal, status: StatusCode, notice: Option<String>, erro
         nav: "approvals",
         data: json!({"items": items, "notice": notice, "error": error, "away": away(p).await}),
     };
-    p.page(status, page)
+    p.page(StatusCode::OK, page)
 }
 
 /// What an approver decides on: the request's answers in its form's order, and what the
 /// others asked in the chain decided so far.
 async fn context(p: &Portal, item: &Value) -> Result<(Vec<Value>, Vec<Value>), ApiError> {
-    let answers = match item["ticket_id"].as_str().and_then(|s| s.parse::<Uuid>().ok()) {
-        Some(id) => {
-            let mut tx = p.caller.begin().await?;
-            let ticket = archer_store::tickets::get(&mut tx, id).await?;
-            let answers = archer_workers::approvals::form_answers(&mut tx, &ticket).await;
-            tx.commit().await?;
-            answers
-        }
-        None => Vec::new(),
-    };
+    let answers = super::pages::request_answers(p, &item["ticket_id"]).await?;
     let Some(id) = item["approval_id"].as_str().and_then(|s| s.parse::<Uuid>().ok()) else {
         return Ok((answers, Vec::new()));
     };
@@ -153,11 +138,9 @@ pub(super) async fn decide(
                 })
                 .collect::<Vec<_>>()
                 .join(" ");
-            inbox_page(&p, StatusCode::OK, None, Some(format!("{ticket}: {why}"))).await
+            inbox_page(&p, None, Some(format!("{ticket}: {why}"))).await
         }
-        Err(e @ ApiError::Conflict(_)) => {
-            inbox_page(&p, StatusCode::OK, None, Some(format!("{ticket}: {}", e.problem().detail))).await
-        }
+        Err(e @ ApiError::Conflict(_)) => inbox_page(&p, None, Some(format!("{ticket}: {}", e.problem().detail))).await,
         Err(e) => p.error(&e),
     }
 }
@@ -168,9 +151,7 @@ const QUEUE_FILTERS: &[&str] = &["status", "priority", "kind", "assignee", "q", 
 /// The agents' queue: the API's filters and sorts, SLA badges with live countdowns.
 pub(super) async fn queue(p: Portal, RawQuery(raw): RawQuery) -> Response {
     let raw = raw.unwrap_or_default();
-    let done = url::form_urlencoded::parse(raw.as_bytes())
-        .find(|(k, _)| k == "assigned")
-        .and_then(|(_, v)| v.parse::<u32>().ok());
+    let done = param(Some(&raw), "assigned").and_then(|v| v.parse::<u32>().ok());
     queue_page(&p, &raw, done.map(|n| format!("Assigned {n} ticket{}.", if n == 1 { "" } else { "s" })), None).await
 }
 
@@ -178,10 +159,7 @@ async fn queue_page(p: &Portal, raw: &str, notice: Option<String>, failed: Optio
     if let Err(e) = p.caller.require(Permission::TicketUpdate).await {
         return p.error(&e);
     }
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(raw.as_bytes())
-        .filter(|(k, v)| QUEUE_FILTERS.contains(&k.as_ref()) && !v.trim().is_empty())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let pairs = filters(Some(raw), QUEUE_FILTERS);
     let mut api = pairs.clone();
     api.push(("limit".into(), "50".into()));
     let result = async { tickets::queries::list_tickets(p.call(), AppQuery(api_query(&api)?)).await };
@@ -229,30 +207,11 @@ async fn queue_page(p: &Portal, raw: &str, notice: Option<String>, failed: Optio
             "notice": notice,
             // the filters and sort, from the first page (what a saved view keeps)
             "back": serde_urlencoded::to_string(pairs.iter().filter(|(k, _)| k != "cursor").collect::<Vec<_>>()).unwrap_or_default(),
-            "agents": assignable(p).await,
+            "agents": super::pages::assignable(p).await.unwrap_or_default(),
             "views": views(p).await,
         }),
     };
     p.page(StatusCode::OK, page)
-}
-
-/// Who tickets can be assigned to (empty without `ticket:assign`).
-async fn assignable(p: &Portal) -> Vec<Value> {
-    if !p.caller.can(Permission::TicketAssign) {
-        return Vec::new();
-    }
-    let Ok(q) = serde_json::from_value(json!({"role": "agent", "active": true, "limit": 200})) else {
-        return Vec::new();
-    };
-    match crate::routes::users::list_users(p.call(), AppQuery(q)).await {
-        Ok(Json(page)) => serde_json::to_value(page).unwrap_or_default()["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|u| json!({"id": u["id"], "name": u["display_name"]}))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
 }
 
 /// Assigns the chosen tickets of the queue to one agent: each ticket is its own change through
@@ -327,7 +286,7 @@ async fn refused(p: &Portal, number: &str, err: ApiError) -> Response {
         e => return p.error(&e),
     };
     match super::pages::ticket_data(p, number).await {
-        Ok(data) => ticket_page(p, StatusCode::OK, data, Some(why)),
+        Ok(data) => ticket_page(p, data, Some(why)),
         Err(e) => p.error(&e),
     }
 }
@@ -466,8 +425,7 @@ pub(super) async fn set_away(p: Portal, headers: HeaderMap, Form(posted): Form<P
         Err(e) => return p.error(&e),
     };
     let Some(delegate) = delegate else {
-        return inbox_page(&p, StatusCode::OK, None, Some("Out of office: no active colleague has that email.".into()))
-            .await;
+        return inbox_page(&p, None, Some("Out of office: no active colleague has that email.".into())).await;
     };
     let ends = match jiff::civil::Date::strptime("%Y-%m-%d", until) {
         // the end of that day, UTC
@@ -477,13 +435,7 @@ pub(super) async fn set_away(p: Portal, headers: HeaderMap, Form(posted): Form<P
             .map(|z| z.timestamp().to_string())
             .unwrap_or_default(),
         Err(_) => {
-            return inbox_page(
-                &p,
-                StatusCode::OK,
-                None,
-                Some("Out of office: choose the last day you are away.".into()),
-            )
-            .await;
+            return inbox_page(&p, None, Some("Out of office: choose the last day you are away.".into())).await;
         }
     };
     let body = json!({"delegate_id": delegate, "ends_at": ends, "reason": get(&posted, "reason").map(str::trim).filter(|r| !r.is_empty())});
@@ -497,7 +449,7 @@ pub(super) async fn set_away(p: Portal, headers: HeaderMap, Form(posted): Form<P
         Ok(()) => see_other(&headers, "/portal/approvals"),
         Err(ApiError::Validation(errs)) => {
             let why = errs.iter().map(|e| e.detail.clone()).collect::<Vec<_>>().join(" ");
-            inbox_page(&p, StatusCode::OK, None, Some(format!("Out of office: {why}"))).await
+            inbox_page(&p, None, Some(format!("Out of office: {why}"))).await
         }
         Err(e) => p.error(&e),
     }
