@@ -458,6 +458,7 @@ pub fn router(state: AppState) -> Router {
             tenant = tracing::field::Empty,
             user = tracing::field::Empty,
             ticket = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
         )
     };
     api.merge(crate::portal::router(&state))
@@ -469,14 +470,24 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .route("/problems/{slug}", get(routes::problems::describe))
+        // the route template each request matched, for the HTTP metrics
+        .route_layer(axum::middleware::from_fn(crate::ops::route_label))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::Extension(BodyLimit(limit)))
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(crate::ops::http_metrics))
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                // one line per answered request (an access log), in the request's span: its
+                // request id, tenant, ticket and, tracing on, trace id
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
+                )
+                .layer(axum::middleware::from_fn(crate::ops::trace_context))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(axum::middleware::from_fn(request_id_in_problems))
                 .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
@@ -617,7 +628,8 @@ mod tests {
             if params.contains(&"path") {
                 assert!(has("404"), "{label}: no 404");
             }
-            if path != "/health" {
+            // liveness and metrics answer whatever else is down
+            if path != "/health" && path != "/metrics" {
                 assert!(has("503"), "{label}: no 503");
             }
             for (status, r) in responses {

@@ -77,6 +77,15 @@ pub struct Config {
     pub mail_from: String,
     /// `pretty` or `json`.
     pub log_format: LogFormat,
+    /// Address `archer worker` serves `/health`, `/ready` and `/metrics` on (probes and
+    /// Prometheus; the API serves them on `listen`).
+    pub worker_listen: SocketAddr,
+    /// On SIGTERM or Ctrl-C a process stops taking new work and gives what it has started this
+    /// long to finish (requests in flight, the relay's batch, running activities), in seconds.
+    pub shutdown_grace_secs: u64,
+    /// An OpenTelemetry collector's OTLP/HTTP address, e.g. `http://otel-collector:4318`:
+    /// traces are exported there when set, and not collected at all when unset (the default).
+    pub otlp_endpoint: Option<Url>,
 }
 
 /// `secrets_key`: read from base64 when the configuration is read, so a missing or malformed
@@ -161,6 +170,8 @@ relay = true
 smtp_url = "smtp://127.0.0.1:1025"
 mail_from = "Archer <archer@archer.localhost>"
 log_format = "pretty"
+worker_listen = "127.0.0.1:9091"
+shutdown_grace_secs = 30
 "#;
 
 /// The `secrets_key` of `archer dev` and of tests (`archer_store::secrets::Cipher::dev`'s key):
@@ -239,6 +250,14 @@ impl Config {
         if self.outbox_max_age_secs == 0 {
             return Err(ConfigError::Invalid("outbox_max_age_secs must be positive".into()));
         }
+        if self.shutdown_grace_secs == 0 {
+            return Err(ConfigError::Invalid("shutdown_grace_secs must be positive".into()));
+        }
+        if let Some(otlp) = &self.otlp_endpoint
+            && !matches!(otlp.scheme(), "http" | "https")
+        {
+            return Err(ConfigError::Invalid("otlp_endpoint must be an http:// or https:// URL".into()));
+        }
         if !matches!(self.smtp_url.scheme(), "smtp" | "smtps") {
             return Err(ConfigError::Invalid("smtp_url must be an smtp:// or smtps:// URL".into()));
         }
@@ -260,6 +279,7 @@ impl Config {
             secrets: self.cipher(),
             max_cached_workflows: self.worker_max_cached_workflows,
             sticky_timeout: std::time::Duration::from_secs(self.worker_sticky_timeout_secs),
+            shutdown_grace: self.shutdown_grace(),
         }
     }
 
@@ -308,6 +328,11 @@ impl Config {
         clock: std::sync::Arc<dyn archer_store::Clock>,
     ) -> Result<archer_store::Db, archer_store::StoreError> {
         Ok(archer_store::Db::new(self.connect_database(max_connections).await?, clock))
+    }
+
+    /// How long a stopping process waits for the work it has started (`shutdown_grace_secs`).
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
     }
 
     pub fn access_token_ttl(&self) -> Duration {

@@ -1,4 +1,4 @@
-//! The `archer` binary: `serve`, `worker`, `migrate`, `dev` and `playbook`.
+//! The `archer` binary: `serve`, `worker`, `migrate`, `dev`, `doctor` and `playbook`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,6 +58,24 @@ enum Cmd {
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Check this configuration against the real parts and say what to fix.
+    ///
+    /// Loads the configuration as `serve` and `worker` do, then checks: the database (reachable,
+    /// every migration of this binary applied and none newer, the role allowed to `SET ROLE
+    /// archer_app`), Temporal (reachable, the namespace, Archer's search attributes and their
+    /// types, workers polling the task queue), the SMTP server (answers EHLO, offers STARTTLS when
+    /// the URL asks for it) and `public_url` (well formed, consistent with `listen`, answering as
+    /// Archer). One line per check: `ok`, `warn` (not fatal: no worker polling yet is expected
+    /// before `archer worker` starts; an API not up yet), `FAIL ...: <what is wrong>. Fix: <what to
+    /// do>`, or `skip` (a check it needs failed). Exit status 1 when anything failed.
+    Doctor {
+        /// Print the report as JSON (`passed`, and each check's name, status, detail and fix).
+        #[arg(long)]
+        json: bool,
+        /// Seconds each check may take before it counts as failed.
+        #[arg(long, value_name = "SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+        timeout: u64,
+    },
     /// Check or preview a YAML playbook, with the API's validator (no database, no server).
     Playbook {
         #[command(subcommand)]
@@ -104,9 +122,14 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // the TLS provider of every HTTPS client in the process (reqwest is built without one):
+    // ring, as sqlx, lettre and the workers' clients use
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let code = rt.block_on(run(cli))?;
     rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    // the spans still buffered go out (tracing on), off the runtime: the exporter blocks
+    telemetry::shutdown();
     std::process::exit(code);
 }
 
@@ -146,7 +169,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Cmd::Serve => {
             let config = Config::load(cli.config.as_deref())?;
-            telemetry::init(config.log_format);
+            telemetry::try_init(config.log_format, config.otlp_endpoint.as_ref(), "archer-api")?;
+            let grace = config.shutdown_grace();
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
                 .with_context(|| format!("binding {}", config.listen))?;
@@ -156,16 +180,40 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 _ = server::shutdown_signal() => {}
                 _ = token.cancelled() => {}
             }
-            running.stop().await;
+            tracing::info!(?grace, "stopping: draining requests and the relay's deliveries");
+            running.stop_within(grace).await;
             Ok(0)
         }
         Cmd::Worker => {
             let config = Config::load(cli.config.as_deref())?;
-            telemetry::init(config.log_format);
-            let worker = archer_workers::spawn_worker(config.temporal(), config.worker_deps(Arc::new(SystemClock)))?;
+            telemetry::try_init(config.log_format, config.otlp_endpoint.as_ref(), "archer-worker")?;
+            let grace = config.shutdown_grace();
+            let listener = tokio::net::TcpListener::bind(config.worker_listen)
+                .await
+                .with_context(|| format!("binding worker_listen {}", config.worker_listen))?;
+            let status = archer_api::ops::WorkerStatus::default();
+            let http_stop = tokio_util::sync::CancellationToken::new();
+            let http = tokio::spawn(archer_api::ops::serve_worker_http(listener, status.clone(), http_stop.clone()));
+            archer_store::metrics::metrics().running("worker");
+            let (temporal, deps) = (config.temporal(), config.worker_deps(Arc::new(SystemClock)));
+            let worker = tokio::task::spawn_blocking(move || archer_workers::spawn_worker(temporal, deps)).await??;
+            status.set_polling(true);
             server::shutdown_signal().await;
-            tokio::task::spawn_blocking(move || worker.shutdown()).await??;
+            // not ready from now on; running activities get the grace period to finish, then are
+            // cancelled and retried elsewhere
+            status.set_polling(false);
+            tracing::info!(?grace, "stopping: no new tasks; running activities may finish");
+            let stopped = tokio::task::spawn_blocking(move || worker.shutdown());
+            match tokio::time::timeout(grace + std::time::Duration::from_secs(5), stopped).await {
+                Ok(joined) => joined??,
+                Err(_) => tracing::warn!("the worker did not stop within the grace period; exiting anyway"),
+            }
+            http_stop.cancel();
+            let _ = http.await;
             Ok(0)
+        }
+        Cmd::Doctor { json, timeout } => {
+            Ok(archer_api::doctor::cli(cli.config.as_deref(), json, std::time::Duration::from_secs(timeout)).await?)
         }
         Cmd::Playbook { command } => playbook(command),
         Cmd::Migrate => {

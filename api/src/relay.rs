@@ -88,6 +88,7 @@ async fn lead(pool: &Db, temporal: &TemporalConfig, shutdown: &CancellationToken
         }
     }
     tracing::info!("outbox relay leading");
+    let _leading = Leading::new();
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen("archer_outbox").await?;
     let client = loop {
@@ -147,6 +148,41 @@ async fn lead(pool: &Db, temporal: &TemporalConfig, shutdown: &CancellationToken
             // new intents (an approval decision) need not wait for the deliveries under way
             n = listener.recv() => { n?; more = true; }
         }
+    }
+}
+
+/// `archer_relay_leader` is 1 while this value lives (the relay leads), 0 after.
+struct Leading;
+
+impl Leading {
+    fn new() -> Self {
+        archer_store::metrics::metrics().relay_leader.set(1);
+        Leading
+    }
+}
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        archer_store::metrics::metrics().relay_leader.set(0);
+    }
+}
+
+/// Counts one delivery attempt of `row` in the relay's metrics.
+fn count(row: &OutboxRow, outcome: &Result<Option<String>, String>) {
+    let m = archer_store::metrics::metrics();
+    // label values are Archer's own: an intent is `start` or `signal` (a CHECK in the schema),
+    // and only a delivered row's name is known to be one of Archer's workflow types or signals
+    let operation = if row.intent == "signal" { "signal" } else { "start" };
+    match outcome {
+        Ok(note) => {
+            m.relay_deliveries.with_label_values(&[operation]).inc();
+            match operation {
+                "signal" => m.workflow_signals.with_label_values(&[row.name.as_str()]).inc(),
+                _ if note.is_none() => m.workflow_starts.with_label_values(&[row.name.as_str()]).inc(),
+                _ => {}
+            }
+        }
+        Err(_) => m.relay_failures.with_label_values(&[operation]).inc(),
     }
 }
 
@@ -259,9 +295,13 @@ async fn deliver_workflow(client: &Client, temporal: &TemporalConfig, rows: Vec<
     let ids = rows.iter().map(|r| r.id).collect();
     let mut delivered = Vec::new();
     for row in rows {
-        let outcome = tokio::time::timeout(DELIVERY_TIMEOUT, deliver(client, temporal, &row))
+        // the request's trace continues here (tracing on): the start or signal carries it on
+        let delivery =
+            archer_workers::telemetry::in_trace(row.trace_context.as_deref(), deliver(client, temporal, &row));
+        let outcome = tokio::time::timeout(DELIVERY_TIMEOUT, delivery)
             .await
             .unwrap_or_else(|_| Err(format!("no answer from Temporal within {DELIVERY_TIMEOUT:?}")));
+        count(&row, &outcome);
         match outcome {
             Ok(note) => delivered.push((row.id, note)),
             Err(error) => return Outcome { ids, delivered, failed: Some((row, error)) },

@@ -40,6 +40,23 @@ impl RunningServer {
         }
     }
 
+    /// [`stop`](Self::stop), but gives up after `grace`: requests still running then are
+    /// abandoned (their transactions roll back; a client retries), and the relay's deliveries
+    /// still under way are not marked (the rows go out again, which is harmless). Returns
+    /// whether everything finished in time.
+    pub async fn stop_within(self, grace: std::time::Duration) -> bool {
+        let (http, relay) = (self.http.abort_handle(), self.relay.as_ref().map(|r| r.abort_handle()));
+        let done = tokio::time::timeout(grace, self.stop()).await.is_ok();
+        if !done {
+            tracing::warn!(?grace, "shutdown grace period over: abandoning requests and deliveries still running");
+            http.abort();
+            if let Some(r) = relay {
+                r.abort();
+            }
+        }
+        done
+    }
+
     /// Resolves when the server stops on its own (an error) or is stopped.
     pub fn token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -49,14 +66,17 @@ impl RunningServer {
 /// Connects to the database and serves on `listener` (and runs the relay if configured),
 /// reading time from `clock` (`archer_store::SystemClock` but in tests).
 pub async fn start(config: Config, listener: TcpListener, clock: Arc<dyn Clock>) -> Result<RunningServer, ServeError> {
-    let pool = config.connect_db(config.database_max_connections, clock).await?;
+    let pool = config.connect_db(config.database_max_connections, clock).await?.watched("api");
     if !archer_store::migrations_current(&pool).await.unwrap_or(false) {
         tracing::warn!("database migrations are pending: run `archer migrate`; /ready reports not ready until then");
     }
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
-    let relay =
-        config.relay.then(|| tokio::spawn(crate::relay::run(pool.clone(), config.temporal(), shutdown.clone())));
+    archer_store::metrics::metrics().running("api");
+    let relay = config.relay.then(|| {
+        archer_store::metrics::metrics().running("relay");
+        tokio::spawn(crate::relay::run(pool.clone(), config.temporal(), shutdown.clone()))
+    });
     let state = AppState::new(pool, config).map_err(|e| ServeError::Setup(e.to_string()))?;
     let router = app::router(state);
     let token = shutdown.clone();

@@ -611,3 +611,18 @@ pub async fn withdraw_task(conn: &mut PgConnection, task_id: Uuid) -> Result<()>
     .await?;
     Ok(())
 }
+
+/// Approval tasks waiting for their approver's decision, across tenants (the process's own
+/// role; for metrics).
+pub async fn pending_count(conn: &mut PgConnection) -> Result<i64> {
+    Ok(sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM approval_tasks WHERE state = 'asked'"#)
+        .fetch_one(conn)
+        .await?)
+}
+
+/// When the latest decision on approval `approval_id` was recorded (none yet: `None`).
+pub async fn last_decision_at(conn: &mut PgConnection, approval_id: Uuid) -> Result<Option<OffsetDateTime>> {
+    Ok(sqlx::query_scalar!("SELECT max(decided_at) FROM approval_tasks WHERE approval_id = $1", approval_id)
+        .fetch_one(conn)
+        .await?)
+}

@@ -23,6 +23,7 @@ pub mod clock;
 pub mod connections;
 pub mod fulfilment;
 pub mod idempotency;
+pub mod metrics;
 pub mod notifications;
 pub mod outbox;
 pub mod playbook_tasks;
@@ -211,11 +212,28 @@ pub struct AuditContext {
 pub struct Db {
     pool: PgPool,
     clock: Arc<dyn Clock>,
+    /// The pool's label in metrics (`archer_db_pool_*{pool}`).
+    name: &'static str,
 }
 
 impl Db {
     pub fn new(pool: PgPool, clock: Arc<dyn Clock>) -> Self {
-        Db { pool, clock }
+        Db { pool, clock, name: "archer" }
+    }
+
+    /// Reports this pool's use and waits in metrics as `pool="<name>"` (`api`, `worker`).
+    pub fn watched(mut self, name: &'static str) -> Self {
+        self.name = name;
+        metrics::metrics().watch_pool(name, &self.pool);
+        self
+    }
+
+    /// A transaction, its wait for a connection measured (`archer_db_pool_acquire_seconds`).
+    async fn begin_tx(&self) -> Result<Transaction<'static, Postgres>> {
+        let started = std::time::Instant::now();
+        let conn = self.pool.acquire().await?;
+        metrics::metrics().observe_acquire(self.name, started.elapsed());
+        Ok(Transaction::begin(conn, None).await?)
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -254,7 +272,7 @@ pub struct TenantTx {
 
 impl TenantTx {
     pub async fn begin(db: &Db, tenant_id: Uuid, ctx: &AuditContext) -> Result<Self> {
-        let mut tx = db.pool.begin().await?;
+        let mut tx = db.begin_tx().await?;
         let now = db.now();
         set_context(&mut tx, Some(tenant_id), ctx, now, Confine::Tenant).await?;
         Ok(Self { tx, tenant_id, now })
@@ -299,7 +317,7 @@ pub struct SystemTx {
 impl SystemTx {
     /// `tenant_id` is set for audit triggers when the work concerns one tenant.
     pub async fn begin(db: &Db, tenant_id: Option<Uuid>, ctx: &AuditContext) -> Result<Self> {
-        let mut tx = db.pool.begin().await?;
+        let mut tx = db.begin_tx().await?;
         let now = db.now();
         set_context(&mut tx, tenant_id, ctx, now, Confine::No).await?;
         Ok(Self { tx, now })

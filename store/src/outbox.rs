@@ -23,6 +23,22 @@ impl Intent {
     }
 }
 
+tokio::task_local! {
+    static TRACE_CONTEXT: Option<String>;
+}
+
+/// Runs `f` with `traceparent` (a W3C `traceparent` value) as the trace context every intent it
+/// records carries to the relay, and through Temporal's headers into the workflow. The API sets
+/// it per request when tracing is on.
+pub async fn with_trace_context<F: std::future::Future>(traceparent: Option<String>, f: F) -> F::Output {
+    TRACE_CONTEXT.scope(traceparent, f).await
+}
+
+/// The trace context intents recorded now carry (see [`with_trace_context`]).
+pub fn current_trace_context() -> Option<String> {
+    TRACE_CONTEXT.try_with(Clone::clone).ok().flatten()
+}
+
 #[derive(Debug, Clone)]
 pub struct OutboxRow {
     pub id: i64,
@@ -34,6 +50,8 @@ pub struct OutboxRow {
     pub payload: serde_json::Value,
     pub created_at: OffsetDateTime,
     pub attempts: i32,
+    /// The `traceparent` of the request that recorded it (tracing on), else `None`.
+    pub trace_context: Option<String>,
 }
 
 /// Records the intent to send `signal` to the workflow `workflow_id`, in the caller's
@@ -65,12 +83,14 @@ async fn enqueue(
     payload: &serde_json::Value,
 ) -> Result<i64> {
     Ok(sqlx::query_scalar!(
-        "INSERT INTO outbox (tenant_id, workflow_id, intent, name, payload) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO outbox (tenant_id, workflow_id, intent, name, payload, trace_context)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         tenant_id,
         workflow_id,
         intent.as_str(),
         name,
-        payload
+        payload,
+        current_trace_context()
     )
     .fetch_one(conn)
     .await?)
@@ -85,7 +105,8 @@ async fn enqueue(
 pub async fn due(conn: &mut PgConnection, now: OffsetDateTime, limit: i64, skip: &[i64]) -> Result<Vec<OutboxRow>> {
     Ok(sqlx::query_as!(
         OutboxRow,
-        "SELECT o.id, o.tenant_id, o.workflow_id, o.intent, o.name, o.payload, o.created_at, o.attempts
+        "SELECT o.id, o.tenant_id, o.workflow_id, o.intent, o.name, o.payload, o.created_at, o.attempts,
+                o.trace_context
            FROM outbox o
           WHERE o.delivered_at IS NULL AND o.available_at <= $3 AND o.id <> ALL($2)
             AND NOT EXISTS (SELECT 1 FROM outbox e

@@ -648,3 +648,12 @@ pub async fn resolve_for_create(conn: &mut PgConnection, t: &MatchInput<'_>) -> 
     }
     Ok((None, created_playbooks))
 }
+
+/// The states a ticket's SLA takes (the worst of its clocks, as the workflow projects it).
+pub const CLOCK_STATES: [&str; 7] = ["running", "warning", "paused", "breached", "met", "cancelled", "none"];
+
+/// Tickets' SLA by state, across tenants (the process's own role; for metrics).
+pub async fn clocks_by_state(conn: &mut PgConnection) -> Result<Vec<(String, i64)>> {
+    let rows = sqlx::query!(r#"SELECT state, count(*) AS "n!" FROM ticket_sla GROUP BY state"#).fetch_all(conn).await?;
+    Ok(rows.into_iter().map(|r| (r.state, r.n)).collect())
+}

@@ -180,10 +180,11 @@ pub async fn create(conn: &mut PgConnection, t: &NewTicket, opening: &Opening<'_
                       $28::text, $21::timestamptz
                 WHERE $22::uuid IS NOT NULL),
            intent AS (
-               INSERT INTO outbox (tenant_id, workflow_id, intent, name, payload)
+               INSERT INTO outbox (tenant_id, workflow_id, intent, name, payload, trace_context)
                SELECT $2::uuid, $29::text || archer_ticket_number($30::text, counter.last_number), 'start', $31::text,
                       jsonb_set($32::jsonb, '{input,number}',
-                                to_jsonb(archer_ticket_number($30::text, counter.last_number)))
+                                to_jsonb(archer_ticket_number($30::text, counter.last_number))),
+                      $33::text
                  FROM counter)
            INSERT INTO tickets (id, tenant_id, kind, number, title, description, requester_id, assignee_id,
                                 team_id, impact, urgency, priority, priority_reason, category, status, tags,
@@ -228,7 +229,8 @@ pub async fn create(conn: &mut PgConnection, t: &NewTicket, opening: &Opening<'_
         opening.workflow_prefix,
         t.kind.prefix(),
         opening.workflow_type,
-        opening.payload
+        opening.payload,
+        crate::outbox::current_trace_context()
     )
     .fetch_one(conn)
     .await?)

@@ -59,6 +59,8 @@ impl TicketActivities {
         let t = &input.ticket;
         let ctx = workflow_ctx(t.tenant.as_str(), &t.number.to_string());
         let mut tx = TenantTx::begin(&self.pool, t.tenant_id, &ctx).await.map_err(fail)?;
+        // (breach?, due instant) of each fact new in this transaction, counted once it commits
+        let mut recorded: Vec<(bool, Timestamp)> = Vec::new();
         for fact in &input.facts {
             let (metric, cycle, kind, at) = match fact {
                 Fact::Warning { metric, cycle, percent, at } => (metric, cycle, format!("warning_{percent}"), at),
@@ -70,6 +72,7 @@ impl TicketActivities {
                     .await
                     .map_err(fail)?;
             if new {
+                recorded.push((matches!(fact, Fact::Breach { .. }), *at));
                 tracing::info!(ticket = %t.number, metric = metric.as_str(), cycle, kind, at = %at, "SLA event recorded");
                 // playbooks with an `sla_warning`/`sla_breach` trigger start in the transaction
                 // that recorded the fact, so a retried activity (the fact no longer new) never
@@ -86,6 +89,17 @@ impl TicketActivities {
             .await
             .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
+        let m = archer_store::metrics::metrics();
+        let now = self.pool.now();
+        for (breach, at) in recorded {
+            if breach {
+                m.sla_breaches.inc();
+                let lag = odt(at).map(|due| (now - due).as_seconds_f64()).unwrap_or(0.0);
+                m.sla_breach_lag.observe(lag.max(0.0));
+            } else {
+                m.sla_warnings.inc();
+            }
+        }
         Ok(())
     }
 
@@ -249,6 +263,7 @@ impl TicketActivities {
             notifications::Claim::Send(mail) => mail,
             notifications::Claim::Done => return Ok(false),
             notifications::Claim::Unknown(mail) => {
+                archer_store::metrics::metrics().emails.with_label_values(&["unknown"]).inc();
                 tracing::warn!(
                     message_id = %mail.message_id,
                     "an earlier attempt stopped mid-send; not sending again (check the mail server's log)"

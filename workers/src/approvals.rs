@@ -299,6 +299,12 @@ fn task_state(task: &TaskRow) -> Result<TaskState, ActivityError> {
     task.state.parse().map_err(fail)
 }
 
+/// Records how long the workflow took to act on a decision (`archer_approval_decision_to_next_step_seconds`).
+fn decision_acted_on(decided: OffsetDateTime, acted: OffsetDateTime) {
+    let secs = (acted - decided).as_seconds_f64().max(0.0);
+    archer_store::metrics::metrics().approval_decision_to_next_step.observe(secs);
+}
+
 fn task_refs(tasks: &[TaskRow]) -> Vec<TaskRef> {
     tasks.iter().map(|t| TaskRef { task_id: t.id, approver_id: t.approver_id }).collect()
 }
@@ -339,6 +345,12 @@ impl ApprovalActivities {
         )
         .await
         .map_err(fail)?;
+        if new && input.index > 0 {
+            // the decision that closed the previous step, to this one opening
+            if let Some(decided) = approvals::last_decision_at(&mut tx, input.approval_id).await.map_err(fail)? {
+                decision_acted_on(decided, step.started_at);
+            }
+        }
         if new {
             let asked = self.resolve(&mut tx, &input.step.approvers, &ticket).await.map_err(fail)?;
             for (i, a) in asked.into_iter().enumerate() {
@@ -459,13 +471,20 @@ impl ApprovalActivities {
             Outcome::Approved { reason } | Outcome::Rejected { reason } | Outcome::Cancelled { reason } => reason,
         };
         let step_state = StepState::from(&input.outcome).as_str();
+        let mut pending_metric = None;
         match input.step_id {
             Some(step) => {
                 approvals::close_step(&mut tx, step, step_state, reason).await.map_err(fail)?;
             }
             None => {
                 let state = ApprovalState::from(&input.outcome).as_str();
-                approvals::finish(&mut tx, input.approval_id, state, reason).await.map_err(fail)?;
+                let finished = approvals::finish(&mut tx, input.approval_id, state, reason).await.map_err(fail)?;
+                if !matches!(input.outcome, Outcome::Cancelled { .. })
+                    && let Some(decided) =
+                        approvals::last_decision_at(&mut tx, input.approval_id).await.map_err(fail)?
+                {
+                    pending_metric = Some((decided, tx.now(), finished));
+                }
                 // any step still open (cancellation) closes with it
                 for step in approvals::steps(&mut tx, input.approval_id).await.map_err(fail)? {
                     if step.state.parse::<StepState>().map_err(fail)? == StepState::Open {
@@ -475,6 +494,9 @@ impl ApprovalActivities {
             }
         }
         tx.commit().await.map_err(fail)?;
+        if let Some((decided, now, true)) = pending_metric {
+            decision_acted_on(decided, now);
+        }
         Ok(())
     }
 

@@ -273,9 +273,22 @@ impl Mailer {
 
     /// Renders `email` and sends it to every recipient as one multipart/alternative message.
     pub async fn send(&self, email: &OutgoingEmail) -> Result<(), EmailError> {
+        use tracing::Instrument;
+        // a span of the activity's trace (tracing on), its id on every line logged here
+        let span = tracing::info_span!(
+            "smtp.send",
+            template = %email.template,
+            message_id = %email.message_id,
+            trace_id = crate::telemetry::current_trace_id(),
+        );
+        self.send_traced(email).instrument(span).await
+    }
+
+    async fn send_traced(&self, email: &OutgoingEmail) -> Result<(), EmailError> {
         let message = self.message(email)?;
         match self.transport.send(message).await {
             Ok(response) => {
+                archer_store::metrics::metrics().emails.with_label_values(&["sent"]).inc();
                 tracing::info!(
                     template = %email.template,
                     message_id = %email.message_id,
@@ -288,6 +301,7 @@ impl Mailer {
             }
             Err(e) => {
                 let e = classify(e);
+                archer_store::metrics::metrics().emails.with_label_values(&["failed"]).inc();
                 tracing::warn!(
                     template = %email.template,
                     message_id = %email.message_id,

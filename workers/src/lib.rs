@@ -9,6 +9,7 @@ pub mod approvals;
 pub mod email;
 pub mod links;
 pub mod playbooks;
+pub mod telemetry;
 pub mod temporal;
 pub mod worker;
 

@@ -42,8 +42,13 @@ pub async fn connect(cfg: &TemporalConfig) -> Result<Client, TemporalError> {
         .connect_timeout(Duration::from_secs(10))
         .build();
     let connection = Connection::connect(conn_opts).await.map_err(|e| err(Box::new(e)))?;
-    let client =
-        Client::new(connection, ClientOptions::new(cfg.namespace.clone()).build()).map_err(|e| err(Box::new(e)))?;
+    let mut options = ClientOptions::new(cfg.namespace.clone());
+    if crate::telemetry::tracing_enabled() {
+        // starts and signals carry the caller's trace context in Temporal's `_tracer-data`
+        // header; a worker of this client continues it into workflows and activities
+        options = options.plugin(temporalio_sdk::opentelemetry::OpenTelemetryPlugin::builder().build());
+    }
+    let client = Client::new(connection, options.build()).map_err(|e| err(Box::new(e)))?;
     Ok(client)
 }
 

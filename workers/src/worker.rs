@@ -43,6 +43,9 @@ pub struct WorkerDeps {
     /// to any worker, which replays the workflow from its history (`worker_sticky_timeout_secs`).
     /// A timer that fires as a worker dies (a breach falling due) waits this long.
     pub sticky_timeout: std::time::Duration,
+    /// After shutdown begins, running activities get this long to finish before they are
+    /// cancelled (and retried by Temporal on another worker) (`shutdown_grace_secs`).
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl std::fmt::Debug for WorkerDeps {
@@ -100,6 +103,28 @@ impl WorkerHandle {
     }
 }
 
+/// The SDK's runtime, its metrics exported in Prometheus form on a loopback port of its own,
+/// which the process's `/metrics` reads and serves beside Archer's (`temporal_*`: task slots,
+/// the sticky cache, pollers, latencies), named as Prometheus expects (`_total`, seconds).
+fn sdk_runtime_options() -> Result<temporalio_sdk::runtime::RuntimeOptions, TemporalError> {
+    use temporalio_common::telemetry::{PrometheusExporterOptions, TelemetryOptions, start_prometheus_metric_exporter};
+    let exporter = start_prometheus_metric_exporter(
+        PrometheusExporterOptions::builder()
+            .socket_addr(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .counters_total_suffix(true)
+            .unit_suffix(true)
+            .use_seconds_for_durations(true)
+            .build(),
+    )
+    .map_err(|e| TemporalError::Worker(format!("the SDK's metrics exporter: {e}")))?;
+    crate::telemetry::set_sdk_metrics(exporter.bound_addr);
+    let meter: Arc<dyn temporalio_common::telemetry::metrics::CoreMeter> = exporter.meter;
+    temporalio_sdk::runtime::RuntimeOptions::builder()
+        .telemetry_options(TelemetryOptions::builder().metrics(meter).build())
+        .build()
+        .map_err(TemporalError::Worker)
+}
+
 /// Connects to Temporal, registers Archer's workflows and activities and starts polling.
 /// Returns once the worker is polling (or failed to start).
 pub fn spawn_worker(cfg: TemporalConfig, deps: WorkerDeps) -> Result<WorkerHandle, TemporalError> {
@@ -114,7 +139,7 @@ pub fn spawn_worker(cfg: TemporalConfig, deps: WorkerDeps) -> Result<WorkerHandl
             rt.block_on(async move {
                 let started = async {
                     let client = temporal::connect(&cfg).await?;
-                    let runtime = Runtime::from_current_tokio(Default::default())
+                    let runtime = Runtime::from_current_tokio(sdk_runtime_options()?)
                         .map_err(|e| TemporalError::Worker(e.to_string()))?;
                     let pool = archer_store::connect_with(
                         &deps.database_url,
@@ -123,7 +148,7 @@ pub fn spawn_worker(cfg: TemporalConfig, deps: WorkerDeps) -> Result<WorkerHandl
                     )
                     .await
                     .map_err(|e| TemporalError::Worker(format!("database: {e}")))?;
-                    let pool = archer_store::Db::new(pool, deps.clock.clone());
+                    let pool = archer_store::Db::new(pool, deps.clock.clone()).watched("worker");
                     let mailer = deps
                         .mail
                         .as_ref()
@@ -159,6 +184,7 @@ pub fn spawn_worker(cfg: TemporalConfig, deps: WorkerDeps) -> Result<WorkerHandl
                         .register_activities(playbooks)
                         .max_cached_workflows(deps.max_cached_workflows)
                         .sticky_queue_schedule_to_start_timeout(deps.sticky_timeout)
+                        .graceful_shutdown_period(deps.shutdown_grace)
                         .build();
                     let worker =
                         Worker::new(&runtime, client, options).map_err(|e| TemporalError::Worker(e.to_string()))?;

@@ -13,7 +13,7 @@ use temporalio_common::protos::temporal::api::workflowservice::v1::GetSystemInfo
 use crate::app::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(health)).routes(routes!(ready))
+    OpenApiRouter::new().routes(routes!(health)).routes(routes!(ready)).routes(routes!(metrics))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -114,4 +114,15 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness
     let ready = r.database.ok && r.migrations.ok && r.temporal.ok && r.outbox.ok;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(Readiness { ready, ..r }))
+}
+
+/// Prometheus metrics of this process, in the text exposition format: HTTP traffic by route,
+/// the outbox and its relay, workflow starts and signals, SLA clocks, warnings, breaches and
+/// breach lag, approvals, emails, database pools (and the Temporal SDK's `temporal_*` when a
+/// worker runs in the process). Names and labels: see the README ("Operations").
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses(
+    (status = 200, content_type = "text/plain; version=0.0.4", body = String, description = "Prometheus text exposition"),
+))]
+pub async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    crate::ops::metrics_response(crate::ops::metrics_text(Some(&state.pool)).await)
 }

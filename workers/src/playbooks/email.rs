@@ -117,6 +117,7 @@ async fn send_queued(acts: &PlaybookActivities, tenant_id: Uuid, id: Uuid) -> Re
         Claim::Send(mail) => mail,
         Claim::Done => return Ok(json!({"sent": 1})),
         Claim::Unknown(mail) => {
+            archer_store::metrics::metrics().emails.with_label_values(&["unknown"]).inc();
             tracing::warn!(message_id = %mail.message_id, "an earlier attempt stopped mid-send; not sending again");
             return Ok(json!({"sent": 1}));
         }
