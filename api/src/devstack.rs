@@ -662,7 +662,7 @@ fn print_banner(config: &crate::config::Config, ui: Option<&str>, mail_ui: Optio
     println!();
     println!("  Portal        {api}/portal   (sign in with a demo login below)");
     println!("  API           {api}/api/v1   (OpenAPI: {api}/api/v1/openapi.json)");
-    println!("  Ready         {api}/ready");
+    println!("  Ready         {api}/ready   (metrics: {api}/metrics)");
     if let Some(ui) = ui {
         println!("  Temporal UI   {ui}/namespaces/default/workflows");
     }

@@ -271,6 +271,16 @@ impl Mailer {
         &self.templates
     }
 
+    /// Connects to the SMTP server as sending does (TLS and the login included) and asks it for
+    /// a NOOP: `archer doctor`'s check that email can go out.
+    pub async fn test_connection(&self) -> Result<(), EmailError> {
+        match self.transport.test_connection().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(EmailError::Transient(format!("{} did not answer NOOP", self.server))),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
     /// Renders `email` and sends it to every recipient as one multipart/alternative message.
     pub async fn send(&self, email: &OutgoingEmail) -> Result<(), EmailError> {
         use tracing::Instrument;

@@ -372,3 +372,112 @@ async fn one_trace_follows_a_request_from_the_api_call_to_the_email_it_caused() 
     assert!(has_trace(&worker.stdout.lock().unwrap()), "the worker's logs name the trace");
     app.stop().await;
 }
+
+/// SIGTERM to `archer serve` under load: it stops accepting, answers every request it had
+/// accepted (none cut off, none failed), and exits 0; each ticket it acknowledged exists and
+/// its workflow intent is delivered once the API runs again.
+#[tokio::test(flavor = "multi_thread")]
+async fn archer_serve_answers_the_requests_it_accepted_when_told_to_stop() {
+    use futures::StreamExt;
+    let app = archer_tests::spawn_app_with(archer_tests::Options { worker: false, relay: false }).await;
+    let t = app.tenant().await;
+    let mut api = start(&app, "serve", &[]).await;
+    // a connection per request, so a request never lands on a kept-alive connection the server
+    // is closing (that race is the client's to retry, not a dropped request)
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let load = {
+        let (http, base, token, done) = (http.clone(), api.base.clone(), t.agent.token.clone(), done.clone());
+        tokio::spawn(async move {
+            futures::stream::iter(0..300)
+                .map(|i| {
+                    let (http, base, token, done) = (http.clone(), base.clone(), token.clone(), done.clone());
+                    async move {
+                        let r = http
+                            .post(format!("{base}/api/v1/tickets"))
+                            .bearer_auth(&token)
+                            .json(
+                                &json!({"kind": "incident", "title": format!("drain {i}"), "impact": 3, "urgency": 3}),
+                            )
+                            .send()
+                            .await;
+                        done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        match r {
+                            Ok(r) => {
+                                let status = r.status().as_u16();
+                                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                                Ok((status, body["number"].as_str().map(str::to_owned)))
+                            }
+                            Err(e) => Err((e.is_connect(), e.to_string())),
+                        }
+                    }
+                })
+                .buffer_unordered(12)
+                .collect::<Vec<_>>()
+                .await
+        })
+    };
+    archer_tests::eventually(Duration::from_secs(30), "part of the load answered", || async {
+        done.load(std::sync::atomic::Ordering::SeqCst) >= 30
+    })
+    .await;
+    let status = api.terminate(Duration::from_secs(40)).await;
+    assert!(status.success(), "exit status {status:?}");
+    let results = load.await.unwrap();
+    let mut created = Vec::new();
+    for r in &results {
+        match r {
+            Ok((201, Some(number))) => created.push(number.clone()),
+            Ok((status, _)) => panic!("a request answered {status} while the API stopped"),
+            Err((true, _)) => {} // refused: the listener was closed, nothing was accepted
+            Err((false, e)) => panic!("a request the API had accepted was cut off: {e}"),
+        }
+    }
+    assert!(created.len() >= 30 && created.len() < 300, "the stop landed mid-load ({} created)", created.len());
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM tickets WHERE tenant_id = $1 AND title LIKE 'drain %'")
+        .bind(t.id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored as usize, created.len(), "every acknowledged ticket, and only those, is stored");
+    let intents: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE tenant_id = $1 AND intent = 'start' AND name = 'ticket'")
+            .bind(t.id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(intents as usize, created.len(), "each with its workflow's start intent");
+    app.stop().await;
+}
+
+/// SIGTERM to `archer worker` while an activity is sending email: the worker takes no new task,
+/// lets the send finish (the SMTP server takes seconds to accept), records it sent, and exits 0
+/// within its grace period. The email arrives once, and nothing is left outcome-unknown.
+#[tokio::test(flavor = "multi_thread")]
+async fn archer_worker_lets_a_running_activity_finish_when_told_to_stop() {
+    let app = archer_tests::spawn_app_with(archer_tests::Options { worker: false, relay: true }).await;
+    let Laptop { t, employee, item, .. } = laptop(&app).await;
+    app.mail.delay_acceptance(Duration::from_secs(4));
+    let mut worker = start(&app, "worker", &[("ARCHER_SHUTDOWN_GRACE_SECS", "20".to_owned())]).await;
+    let r = app.submit(&employee, &item, laptop_answers()).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let number = r.json["number"].as_str().unwrap().to_owned();
+    archer_tests::eventually(Duration::from_secs(30), "the approval email being sent", || async {
+        app.count("SELECT count(*) FROM email_outbox WHERE sending_since IS NOT NULL AND sent_at IS NULL").await == 1
+    })
+    .await;
+    let stopping = std::time::Instant::now();
+    let status = worker.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "exit status {status:?}");
+    let (sent, unknown): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE sent_at IS NOT NULL), count(*) FILTER (WHERE outcome_unknown_at IS NOT NULL)
+           FROM email_outbox",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((sent, unknown), (1, 0), "the send in flight finished before the worker exited");
+    assert!(stopping.elapsed() < Duration::from_secs(20), "within the grace period: {:?}", stopping.elapsed());
+    assert_eq!(app.approval_mails(&t.manager, &number), 1, "the email arrived, once");
+    app.stop().await;
+}
