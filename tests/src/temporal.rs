@@ -84,7 +84,17 @@ pub async fn signal_names(client: &Client, workflow_id: &str) -> Vec<String> {
 
 /// A replayer knowing every Archer workflow.
 fn replayer() -> WorkflowReplayer {
-    let opts = WorkflowReplayerOptions::new()
+    replayer_with(false)
+}
+
+/// A replayer of Archer's workflows; `traced`: with the Temporal SDK's OpenTelemetry plugin, as
+/// a worker runs them when `otlp_endpoint` is set.
+fn replayer_with(traced: bool) -> WorkflowReplayer {
+    let mut opts = WorkflowReplayerOptions::new();
+    if traced {
+        opts = opts.worker_plugin(temporalio_sdk::opentelemetry::OpenTelemetryPlugin::builder().build());
+    }
+    let opts = opts
         .register_workflow::<TicketWorkflow>()
         .expect("register ticket workflow")
         .register_workflow::<RequestWorkflow>()
@@ -121,13 +131,18 @@ pub fn histories_dir() -> PathBuf {
 
 /// Replays every recorded history in `dir` (a workflow type's folder); returns how many.
 pub async fn replay_recorded(dir: &Path) -> usize {
+    replay_recorded_with(dir, false).await
+}
+
+/// [`replay_recorded`], with the worker's tracing plugin installed when `traced`.
+pub async fn replay_recorded_with(dir: &Path, traced: bool) -> usize {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    let r = replayer();
+    let r = replayer_with(traced);
     for f in &files {
         let bytes = std::fs::read(f).expect("read history");
         let h = WorkflowHistory::from_json(&bytes).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
