@@ -47,6 +47,11 @@ const HOLD_LOCKED: Duration = Duration::from_secs(30);
 const REFUSED_LINKS_TTL: time::Duration = time::Duration::days(90);
 /// Idempotency keys are kept this long.
 const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
+/// An email claimed for sending this long ago and not finished had a sender that died (every
+/// send activity times out within a minute), and is flagged outcome unknown.
+const STALLED_SEND: time::Duration = time::Duration::minutes(5);
+/// How often the relay looks for such emails.
+const STALLED_SENDS_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -108,6 +113,7 @@ async fn lead(pool: &Db, temporal: &TemporalConfig, shutdown: &CancellationToken
         tracing::warn!(error = %e, "could not register search attributes; starts fail until they exist");
     }
     let mut last_housekeeping = tokio::time::Instant::now() - Duration::from_secs(3600);
+    let mut last_stalled_sends = tokio::time::Instant::now() - Duration::from_secs(3600);
     let mut relay = Pipeline::default();
     // the last fetch filled a batch, or a notification came: fetch again as soon as there is room
     let mut more = true;
@@ -134,6 +140,18 @@ async fn lead(pool: &Db, temporal: &TemporalConfig, shutdown: &CancellationToken
             if last_housekeeping.elapsed() > Duration::from_secs(600) {
                 housekeeping(&mut lock_conn, pool.now()).await?;
                 last_housekeeping = tokio::time::Instant::now();
+            }
+            if last_stalled_sends.elapsed() > STALLED_SENDS_EVERY {
+                let n =
+                    archer_store::notifications::flag_stalled_sends(&mut lock_conn, pool.now(), STALLED_SEND).await?;
+                if n > 0 {
+                    archer_store::metrics::metrics().emails.with_label_values(&["unknown"]).inc_by(n);
+                    tracing::warn!(
+                        emails = n,
+                        "emails whose sender died mid-send flagged outcome unknown (not sent again)"
+                    );
+                }
+                last_stalled_sends = tokio::time::Instant::now();
             }
             tokio::select! {
                 _ = shutdown.cancelled() => {}

@@ -207,3 +207,21 @@ pub async fn email_failed(conn: &mut PgConnection, id: Uuid, error: &str) -> Res
         .await?;
     Ok(())
 }
+
+/// Flags as outcome unknown the emails whose sender claimed them more than `stalled` before
+/// `now` and has not finished: it died mid-send (the email may or may not have gone out), and
+/// no retry of its activity came back to them, as happens when the workflow moved on first
+/// (the approver decided before the retry ran). They are never sent again. Returns how many.
+pub async fn flag_stalled_sends(conn: &mut PgConnection, now: OffsetDateTime, stalled: time::Duration) -> Result<u64> {
+    let r = sqlx::query!(
+        "UPDATE email_outbox SET outcome_unknown_at = $1, sending_since = NULL,
+                last_error = 'the sender stopped while sending: it may have been delivered, so it is not sent again'
+          WHERE sending_since < $1::timestamptz - make_interval(secs => $2)
+            AND sent_at IS NULL AND outcome_unknown_at IS NULL",
+        now,
+        stalled.as_seconds_f64()
+    )
+    .execute(conn)
+    .await?;
+    Ok(r.rows_affected())
+}

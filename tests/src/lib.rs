@@ -11,6 +11,7 @@ pub mod browser;
 pub mod engine;
 pub mod http;
 pub mod playbooks;
+pub mod processes;
 pub mod sla;
 pub mod smtp;
 pub mod temporal;

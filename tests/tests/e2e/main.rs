@@ -33,6 +33,7 @@ mod playbook_views;
 mod playbooks_api;
 mod portal;
 mod replay;
+mod scale_out;
 mod sla;
 mod store;
 mod tenancy;

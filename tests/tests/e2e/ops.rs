@@ -481,3 +481,59 @@ async fn archer_worker_lets_a_running_activity_finish_when_told_to_stop() {
     assert_eq!(app.approval_mails(&t.manager, &number), 1, "the email arrived, once");
     app.stop().await;
 }
+
+/// An email whose sender died mid-send and that no retry came back to (the workflow moved on
+/// first: its approver decided) is flagged outcome unknown by the relay's sweep, 5 minutes after
+/// its claim, and counted in `archer_emails_total{outcome="unknown"}`; one claimed a moment ago
+/// (a sender may still be at it) is left alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_send_whose_sender_died_is_flagged_outcome_unknown() {
+    let app = archer_tests::spawn_app_with(archer_tests::Options { worker: false, relay: false }).await;
+    let t = app.tenant().await;
+    let mut ids = Vec::new();
+    for (name, claimed_ago) in [("stalled", "6 minutes"), ("recent", "10 seconds")] {
+        let mut tx =
+            archer_store::TenantTx::begin(&app.db, t.id, &archer_store::AuditContext::default()).await.unwrap();
+        let id = archer_store::notifications::queue_email(
+            &mut tx,
+            t.id,
+            &format!("<ops.{name}.{}@archer>", t.slug),
+            &json!([{"name": "Alex", "address": "alex@acme.example"}]),
+            "approval_request",
+            &json!({}),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        sqlx::query("UPDATE email_outbox SET sending_since = now() - $2::interval WHERE id = $1")
+            .bind(id)
+            .bind(claimed_ago)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    // an `archer serve` leads the relay and sweeps at once
+    let api = start(&app, "serve", &[]).await;
+    let state = |id: uuid::Uuid| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_as::<_, (bool, bool)>(
+                "SELECT outcome_unknown_at IS NOT NULL, sending_since IS NOT NULL FROM email_outbox WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    archer_tests::eventually(Duration::from_secs(30), "the stalled send flagged", || async {
+        state(ids[0]).await == (true, false)
+    })
+    .await;
+    assert_eq!(state(ids[1]).await, (false, true), "a recent claim is left to its sender");
+    let (_, body) = scrape(&app.http, &format!("{}/metrics", api.base)).await;
+    assert_eq!(value(&samples(&body), "archer_emails_total", &[("outcome", "unknown")]), Some(1.0));
+    assert_eq!(app.mail.messages().len(), 0, "nothing is sent again");
+    app.stop().await;
+}
