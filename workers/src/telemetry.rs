@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{FutureExt, TraceContextExt, WithContext};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -90,5 +92,46 @@ pub async fn sdk_metrics_text() -> Option<String> {
             tracing::warn!(error = %e, "the Temporal SDK's metrics exporter did not answer");
             None
         }
+    }
+}
+
+/// Every activity runs in a `tracing` span naming the activity, its workflow (`<tenant>/<number>`:
+/// the tenant and the ticket), the attempt and, tracing on, the trace id, so each line an
+/// activity logs carries them (and, tracing on, its spans sit under the SDK's `RunActivity`).
+pub(crate) fn activity_spans() -> temporalio_sdk::SimplePlugin {
+    use temporalio_sdk::interceptors::ActivityInboundInterceptor;
+    temporalio_sdk::SimplePlugin::builder("archer-activity-spans")
+        .activity_inbound_interceptors(vec![Arc::new(ActivitySpans) as Arc<dyn ActivityInboundInterceptor>])
+        .build()
+}
+
+struct ActivitySpans;
+
+impl temporalio_sdk::interceptors::ActivityInboundInterceptor for ActivitySpans {
+    fn execute_activity<'a>(
+        &'a self,
+        input: temporalio_sdk::interceptors::ExecuteActivityInput,
+        next: temporalio_sdk::interceptors::Next<
+            'a,
+            temporalio_sdk::interceptors::ExecuteActivityInput,
+            temporalio_sdk::interceptors::ExecuteActivityOutput<'a>,
+        >,
+    ) -> temporalio_sdk::interceptors::ExecuteActivityOutput<'a> {
+        use tracing::Instrument;
+        let info = input.activity_info();
+        let (activity, workflow_id, attempt) =
+            (info.activity_type.clone(), info.workflow_id.clone().unwrap_or_default(), info.attempt);
+        // made when first polled, inside the OpenTelemetry plugin's context (an outer
+        // interceptor attaches it to the future this returns, not to this call)
+        Box::pin(async move {
+            let span = tracing::info_span!(
+                "activity",
+                activity = %activity,
+                workflow_id = %workflow_id,
+                attempt,
+                trace_id = current_trace_id(),
+            );
+            next.run(input).instrument(span).await
+        })
     }
 }

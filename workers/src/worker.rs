@@ -185,6 +185,7 @@ pub fn spawn_worker(cfg: TemporalConfig, deps: WorkerDeps) -> Result<WorkerHandl
                         .max_cached_workflows(deps.max_cached_workflows)
                         .sticky_queue_schedule_to_start_timeout(deps.sticky_timeout)
                         .graceful_shutdown_period(deps.shutdown_grace)
+                        .worker_plugin(crate::telemetry::activity_spans())
                         .build();
                     let worker =
                         Worker::new(&runtime, client, options).map_err(|e| TemporalError::Worker(e.to_string()))?;
