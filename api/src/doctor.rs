@@ -36,7 +36,7 @@ use temporalio_common::protos::temporal::api::workflowservice::v1::{
 };
 use url::Url;
 
-use archer_orchestrator::workflows::search::{self, AttributeType};
+use archer_orchestrator::workflows::search;
 
 use crate::config::{Config, ConfigError};
 
@@ -602,14 +602,6 @@ async fn namespace(client: &Client, namespace: &str) -> Check {
     }
 }
 
-fn indexed(ty: &AttributeType) -> IndexedValueType {
-    match ty {
-        AttributeType::Keyword => IndexedValueType::Keyword,
-        AttributeType::Int => IndexedValueType::Int,
-        AttributeType::Datetime => IndexedValueType::Datetime,
-    }
-}
-
 /// Archer's search attributes (`archer_workers::temporal::ensure_search_attributes` registers
 /// them), present with their types.
 async fn search_attributes(client: &Client, namespace: &str) -> Check {
@@ -628,7 +620,7 @@ async fn search_attributes(client: &Client, namespace: &str) -> Check {
     let mut missing = Vec::new();
     let mut wrong = Vec::new();
     for (name, ty) in search::ALL {
-        let want = indexed(ty);
+        let want = archer_workers::temporal::indexed_value_type(ty);
         match existing.get(*name) {
             None => missing.push(format!("{name} ({want:?})")),
             Some(t) if *t != want as i32 => wrong.push(format!("{name} is {} but must be {want:?}", type_name(*t))),

@@ -80,8 +80,11 @@ pub(crate) fn set_sdk_metrics(addr: SocketAddr) {
 /// The Temporal SDK's metrics (`temporal_*`), as Prometheus text, when a worker runs in this
 /// process: read from the SDK's own exporter, which listens on loopback only.
 pub async fn sdk_metrics_text() -> Option<String> {
+    // one client for every scrape (its connection to the exporter is kept)
+    static CLIENT: std::sync::LazyLock<Option<reqwest::Client>> =
+        std::sync::LazyLock::new(|| reqwest::Client::builder().timeout(Duration::from_secs(2)).build().ok());
     let addr = SDK_METRICS.lock().ok().and_then(|a| *a)?;
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().ok()?;
+    let client = CLIENT.as_ref()?;
     match client.get(format!("http://{addr}/metrics")).send().await {
         Ok(r) if r.status().is_success() => r.text().await.ok(),
         Ok(r) => {

@@ -52,6 +52,15 @@ pub async fn connect(cfg: &TemporalConfig) -> Result<Client, TemporalError> {
     Ok(client)
 }
 
+/// The type Temporal indexes a search attribute of type `ty` as.
+pub fn indexed_value_type(ty: &AttributeType) -> IndexedValueType {
+    match ty {
+        AttributeType::Keyword => IndexedValueType::Keyword,
+        AttributeType::Int => IndexedValueType::Int,
+        AttributeType::Datetime => IndexedValueType::Datetime,
+    }
+}
+
 /// Registers Archer's search attributes on the namespace if they are missing. Idempotent; on a
 /// cluster where the operator API is not allowed, register them once by hand (see the README).
 pub async fn ensure_search_attributes(client: &Client, namespace: &str) -> Result<(), TemporalError> {
@@ -64,14 +73,7 @@ pub async fn ensure_search_attributes(client: &Client, namespace: &str) -> Resul
     let missing: HashMap<String, i32> = search::ALL
         .iter()
         .filter(|(name, _)| !existing.custom_attributes.contains_key(*name))
-        .map(|(name, ty)| {
-            let t = match ty {
-                AttributeType::Keyword => IndexedValueType::Keyword,
-                AttributeType::Int => IndexedValueType::Int,
-                AttributeType::Datetime => IndexedValueType::Datetime,
-            };
-            ((*name).to_owned(), t as i32)
-        })
+        .map(|(name, ty)| ((*name).to_owned(), indexed_value_type(ty) as i32))
         .collect();
     if missing.is_empty() {
         return Ok(());
